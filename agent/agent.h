@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The rayos-agent daemon: options, and the entry points main.c dispatches to. */
+#ifndef RAYOS_AGENT_H
+#define RAYOS_AGENT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#define RAYOS_POLICY_DIR_DEFAULT	"/etc/rayos/policies"
+#define RAYOS_STATE_DIR_DEFAULT		"/var/lib/rayos"
+#define RAYOS_RUN_DIR_DEFAULT		"/run/rayos"
+#define RAYOS_METRICS_PORT_DEFAULT	9469
+
+/* Directories are limited so that every file name built in them fits PATH_MAX. */
+#define RAYOS_DIR_LEN			1024
+
+struct agent_opts {
+	char policy_dir[RAYOS_DIR_LEN];
+	char state_dir[RAYOS_DIR_LEN];
+	char run_dir[RAYOS_DIR_LEN];
+	char pin_root[RAYOS_DIR_LEN];
+	uint32_t max_vms;
+	uint16_t metrics_port;	/* 127.0.0.1:port/metrics; 0 = off */
+	bool daemonize;
+	bool keep_caps;		/* debugging: do not drop capabilities */
+};
+
+void agent_opts_default(struct agent_opts *o);
+
+/* Run the agent in the foreground until stopped; returns the exit status. */
+int agent_run(const struct agent_opts *o);
+
+/* Keep only the Linux capabilities the running agent needs.  names gets
+ * the kept set, e.g. "cap_net_admin,cap_net_raw,cap_bpf". */
+int privs_drop(char *names, size_t len);
+
+#endif

@@ -1,0 +1,654 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The agent process: takes the lock, loads and adopts the BPF objects,
+ * applies the policy directory, drops capabilities, then runs one epoll loop
+ * over signals, the policy directory (inotify), and the control socket.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/control.h"
+#include "agent/evloop.h"
+#include "agent/http.h"
+#include "agent/ifwatch.h"
+#include "agent/netstats.h"
+#include "agent/registry.h"
+#include "agent/log.h"
+#include "agent/policy.h"
+#include "agent/util.h"
+#include "loader/loader.h"
+#include "loader/publish.h"
+#include "loader/stats.h"
+
+/* Editors write a file in several steps; apply once the directory has
+ * been quiet this long. */
+#define RELOAD_DEBOUNCE_MS	50
+
+struct agent {
+	const struct agent_opts *opts;
+	int epfd;
+	bool running, purge;
+	struct loader *ld;
+	struct control_server *ctl;
+	struct ev_source sig, inotify, debounce, links, events;
+	struct loader_events *ring;
+	struct netstats ns;
+	struct http_server *http;
+	struct registry *reg;
+	struct policy_set *set;		/* the applied policy */
+	char last_error[PATH_MAX + 512];	/* last rejected policy, "" if none */
+	uint64_t applied_version;
+	uint64_t applied_at;		/* CLOCK_REALTIME seconds */
+	double apply_ms;
+	struct timespec started;
+	char caps_kept[256];
+	struct rayos_feature_state features[RAYOS_FEAT_MAX];
+	int lock_fd;
+};
+
+void agent_opts_default(struct agent_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	strcpy(o->policy_dir, RAYOS_POLICY_DIR_DEFAULT);
+	strcpy(o->state_dir, RAYOS_STATE_DIR_DEFAULT);
+	strcpy(o->run_dir, RAYOS_RUN_DIR_DEFAULT);
+	strcpy(o->pin_root, RAYOS_PIN_ROOT_DEFAULT);
+	o->metrics_port = RAYOS_METRICS_PORT_DEFAULT;
+}
+
+int ev_add(int epfd, struct ev_source *src, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = src };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, src->fd, &ev) ? -errno : 0;
+}
+
+void ev_del(int epfd, struct ev_source *src)
+{
+	epoll_ctl(epfd, EPOLL_CTL_DEL, src->fd, NULL);
+}
+
+static double elapsed_ms(const struct timespec *a)
+{
+	struct timespec b;
+
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	return (b.tv_sec - a->tv_sec) * 1e3 + (b.tv_nsec - a->tv_nsec) / 1e6;
+}
+
+/* Parse, validate, compile and publish the policy directory.  Any failure
+ * leaves the maps exactly as they were and is remembered for `status`. */
+static int apply_policy_dir(struct agent *a, const char *why)
+{
+	struct compiled_policy *cp = NULL;
+	struct policy_set *set = NULL;
+	struct publish_stats st;
+	struct policy_error perr;
+	struct timespec t0;
+	char msg[PATH_MAX + 512];
+	int err;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	memset(&perr, 0, sizeof(perr));
+	err = policy_load_dir(a->opts->policy_dir, &set, &perr);
+	if (!err)
+		err = policy_compile(set, &cp, &perr);
+	if (err) {
+		policy_error_format(&perr, msg, sizeof(msg));
+		log_err("policy rejected (%s): %s; still enforcing version %llu",
+			why, msg, (unsigned long long)a->applied_version);
+		snprintf(a->last_error, sizeof(a->last_error), "%s", msg);
+		goto out;
+	}
+	err = publish_policy(a->ld, cp, &st);
+	if (err) {
+		snprintf(a->last_error, sizeof(a->last_error),
+			 "publishing to the maps failed: %s", strerror(-err));
+		log_err("policy not applied (%s): %s; still enforcing version %llu",
+			why, a->last_error, (unsigned long long)a->applied_version);
+		goto out;
+	}
+	a->apply_ms = elapsed_ms(&t0);
+	a->applied_version = st.version;
+	a->applied_at = time(NULL);
+	a->last_error[0] = '\0';
+	policy_set_free(a->set);
+	a->set = set;
+	set = NULL;
+	registry_overlay(a->reg, a->set);
+	ifwatch_reconcile(a->ld, a->set);
+	log_info("policy version %llu applied (%s) from %s: %zu VMs "
+		 "(%u added, %u changed, %u unchanged, %u removed), %llu entries "
+		 "written, %llu deleted, %.2f ms",
+		 (unsigned long long)st.version, why, a->opts->policy_dir,
+		 a->set->nr_vms, st.added, st.changed, st.unchanged, st.removed,
+		 (unsigned long long)st.entries_written,
+		 (unsigned long long)st.entries_deleted, a->apply_ms);
+out:
+	compiled_policy_free(cp);
+	policy_set_free(set);
+	return err;
+}
+
+/* ---- event sources ---- */
+
+static void on_signal(struct ev_source *src, uint32_t events)
+{
+	struct agent *a = (struct agent *)((char *)src - offsetof(struct agent, sig));
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(src->fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			apply_policy_dir(a, "SIGHUP");
+			continue;
+		}
+		log_info("signal %d: stopping (pins stay)", si.ssi_signo);
+		a->running = false;
+	}
+}
+
+static void arm_debounce(struct agent *a)
+{
+	struct itimerspec its = {
+		.it_value.tv_nsec = RELOAD_DEBOUNCE_MS * 1000000L,
+	};
+
+	timerfd_settime(a->debounce.fd, 0, &its, NULL);
+}
+
+static void on_inotify(struct ev_source *src, uint32_t events)
+{
+	struct agent *a = (struct agent *)((char *)src - offsetof(struct agent, inotify));
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool relevant = false;
+	ssize_t n;
+
+	(void)events;
+	while ((n = read(src->fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+
+			if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF))
+				log_err("policy directory %s was removed or moved: keeping "
+					"the applied policy; restart the agent once it is back",
+					a->opts->policy_dir);
+			else
+				relevant = true;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	if (relevant)
+		arm_debounce(a);
+}
+
+static void on_debounce(struct ev_source *src, uint32_t events)
+{
+	struct agent *a = (struct agent *)((char *)src - offsetof(struct agent, debounce));
+	uint64_t ticks;
+
+	(void)events;
+	if (read(src->fd, &ticks, sizeof(ticks)) != sizeof(ticks))
+		return;
+	apply_policy_dir(a, "policy directory changed");
+}
+
+static void on_links(struct ev_source *src, uint32_t events)
+{
+	struct agent *a = (struct agent *)((char *)src - offsetof(struct agent, links));
+
+	(void)events;
+	ifwatch_event(src->fd, a->ld, a->set);
+}
+
+static void on_drop_event(void *ctx, const struct rayos_event *ev)
+{
+	struct agent *a = ctx;
+
+	netstats_record(&a->ns, ev);
+	log_debug("drop: VM %u %s %s rule %d proto %u port %u", ev->vm_id,
+		  netstats_dir_name(ev->dir), netstats_reason_name(ev->reason) ?: "?",
+		  ev->rule == RAYOS_EV_RULE_NONE ? -1 : ev->rule, ev->proto, ev->dport);
+}
+
+static void on_events(struct ev_source *src, uint32_t events)
+{
+	struct agent *a = (struct agent *)((char *)src - offsetof(struct agent, events));
+
+	(void)events;
+	loader_events_consume(a->ring);
+}
+
+static void render_metrics(void *ctx, FILE *out)
+{
+	struct agent *a = ctx;
+	struct rayos_policy_info info = {};
+
+	publish_read_info(a->ld, &info);
+	fprintf(out, "# HELP rayos_policy_version Version of the applied policy.\n"
+		"# TYPE rayos_policy_version gauge\nrayos_policy_version %llu\n"
+		"# HELP rayos_policy_apply_seconds Time the last apply took.\n"
+		"# TYPE rayos_policy_apply_seconds gauge\nrayos_policy_apply_seconds %.6f\n"
+		"# HELP rayos_policy_rejected Whether the last policy edit was rejected.\n"
+		"# TYPE rayos_policy_rejected gauge\nrayos_policy_rejected %d\n"
+		"# HELP rayos_vms Number of VMs in the maps.\n"
+		"# TYPE rayos_vms gauge\nrayos_vms %zu\n"
+		"# HELP rayos_agent_uptime_seconds Seconds since the agent started.\n"
+		"# TYPE rayos_agent_uptime_seconds gauge\nrayos_agent_uptime_seconds %.0f\n",
+		(unsigned long long)info.version, a->apply_ms / 1000, a->last_error[0] != 0,
+		publish_nr_vms(a->ld), elapsed_ms(&a->started) / 1000);
+	netstats_prometheus(out, a->ld, a->set, &a->ns);
+}
+
+/* ---- control requests ---- */
+
+static const struct {
+	const char *name;
+	enum rayos_feature feat;
+	const char *what;
+} enforcement_points[] = {
+	{ "net.tc_from_vm", RAYOS_FEAT_SCHED_CLS, "firewall, anti-spoofing and rate "
+						 "limit on guest->host traffic" },
+	{ "net.tc_to_vm", RAYOS_FEAT_SCHED_CLS, "firewall and rate limit on host->guest "
+					       "traffic" },
+};
+
+static cJSON *status_reply(struct agent *a)
+{
+	cJSON *r = cJSON_CreateObject(), *pol, *arr, *o;
+	struct rayos_policy_info info = {};
+	char hex[65];
+
+	cJSON_AddBoolToObject(r, "ok", 1);
+	cJSON_AddNumberToObject(r, "pid", getpid());
+	cJSON_AddNumberToObject(r, "uptime_s", (int)(elapsed_ms(&a->started) / 1000));
+	cJSON_AddStringToObject(r, "pin_root", a->opts->pin_root);
+	cJSON_AddStringToObject(r, "capabilities", a->caps_kept);
+
+	pol = cJSON_AddObjectToObject(r, "policy");
+	publish_read_info(a->ld, &info);
+	cJSON_AddNumberToObject(pol, "version", info.version);
+	cJSON_AddStringToObject(pol, "source", a->opts->policy_dir);
+	for (int i = 0; i < 32; i++)
+		sprintf(hex + 2 * i, "%02x", info.digest[i]);
+	cJSON_AddStringToObject(pol, "digest", hex);
+	cJSON_AddNumberToObject(pol, "applied_at", a->applied_at);
+	cJSON_AddNumberToObject(pol, "apply_ms", a->apply_ms);
+	if (a->last_error[0])
+		cJSON_AddStringToObject(pol, "last_error", a->last_error);
+	arr = cJSON_AddArrayToObject(pol, "files");
+	for (size_t i = 0; a->set && i < a->set->nr_files; i++)
+		cJSON_AddItemToArray(arr, cJSON_CreateString(a->set->files[i]));
+
+	/* What the maps hold, which after a restart with a rejected policy is
+	 * what the previous agent published; names come from the policy. */
+	arr = cJSON_AddArrayToObject(r, "vms");
+	for (size_t i = 0; i < publish_nr_vms(a->ld); i++) {
+		const struct compiled_vm *cv = publish_vm_at(a->ld, i);
+		const struct policy_vm *vm = a->set ? policy_set_find(a->set, cv->vm.vm_id) : NULL;
+
+		o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "id", cv->vm.vm_id);
+		cJSON_AddStringToObject(o, "name", vm ? vm->name : "");
+		cJSON_AddStringToObject(o, "group", vm ? vm->group : "");
+		cJSON_AddStringToObject(o, "interface", vm ? vm->iface : "");
+		cJSON_AddNumberToObject(o, "ifindex", loader_vm_ifindex(a->ld, cv->vm.vm_id));
+		cJSON_AddNumberToObject(o, "slot", cv->vm.slot);
+		cJSON_AddNumberToObject(o, "generation", cv->vm.gen);
+		cJSON_AddNumberToObject(o, "policy_version", cv->vm.policy_version);
+		cJSON_AddItemToArray(arr, o);
+	}
+
+	arr = cJSON_AddArrayToObject(r, "enforcement");
+	for (size_t i = 0; i < sizeof(enforcement_points) / sizeof(enforcement_points[0]); i++) {
+		const struct rayos_feature_state *f = &a->features[enforcement_points[i].feat];
+
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "point", enforcement_points[i].name);
+		cJSON_AddStringToObject(o, "state", f->available ? "active" : "unavailable");
+		cJSON_AddStringToObject(o, "what", enforcement_points[i].what);
+		cJSON_AddStringToObject(o, "detail", f->detail);
+		cJSON_AddItemToArray(arr, o);
+	}
+	o = cJSON_AddObjectToObject(r, "features");
+	for (int i = 0; i < RAYOS_FEAT_MAX; i++) {
+		cJSON *f = cJSON_CreateObject();
+
+		cJSON_AddBoolToObject(f, "available", a->features[i].available);
+		cJSON_AddStringToObject(f, "detail", a->features[i].detail);
+		cJSON_AddItemToObject(o, loader_feature_name(i), f);
+	}
+	return r;
+}
+
+/* vm.register {"id", "interface"} / vm.unregister {"id"}: the VM must be in
+ * the applied policy; nothing changes on a bad request. */
+static cJSON *handle_register(struct agent *a, const cJSON *req, bool reg)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+	const cJSON *ifc = cJSON_GetObjectItemCaseSensitive(req, "interface");
+	uint32_t vm_id;
+	cJSON *r;
+	int err;
+
+	if (!cJSON_IsNumber(id) || id->valuedouble < 1 || id->valuedouble > UINT32_MAX ||
+	    id->valuedouble != (double)(uint32_t)id->valuedouble)
+		return control_error("\"id\" must be a VM id (1..4294967295)");
+	vm_id = (uint32_t)id->valuedouble;
+	if (!a->set || !policy_set_find(a->set, vm_id))
+		return control_error("unknown VM %u: it is not in the applied policy (%s)",
+				     vm_id, a->opts->policy_dir);
+	if (reg) {
+		if (!cJSON_IsString(ifc) || !registry_ifname_valid(ifc->valuestring))
+			return control_error("\"interface\" must be an interface name of 1..15 "
+					     "printable characters");
+		err = registry_set(a->reg, vm_id, ifc->valuestring);
+		if (err)
+			return control_error("cannot record the registration: %s", strerror(-err));
+		log_info("VM %u registered on %s", vm_id, ifc->valuestring);
+		registry_overlay(a->reg, a->set);
+		ifwatch_reconcile(a->ld, a->set);
+	} else {
+		err = registry_del(a->reg, vm_id);
+		if (err == -ENOENT)
+			return control_error("VM %u is not registered", vm_id);
+		if (err)
+			return control_error("cannot record the change: %s", strerror(-err));
+		log_info("VM %u unregistered from %s", vm_id,
+			 policy_set_find(a->set, vm_id)->iface);
+		loader_detach_vm(a->ld, vm_id);
+		((struct policy_vm *)policy_set_find(a->set, vm_id))->iface[0] = '\0';
+		/* Back to what the policy says: its interface, if it names one. */
+		apply_policy_dir(a, "VM unregistered");
+	}
+	r = cJSON_CreateObject();
+	cJSON_AddBoolToObject(r, "ok", 1);
+	cJSON_AddNumberToObject(r, "id", vm_id);
+	cJSON_AddNumberToObject(r, "ifindex", loader_vm_ifindex(a->ld, vm_id));
+	return r;
+}
+
+static cJSON *handle_request(void *ctx, const cJSON *req)
+{
+	struct agent *a = ctx;
+	const char *cmd = cJSON_GetObjectItemCaseSensitive(req, "cmd")->valuestring;
+	cJSON *r;
+
+	if (!strcmp(cmd, "status"))
+		return status_reply(a);
+	if (!strcmp(cmd, "stop")) {
+		a->running = false;
+		a->purge = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "purge"));
+		log_info("stop requested over the control socket%s",
+			 a->purge ? " (purging pins)" : " (pins stay)");
+		r = cJSON_CreateObject();
+		cJSON_AddBoolToObject(r, "ok", 1);
+		return r;
+	}
+	if (!strcmp(cmd, "vm.list") || !strcmp(cmd, "vm.stats")) {
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+		char err[256];
+
+		if (id && (!cJSON_IsNumber(id) || id->valuedouble < 1 ||
+			   id->valuedouble > UINT32_MAX || id->valuedouble != (double)(int64_t)id->valuedouble))
+			return control_error("\"id\" must be a VM id (1..4294967295)");
+		r = netstats_vms_json(a->ld, a->set, id ? (int64_t)id->valuedouble : -1,
+				      !strcmp(cmd, "vm.stats"), err, sizeof(err));
+		if (!r)
+			return control_error("%s", err);
+		cJSON_AddBoolToObject(r, "ok", 1);
+		return r;
+	}
+	if (!strcmp(cmd, "vm.register") || !strcmp(cmd, "vm.unregister"))
+		return handle_register(a, req, !strcmp(cmd, "vm.register"));
+	if (!strcmp(cmd, "perf")) {
+		r = netstats_perf_json(a->ld, &a->ns);
+		cJSON_AddBoolToObject(r, "ok", 1);
+		cJSON_AddNumberToObject(r, "policy_apply_ms", a->apply_ms);
+		return r;
+	}
+	if (!strcmp(cmd, "policy.reload")) {
+		int err = apply_policy_dir(a, "reload requested");
+
+		if (err)
+			return control_error("%s", a->last_error);
+		r = cJSON_CreateObject();
+		cJSON_AddBoolToObject(r, "ok", 1);
+		cJSON_AddNumberToObject(r, "version", a->applied_version);
+		return r;
+	}
+	return control_error("unknown command \"%s\" (known: status, stop, policy.reload, "
+			     "vm.list, vm.stats, vm.register, vm.unregister, perf)", cmd);
+}
+
+/* ---- set-up ---- */
+
+static int take_lock(struct agent *a)
+{
+	char path[PATH_MAX], pid[32];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/agent.lock", a->opts->run_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_err("cannot open lock %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		n = read(fd, pid, sizeof(pid) - 1);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		log_err("another rayos-agent (pid %s) holds %s: stop it first "
+			"(rayos-agent stop)", pid[0] ? pid : "?", path);
+		close(fd);
+		return -EBUSY;
+	}
+	if (ftruncate(fd, 0) == 0) {
+		n = snprintf(pid, sizeof(pid), "%d\n", getpid());
+		if (pwrite(fd, pid, n, 0) != n)
+			log_warn("cannot write pid to %s", path);
+	}
+	a->lock_fd = fd;
+	return 0;
+}
+
+static int setup_events(struct agent *a)
+{
+	char sock[PATH_MAX];
+	sigset_t mask;
+	int err;
+
+	a->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (a->epfd < 0)
+		return -errno;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	a->sig.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	a->sig.handler = on_signal;
+
+	a->inotify.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	a->inotify.handler = on_inotify;
+	if (a->inotify.fd >= 0 &&
+	    inotify_add_watch(a->inotify.fd, a->opts->policy_dir,
+			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+			      IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+		err = -errno;
+		log_err("cannot watch policy directory %s: %s", a->opts->policy_dir,
+			strerror(errno));
+		return err;
+	}
+	a->debounce.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	a->debounce.handler = on_debounce;
+	if (a->sig.fd < 0 || a->inotify.fd < 0 || a->debounce.fd < 0)
+		return -errno;
+	a->links.fd = ifwatch_open();
+	a->links.handler = on_links;
+	if (a->links.fd < 0) {
+		log_err("cannot watch network interfaces: %s", strerror(-a->links.fd));
+		return a->links.fd;
+	}
+	err = ev_add(a->epfd, &a->sig, EPOLLIN);
+	if (!err)
+		err = ev_add(a->epfd, &a->inotify, EPOLLIN);
+	if (!err)
+		err = ev_add(a->epfd, &a->debounce, EPOLLIN);
+	if (!err)
+		err = ev_add(a->epfd, &a->links, EPOLLIN);
+	if (err)
+		return err;
+
+	err = loader_events_open(a->ld, on_drop_event, a, &a->ring);
+	if (err) {
+		log_err("cannot read the drop-event ring buffer: %s", strerror(-err));
+		return err;
+	}
+	a->events.fd = loader_events_fd(a->ring);
+	a->events.handler = on_events;
+	err = ev_add(a->epfd, &a->events, EPOLLIN);
+	if (err)
+		return err;
+	if (a->opts->metrics_port) {
+		err = http_server_open(a->opts->metrics_port, a->epfd, render_metrics, a,
+				       &a->http);
+		if (err) {
+			log_err("cannot serve metrics on 127.0.0.1:%u: %s (pick another with "
+				"--metrics-port, or 0 to turn it off)", a->opts->metrics_port,
+				strerror(-err));
+			return err;
+		}
+		log_info("metrics on http://127.0.0.1:%u/metrics", a->opts->metrics_port);
+	}
+
+	snprintf(sock, sizeof(sock), "%s/%s", a->opts->run_dir, CONTROL_SOCK_NAME);
+	err = control_server_open(sock, a->epfd, handle_request, a, &a->ctl);
+	if (err)
+		log_err("cannot listen on %s: %s", sock, strerror(-err));
+	return err;
+}
+
+static int make_dir(const char *path)
+{
+	int err = mkdir_p(path, 0700);
+
+	if (err)
+		log_err("cannot create %s: %s", path, strerror(-err));
+	return err;
+}
+
+static void close_source(struct ev_source *src)
+{
+	if (src->fd >= 0)
+		close(src->fd);
+}
+
+int agent_run(const struct agent_opts *o)
+{
+	struct loader_opts lo = { .pin_root = o->pin_root, .max_vms = o->max_vms };
+	struct agent a = { .opts = o, .lock_fd = -1, .epfd = -1, .sig.fd = -1,
+			   .inotify.fd = -1, .debounce.fd = -1, .links.fd = -1,
+			   .events.fd = -1 };
+	char cache[PATH_MAX];
+	struct stat st;
+	int err;
+
+	clock_gettime(CLOCK_MONOTONIC, &a.started);
+	if (stat(o->policy_dir, &st) || !S_ISDIR(st.st_mode)) {
+		log_err("policy directory %s: %s (create it or pass --policy-dir)",
+			o->policy_dir, errno ? strerror(errno) : "not a directory");
+		return 1;
+	}
+	if (make_dir(o->run_dir) || make_dir(o->state_dir))
+		return 1;
+	err = take_lock(&a);
+	if (err)
+		return 1;
+
+	snprintf(cache, sizeof(cache), "%s/features", o->state_dir);
+	loader_probe_features(cache, a.features);
+	for (int i = 0; i < RAYOS_FEAT_MAX; i++)
+		log_info("feature %-14s %s (%s)", loader_feature_name(i),
+			 a.features[i].available ? "yes" : "no ", a.features[i].detail);
+
+	snprintf(cache, sizeof(cache), "%s/registrations.json", o->state_dir);
+	err = registry_open(cache, &a.reg);
+	if (err) {
+		log_err("cannot read %s: %s", cache, strerror(-err));
+		goto out;
+	}
+	err = loader_open(&lo, &a.ld);
+	if (err)
+		goto out;
+	apply_policy_dir(&a, "start");	/* a bad policy leaves what is pinned */
+
+	err = setup_events(&a);
+	if (err)
+		goto out;
+	if (o->keep_caps) {
+		snprintf(a.caps_kept, sizeof(a.caps_kept), "all (--keep-caps)");
+	} else {
+		err = privs_drop(a.caps_kept, sizeof(a.caps_kept));
+		if (err)
+			goto out;
+	}
+	log_info("running as pid %d with %s; control socket %s/%s", getpid(),
+		 a.caps_kept, o->run_dir, CONTROL_SOCK_NAME);
+
+	a.running = true;
+	while (a.running) {
+		struct epoll_event evs[16];
+		int n = epoll_wait(a.epfd, evs, 16, -1);
+
+		if (n < 0 && errno != EINTR) {
+			err = -errno;
+			log_err("epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n && a.running; i++) {
+			struct ev_source *src = evs[i].data.ptr;
+
+			src->handler(src, evs[i].events);
+		}
+	}
+out:
+	control_server_close(a.ctl);
+	close_source(&a.sig);
+	close_source(&a.inotify);
+	close_source(&a.debounce);
+	close_source(&a.links);
+	http_server_close(a.http);
+	loader_events_close(a.ring);	/* owns events.fd */
+	registry_close(a.reg);
+	if (a.epfd >= 0)
+		close(a.epfd);
+	loader_close(a.ld);
+	if (a.purge) {
+		int perr = loader_purge(o->pin_root);
+
+		if (perr)
+			log_err("purge of %s incomplete: %s", o->pin_root, strerror(-perr));
+		else
+			log_info("removed every pin under %s: enforcement is off", o->pin_root);
+	}
+	policy_set_free(a.set);
+	if (a.lock_fd >= 0)
+		close(a.lock_fd);
+	return err ? 1 : 0;
+}

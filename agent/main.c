@@ -1,0 +1,586 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * rayos-agent: the daemon (`start`) and the CLI that talks to it over the
+ * control socket (`stop`, `status`, `policy ...`).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "agent/agent.h"
+#include "agent/control.h"
+#include "agent/log.h"
+#include "agent/policy.h"
+#include "loader/loader.h"
+
+#define CALL_TIMEOUT_MS	10000
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: rayos-agent COMMAND [OPTIONS]\n"
+"\n"
+"  start [--policy-dir D] [--state-dir D] [--run-dir D] [--pin-root D]\n"
+"        [--max-vms N] [--metrics-port P] [--daemon] [--verbose] [--keep-caps]\n"
+"                          load and pin the BPF programs, apply the policy\n"
+"                          directory and keep it applied (foreground)\n"
+"  stop [--purge]          stop the agent; enforcement stays pinned unless\n"
+"                          --purge removes it\n"
+"  status [--json]         policy version, VMs, enforcement points, uptime\n"
+"  policy check FILE...    validate policy files offline (exit 0 or 1)\n"
+"  policy reload           re-read the policy directory now\n"
+"  vm list [--json]        VMs in the maps, their taps and traffic totals\n"
+"  vm stats [ID] [--json]  counters by direction, reason and rule\n"
+"  vm register ID --iface TAP\n"
+"                          enforce VM ID's policy on TAP (overrides the policy)\n"
+"  vm unregister ID        back to the policy's interface, if any\n"
+"  perf [--json]           host-wide counters, event rates, recent drops\n"
+"\n"
+"Common options: --run-dir D (default %s), --pin-root D (default %s)\n",
+		RAYOS_RUN_DIR_DEFAULT, RAYOS_PIN_ROOT_DEFAULT);
+}
+
+enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_VMS,
+       OPT_DAEMON, OPT_VERBOSE, OPT_KEEP_CAPS, OPT_JSON, OPT_PURGE, OPT_METRICS_PORT,
+       OPT_IFACE };
+
+static const struct option long_opts[] = {
+	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
+	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
+	{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
+	{ "pin-root", required_argument, NULL, OPT_PIN_ROOT },
+	{ "max-vms", required_argument, NULL, OPT_MAX_VMS },
+	{ "daemon", no_argument, NULL, OPT_DAEMON },
+	{ "verbose", no_argument, NULL, OPT_VERBOSE },
+	{ "keep-caps", no_argument, NULL, OPT_KEEP_CAPS },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "purge", no_argument, NULL, OPT_PURGE },
+	{ "metrics-port", required_argument, NULL, OPT_METRICS_PORT },
+	{ "iface", required_argument, NULL, OPT_IFACE },
+	{ "help", no_argument, NULL, 'h' },
+	{ 0 },
+};
+
+struct cli {
+	struct agent_opts ao;
+	bool json, purge;
+	const char *iface;
+};
+
+static int set_path(char *dst, const char *src, const char *opt)
+{
+	if (strlen(src) >= RAYOS_DIR_LEN || !src[0]) {
+		fprintf(stderr, "rayos-agent: %s: path is empty or longer than %d\n", opt,
+			RAYOS_DIR_LEN - 1);
+		return -EINVAL;
+	}
+	strcpy(dst, src);
+	return 0;
+}
+
+static int parse_opts(int argc, char **argv, struct cli *cli)
+{
+	char *end;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_POLICY_DIR:
+			if (set_path(cli->ao.policy_dir, optarg, "--policy-dir"))
+				return -EINVAL;
+			break;
+		case OPT_STATE_DIR:
+			if (set_path(cli->ao.state_dir, optarg, "--state-dir"))
+				return -EINVAL;
+			break;
+		case OPT_RUN_DIR:
+			if (set_path(cli->ao.run_dir, optarg, "--run-dir"))
+				return -EINVAL;
+			break;
+		case OPT_PIN_ROOT:
+			if (set_path(cli->ao.pin_root, optarg, "--pin-root"))
+				return -EINVAL;
+			break;
+		case OPT_MAX_VMS:
+			errno = 0;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (errno || *end || v < 1 || v > 65536) {
+				fprintf(stderr, "rayos-agent: --max-vms %s: want 1..65536\n",
+					optarg);
+				return -EINVAL;
+			}
+			cli->ao.max_vms = v;
+			break;
+		case OPT_METRICS_PORT:
+			errno = 0;
+			unsigned long port = strtoul(optarg, &end, 10);
+
+			if (errno || *end || port > 65535) {
+				fprintf(stderr, "rayos-agent: --metrics-port %s: want 0..65535 "
+					"(0 turns metrics off)\n", optarg);
+				return -EINVAL;
+			}
+			cli->ao.metrics_port = port;
+			break;
+		case OPT_IFACE:
+			cli->iface = optarg;
+			break;
+		case OPT_DAEMON:
+			cli->ao.daemonize = true;
+			break;
+		case OPT_VERBOSE:
+			log_set_level(LOG_LVL_DEBUG);
+			break;
+		case OPT_KEEP_CAPS:
+			cli->ao.keep_caps = true;
+			break;
+		case OPT_JSON:
+			cli->json = true;
+			break;
+		case OPT_PURGE:
+			cli->purge = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static void sock_path(const struct cli *cli, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", cli->ao.run_dir, CONTROL_SOCK_NAME);
+}
+
+/* Send {"cmd": cmd} plus extra fields; print errors; return the reply. */
+static cJSON *call(const struct cli *cli, cJSON *req, bool quiet_if_down)
+{
+	char path[PATH_MAX];
+	cJSON *reply = NULL, *err;
+	int ret;
+
+	sock_path(cli, path, sizeof(path));
+	ret = control_call(path, req, &reply, CALL_TIMEOUT_MS);
+	cJSON_Delete(req);
+	if (ret) {
+		if (!quiet_if_down || (ret != -ENOENT && ret != -ECONNREFUSED))
+			fprintf(stderr, "rayos-agent: no agent answers on %s: %s%s\n", path,
+				strerror(-ret),
+				ret == -ENOENT || ret == -ECONNREFUSED
+					? " (is `rayos-agent start` running?)" : "");
+		return NULL;
+	}
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok"))) {
+		err = cJSON_GetObjectItemCaseSensitive(reply, "error");
+		fprintf(stderr, "rayos-agent: %s\n",
+			cJSON_IsString(err) ? err->valuestring : "request failed");
+		cJSON_Delete(reply);
+		return NULL;
+	}
+	return reply;
+}
+
+static cJSON *request(const char *cmd)
+{
+	cJSON *req = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(req, "cmd", cmd);
+	return req;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double jnum(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static void print_status(const cJSON *r)
+{
+	const cJSON *pol = cJSON_GetObjectItemCaseSensitive(r, "policy");
+	const cJSON *vms = cJSON_GetObjectItemCaseSensitive(r, "vms");
+	const cJSON *ep = cJSON_GetObjectItemCaseSensitive(r, "enforcement");
+	const cJSON *it;
+	time_t at = (time_t)jnum(pol, "applied_at");
+	char when[64] = "never";
+
+	if (at)
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&at));
+	printf("agent:      pid %.0f, up %.0f s, capabilities %s\n", jnum(r, "pid"),
+	       jnum(r, "uptime_s"), jstr(r, "capabilities"));
+	printf("pins:       %s\n", jstr(r, "pin_root"));
+	printf("policy:     version %.0f from %s, applied %s (%.2f ms)\n",
+	       jnum(pol, "version"), jstr(pol, "source"), when, jnum(pol, "apply_ms"));
+	printf("digest:     %s\n", jstr(pol, "digest"));
+	if (jstr(pol, "last_error")[0])
+		printf("rejected:   %s\n", jstr(pol, "last_error"));
+	printf("VMs:        %d\n", cJSON_GetArraySize(vms));
+	cJSON_ArrayForEach(it, vms)
+		printf("  %-6.0f %-24s group %-12s iface %-15s gen %.0f v%.0f\n",
+		       jnum(it, "id"), jstr(it, "name"),
+		       jstr(it, "group")[0] ? jstr(it, "group") : "-",
+		       jstr(it, "interface")[0] ? jstr(it, "interface") : "-",
+		       jnum(it, "generation"), jnum(it, "policy_version"));
+	printf("enforcement:\n");
+	cJSON_ArrayForEach(it, ep)
+		printf("  %-16s %-11s %s\n", jstr(it, "point"), jstr(it, "state"),
+		       jstr(it, "detail"));
+}
+
+static int cmd_status(struct cli *cli)
+{
+	cJSON *r = call(cli, request("status"), false);
+	char *text;
+
+	if (!r)
+		return 1;
+	if (cli->json) {
+		text = cJSON_Print(r);
+		puts(text);
+		free(text);
+	} else {
+		print_status(r);
+	}
+	cJSON_Delete(r);
+	return 0;
+}
+
+static int cmd_stop(struct cli *cli)
+{
+	cJSON *req = request("stop"), *r;
+	char lock[PATH_MAX];
+
+	cJSON_AddBoolToObject(req, "purge", cli->purge);
+	r = call(cli, req, true);
+	if (r) {
+		cJSON_Delete(r);
+		/* Wait for the lock to be released: then the agent is gone. */
+		snprintf(lock, sizeof(lock), "%s/agent.lock", cli->ao.run_dir);
+		for (int i = 0; i < 100; i++) {
+			int fd = open(lock, O_RDWR | O_CLOEXEC);
+
+			if (fd < 0)
+				return 0;
+			if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+				close(fd);
+				return 0;
+			}
+			close(fd);
+			usleep(50 * 1000);
+		}
+		fprintf(stderr, "rayos-agent: the agent has not exited after 5 s\n");
+		return 1;
+	}
+	if (!cli->purge) {
+		fprintf(stderr, "rayos-agent: no agent is running\n");
+		return 1;
+	}
+	/* No agent: purge the pins ourselves. */
+	int err = loader_purge(cli->ao.pin_root);
+
+	if (err) {
+		fprintf(stderr, "rayos-agent: cannot purge %s: %s\n", cli->ao.pin_root,
+			strerror(-err));
+		return 1;
+	}
+	printf("no agent was running; removed the pins under %s\n", cli->ao.pin_root);
+	return 0;
+}
+
+static int cmd_policy(struct cli *cli, int argc, char **argv)
+{
+	int bad = 0;
+
+	if (argc < 1) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[0], "reload")) {
+		cJSON *r = call(cli, request("policy.reload"), false);
+
+		if (!r)
+			return 1;
+		printf("policy version %.0f applied\n", jnum(r, "version"));
+		cJSON_Delete(r);
+		return 0;
+	}
+	if (strcmp(argv[0], "check") || argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	for (int i = 1; i < argc; i++) {
+		struct policy_set *set = NULL;
+		struct compiled_policy *cp = NULL;
+		struct policy_error perr = {};
+		struct stat st;
+		char msg[PATH_MAX + 512];
+		int err;
+
+		if (!stat(argv[i], &st) && S_ISDIR(st.st_mode))
+			err = policy_load_dir(argv[i], &set, &perr);
+		else
+			err = policy_load_file(argv[i], &set, &perr);
+		if (!err)
+			err = policy_compile(set, &cp, &perr);
+		if (err) {
+			policy_error_format(&perr, msg, sizeof(msg));
+			printf("%s: INVALID: %s\n", argv[i], msg);
+			bad++;
+		} else {
+			printf("%s: OK (%zu VMs)\n", argv[i], set->nr_vms);
+		}
+		compiled_policy_free(cp);
+		policy_set_free(set);
+	}
+	return bad ? 1 : 0;
+}
+
+static int print_reply(const struct cli *cli, cJSON *r, void (*human)(const cJSON *))
+{
+	char *text;
+
+	if (!r)
+		return 1;
+	if (cli->json || !human) {
+		text = cJSON_Print(r);
+		puts(text);
+		free(text);
+	} else {
+		human(r);
+	}
+	cJSON_Delete(r);
+	return 0;
+}
+
+static double dirnum(const cJSON *vm, const char *dir, const char *k)
+{
+	return jnum(cJSON_GetObjectItemCaseSensitive(vm, dir), k);
+}
+
+static void print_vm_list(const cJSON *r)
+{
+	const cJSON *vm;
+
+	printf("%-8s %-20s %-7s %-5s %14s %14s %14s %14s\n", "ID", "NAME", "IFINDEX", "SLOT",
+	       "IN_PASS", "IN_DROP", "OUT_PASS", "OUT_DROP");
+	cJSON_ArrayForEach(vm, cJSON_GetObjectItemCaseSensitive(r, "vms"))
+		printf("%-8.0f %-20s %-7.0f %-5.0f %14.0f %14.0f %14.0f %14.0f\n",
+		       jnum(vm, "id"), jstr(vm, "name")[0] ? jstr(vm, "name") : "-",
+		       jnum(vm, "ifindex"), jnum(vm, "slot"),
+		       dirnum(vm, "in", "passed_packets"), dirnum(vm, "in", "dropped_packets"),
+		       dirnum(vm, "out", "passed_packets"), dirnum(vm, "out", "dropped_packets"));
+}
+
+static void print_vm_stats(const cJSON *r)
+{
+	static const char *const dirs[] = { "in", "out" };
+	const cJSON *vm, *it;
+
+	cJSON_ArrayForEach(vm, cJSON_GetObjectItemCaseSensitive(r, "vms")) {
+		printf("VM %.0f %s (slot %.0f, policy v%.0f)\n", jnum(vm, "id"),
+		       jstr(vm, "name"), jnum(vm, "slot"), jnum(vm, "policy_version"));
+		for (int d = 0; d < 2; d++) {
+			const cJSON *dj = cJSON_GetObjectItemCaseSensitive(vm, dirs[d]);
+
+			printf("  %-3s passed %.0f pkts %.0f bytes, dropped %.0f pkts %.0f bytes\n",
+			       dirs[d], jnum(dj, "passed_packets"), jnum(dj, "passed_bytes"),
+			       jnum(dj, "dropped_packets"), jnum(dj, "dropped_bytes"));
+			cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(dj, "reasons"))
+				printf("      %-18s %12.0f pkts %14.0f bytes\n", it->string,
+				       jnum(it, "packets"), jnum(it, "bytes"));
+			cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(dj, "rules"))
+				printf("      rule %-2.0f %-5s %12.0f pkts %14.0f bytes\n",
+				       jnum(it, "rule"), jstr(it, "action"), jnum(it, "packets"),
+				       jnum(it, "bytes"));
+		}
+	}
+}
+
+static void print_perf(const cJSON *r)
+{
+	const cJSON *it, *tot = cJSON_GetObjectItemCaseSensitive(r, "totals");
+
+	for (int d = 0; d < 2; d++) {
+		const char *dir = d ? "out" : "in";
+		const cJSON *o = cJSON_GetObjectItemCaseSensitive(tot, dir);
+
+		printf("%-4s passed %.0f pkts %.0f bytes, dropped %.0f pkts %.0f bytes\n", dir,
+		       jnum(o, "passed_packets"), jnum(o, "passed_bytes"),
+		       jnum(o, "dropped_packets"), jnum(o, "dropped_bytes"));
+	}
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(r, "kernel"))
+		printf("kernel %-26s %.0f\n", it->string, it->valuedouble);
+	printf("drop events read by the agent: %.0f; last policy apply %.2f ms\n",
+	       jnum(r, "events_received"), jnum(r, "policy_apply_ms"));
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(r, "recent_drops"))
+		printf("  VM %-6.0f %-3s %-16s proto %-3.0f %s:%.0f -> %s:%.0f\n", jnum(it, "vm"),
+		       jstr(it, "dir"), jstr(it, "reason"), jnum(it, "proto"), jstr(it, "src"),
+		       jnum(it, "sport"), jstr(it, "dst"), jnum(it, "dport"));
+}
+
+/* A VM id argument: 1..2^32-1, nothing else. */
+static int parse_vm_id(const char *s, uint32_t *id)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || !*s || s[0] == '-' || v < 1 || v > UINT32_MAX) {
+		fprintf(stderr, "rayos-agent: \"%s\" is not a VM id (1..4294967295)\n", s);
+		return -EINVAL;
+	}
+	*id = v;
+	return 0;
+}
+
+static int cmd_vm(struct cli *cli, int argc, char **argv)
+{
+	const char *sub = argc ? argv[0] : "";
+	cJSON *req;
+	uint32_t id;
+
+	if (!strcmp(sub, "list") && argc == 1)
+		return print_reply(cli, call(cli, request("vm.list"), false), print_vm_list);
+	if (!strcmp(sub, "stats") && argc <= 2) {
+		req = request("vm.stats");
+		if (argc == 2) {
+			if (parse_vm_id(argv[1], &id)) {
+				cJSON_Delete(req);
+				return 2;
+			}
+			cJSON_AddNumberToObject(req, "id", id);
+		}
+		return print_reply(cli, call(cli, req, false), print_vm_stats);
+	}
+	if ((!strcmp(sub, "register") || !strcmp(sub, "unregister")) && argc == 2) {
+		bool reg = !strcmp(sub, "register");
+
+		if (parse_vm_id(argv[1], &id))
+			return 2;
+		if (reg && !cli->iface) {
+			fprintf(stderr, "rayos-agent: vm register %u: --iface TAP is required\n", id);
+			return 2;
+		}
+		req = request(reg ? "vm.register" : "vm.unregister");
+		cJSON_AddNumberToObject(req, "id", id);
+		if (reg)
+			cJSON_AddStringToObject(req, "interface", cli->iface);
+		return print_reply(cli, call(cli, req, false), NULL);
+	}
+	usage(stderr);
+	return 2;
+}
+
+/* --daemon: detach, log to <run_dir>/agent.log, and return in the parent
+ * once the agent answers on its socket. */
+static int daemonize(struct cli *cli)
+{
+	char logpath[PATH_MAX];
+	pid_t pid;
+	int fd;
+
+	snprintf(logpath, sizeof(logpath), "%s/agent.log", cli->ao.run_dir);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		for (int i = 0; i < 200; i++) {
+			cJSON *r = call(cli, request("status"), true);
+
+			if (r) {
+				cJSON_Delete(r);
+				printf("rayos-agent started; log in %s\n", logpath);
+				exit(0);
+			}
+			usleep(50 * 1000);
+		}
+		fprintf(stderr, "rayos-agent: the agent did not come up; see %s\n", logpath);
+		exit(1);
+	}
+	setsid();
+	if (fork() > 0)
+		_exit(0);
+	mkdir(cli->ao.run_dir, 0700);
+	fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		dup2(fd, STDERR_FILENO);
+		close(fd);
+	}
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		close(fd);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli cli = {};
+	const char *cmd;
+
+	agent_opts_default(&cli.ao);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (parse_opts(argc - 1, argv + 1, &cli))
+		return 2;
+	argc -= optind + 1;
+	argv += optind + 1;
+
+	if (!strcmp(cmd, "start")) {
+		if (argc) {
+			fprintf(stderr, "rayos-agent: start: unexpected argument %s\n", argv[0]);
+			return 2;
+		}
+		if (geteuid() != 0) {
+			fprintf(stderr, "rayos-agent: start needs root (sudo rayos-agent start)\n");
+			return 1;
+		}
+		if (cli.ao.daemonize && daemonize(&cli))
+			return 1;
+		return agent_run(&cli.ao);
+	}
+	if (!strcmp(cmd, "stop"))
+		return cmd_stop(&cli);
+	if (!strcmp(cmd, "status"))
+		return cmd_status(&cli);
+	if (!strcmp(cmd, "policy"))
+		return cmd_policy(&cli, argc, argv);
+	if (!strcmp(cmd, "vm"))
+		return cmd_vm(&cli, argc, argv);
+	if (!strcmp(cmd, "perf") && !argc)
+		return print_reply(&cli, call(&cli, request("perf"), false), print_perf);
+	fprintf(stderr, "rayos-agent: unknown command \"%s\"\n\n", cmd);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Kernel/user ABI of the compiled policy: the per-VM record and the firewall
+ * rule maps that the agent publishes and the BPF programs read.  Only fixed
+ * width types and explicit padding; the agent _Static_asserts every size.
+ */
+#ifndef RAYOS_ABI_POLICY_H
+#define RAYOS_ABI_POLICY_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define RAYOS_MAX_VMS_DEFAULT	4096
+/* Rules of one VM and direction are numbered 0..63: one bit each in a __u64. */
+#define RAYOS_MAX_RULES		64
+#define RAYOS_NAME_LEN		64
+
+/* Directions are seen from the VM: IN is host->guest, OUT is guest->host. */
+enum rayos_dir {
+	RAYOS_DIR_IN = 0,
+	RAYOS_DIR_OUT = 1,
+	RAYOS_DIR_MAX = 2,
+};
+
+enum rayos_action {
+	RAYOS_ACT_DENY = 0,
+	RAYOS_ACT_ALLOW = 1,
+};
+
+/* Capability numbers are bit positions in rayos_vm.caps. */
+enum rayos_cap {
+	RAYOS_CAP_NETWORK = 0,
+	RAYOS_CAP_DISK_READ = 1,
+	RAYOS_CAP_DISK_WRITE = 2,
+	RAYOS_CAP_GPU = 3,
+	RAYOS_CAP_INPUT = 4,
+	RAYOS_CAP_CONSOLE = 5,
+	RAYOS_CAP_AUDIT = 6,
+	RAYOS_CAP_ADMIN = 7,
+	RAYOS_CAP_COUNT = 8,
+};
+
+/* IP protocol "any": IPPROTO_RAW (255) never appears on the wire as L4. */
+#define RAYOS_PROTO_ANY		255
+
+/* rayos_dir_policy.flags: which optional lookups a packet needs. */
+#define RAYOS_DIRF_PORT_RANGES	(1U << 0)	/* rayos_fw_range has entries */
+#define RAYOS_DIRF_CIDR4	(1U << 1)	/* rayos_fw_cidr4 has entries */
+#define RAYOS_DIRF_CIDR6	(1U << 2)	/* rayos_fw_cidr6 has entries */
+
+/*
+ * Firewall of one direction.  A packet's verdict is the lowest-numbered rule
+ * whose bit is set in both the port-dimension and the CIDR-dimension bitmaps
+ * (first match wins); no such rule means default_action.
+ */
+struct rayos_dir_policy {
+	__u64 allow_bits;	/* bit i set: rule i allows, clear: denies */
+	__u64 cidr_wild_bits;	/* rules without a CIDR match every address */
+	__u64 rate_bytes;	/* bytes per second, 0 = unlimited */
+	__u64 burst_bytes;
+	__u8  default_action;	/* enum rayos_action */
+	__u8  flags;		/* RAYOS_DIRF_* */
+	__u8  nr_rules;
+	__u8  pad[5];
+};
+
+/* rayos_vm.flags */
+#define RAYOS_VMF_MAC		(1U << 0)	/* mac[] is set: enforce it */
+
+/*
+ * rayos_vms: key __u32 vm_id.  Replaced as one hash update, so a reader sees
+ * the old record or the new one whole; gen selects the rule generation.
+ */
+struct rayos_vm {
+	__u32 vm_id;
+	__u32 slot;		/* dense index into per-VM per-CPU arrays */
+	__u64 caps;		/* 1 << enum rayos_cap */
+	__u64 policy_version;	/* rayos_policy_info.version that wrote it */
+	__u8  gen;		/* 0 or 1: generation of this VM's rule entries */
+	__u8  flags;		/* RAYOS_VMF_* */
+	__u8  mac[6];
+	struct rayos_dir_policy dir[RAYOS_DIR_MAX];
+};
+
+/* Port key "kind": an exact port, or every port of a protocol. */
+enum rayos_port_kind {
+	RAYOS_PORT_EXACT = 0,
+	RAYOS_PORT_ANY = 1,
+};
+
+/*
+ * rayos_fw_port: exact ports (and ICMP types, in port_host) and per-protocol
+ * wildcards.  The compiler folds every less specific rule into the more
+ * specific entries, so the first hit of exact -> range -> proto-any ->
+ * any-any carries the complete bitmap.
+ */
+struct rayos_fw_port_key {
+	__u32 vm_id;
+	__u8  gen;
+	__u8  dir;		/* enum rayos_dir */
+	__u8  proto;		/* IPPROTO_*, or RAYOS_PROTO_ANY */
+	__u8  kind;		/* enum rayos_port_kind */
+	__u16 port_host;	/* port (host order) or ICMP type; 0 for ANY */
+	__u16 pad;
+};
+
+struct rayos_fw_bits {
+	__u64 rules;		/* bitmap of rules that match this key */
+};
+
+/* rayos_fw_range (LPM): port ranges split into prefixes over port_be. */
+struct rayos_fw_range_key {
+	__u32 prefixlen;	/* 64 + port prefix length (0..16) */
+	__u32 vm_id;		/* matched whole, so host order */
+	__u8  gen;
+	__u8  dir;
+	__u8  proto;
+	__u8  pad;
+	__u16 port_be;
+	__u16 pad2;
+};
+#define RAYOS_FW_RANGE_PREFIX	64	/* bits of vm_id..pad matched exactly */
+
+/* rayos_fw_cidr4 / rayos_fw_cidr6 (LPM): remote address of the packet. */
+struct rayos_fw_cidr4_key {
+	__u32 prefixlen;	/* 64 + CIDR length */
+	__u32 vm_id;		/* matched whole, so host order */
+	__u8  gen;
+	__u8  dir;
+	__u8  pad[2];
+	__u32 addr_be;
+};
+
+struct rayos_fw_cidr6_key {
+	__u32 prefixlen;	/* 64 + CIDR length */
+	__u32 vm_id;		/* matched whole, so host order */
+	__u8  gen;
+	__u8  dir;
+	__u8  pad[2];
+	__u8  addr[16];
+};
+#define RAYOS_FW_CIDR_PREFIX	64	/* bits of vm_id, gen, dir, pad */
+
+/* rayos_policy: ARRAY of one. The version the agent applied last. */
+struct rayos_policy_info {
+	__u64 version;		/* increases by one per applied policy */
+	__u64 applied_ns;	/* CLOCK_REALTIME of the apply */
+	__u32 nr_vms;
+	__u32 pad;
+	__u8  digest[32];	/* SHA-256 of the canonical compiled policy */
+};
+
+#endif /* RAYOS_ABI_POLICY_H */

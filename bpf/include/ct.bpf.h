@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Flow tracking: packets the firewall allowed open a flow in rayos_ct, and
+ * later packets of that flow, in either direction, pass on one hash lookup.
+ * Also the fragment table that lends a datagram's ports to its later
+ * fragments.
+ */
+#ifndef RAYOS_CT_BPF_H
+#define RAYOS_CT_BPF_H
+
+#include "maps.bpf.h"
+#include "parse.bpf.h"
+#include "stats.bpf.h"
+
+#define RAYOS_TCP_FIN	0x01
+#define RAYOS_TCP_RST	0x04
+#define RAYOS_ICMP_ECHOREPLY	0
+#define RAYOS_ICMP_ECHO		8
+#define RAYOS_ICMP6_ECHO	128
+#define RAYOS_ICMP6_ECHOREPLY	129
+#define RAYOS_CT_REFRESH_NS	1000000000ULL	/* last_ns granularity */
+
+static __always_inline bool icmp_is_echo(const struct rayos_pkt *p, bool *reply)
+{
+	if (p->proto == IPPROTO_ICMP &&
+	    (p->dport == RAYOS_ICMP_ECHO || p->dport == RAYOS_ICMP_ECHOREPLY)) {
+		*reply = p->dport == RAYOS_ICMP_ECHOREPLY;
+		return true;
+	}
+	if (p->proto == RAYOS_IPPROTO_ICMPV6 &&
+	    (p->dport == RAYOS_ICMP6_ECHO || p->dport == RAYOS_ICMP6_ECHOREPLY)) {
+		*reply = p->dport == RAYOS_ICMP6_ECHOREPLY;
+		return true;
+	}
+	return false;
+}
+
+/* Build the flow key from the VM's side.  Returns false for packets that
+ * are not tracked (no ports, ICMP other than echo): those always meet the
+ * rules. */
+static __always_inline bool ct_key_build(struct rayos_ct_key *k, __u32 vm_id, __u8 dir,
+					 const struct rayos_pkt *p)
+{
+	bool out = dir == RAYOS_DIR_OUT, reply;
+
+	if (!p->has_ports)
+		return false;
+	k->vm_id = vm_id;
+	k->family = p->family;
+	k->proto = p->proto;
+	k->pad = 0;
+	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) {
+		k->vm_port = out ? p->sport : p->dport;
+		k->remote_port = out ? p->dport : p->sport;
+	} else if (icmp_is_echo(p, &reply)) {
+		k->vm_port = p->icmp_id;
+		k->remote_port = 0;
+	} else {
+		return false;
+	}
+	__builtin_memcpy(k->vm_addr, out ? p->saddr : p->daddr, 16);
+	__builtin_memcpy(k->remote_addr, out ? p->daddr : p->saddr, 16);
+	return true;
+}
+
+static __always_inline __u64 ct_timeout(const struct rayos_ct_val *v, __u8 proto)
+{
+	if (v->flags & RAYOS_CTF_CLOSING)
+		return RAYOS_CT_CLOSING_NS;
+	if (proto == IPPROTO_TCP && (v->flags & RAYOS_CTF_REPLIED))
+		return RAYOS_CT_TCP_EST_NS;
+	return RAYOS_CT_OTHER_NS;
+}
+
+/*
+ * Does the packet belong to a live flow that the VM's current policy
+ * allowed?  A miss, an expired entry or one stamped by an older policy
+ * version sends the packet to the rules (fail closed: the rules can only
+ * be as open as the policy).  Checked before the rules because most packets
+ * belong to established flows and one hash hit (~13 ns) is cheaper than the
+ * port lookups plus an LPM walk.
+ */
+static __always_inline bool ct_pass(const struct rayos_ct_key *k, const struct rayos_vm *vm,
+				    __u8 dir, const struct rayos_pkt *p, __u64 now)
+{
+	struct rayos_ct_val *v = bpf_map_lookup_elem(&rayos_ct, k);
+	bool reply;
+
+	if (!v || v->policy_version != vm->policy_version)
+		return false;
+	/* Another CPU may have stamped the entry after this CPU read its
+	 * clock: a last_ns ahead of now is fresh, not 2^64 ns old. */
+	if (now > v->last_ns && now - v->last_ns > ct_timeout(v, k->proto)) {
+		bpf_map_delete_elem(&rayos_ct, k);
+		return false;
+	}
+	/* Echo flows pass requests one way and replies the other only. */
+	if (icmp_is_echo(p, &reply) && reply != (dir != v->origin_dir))
+		return false;
+	/* Racy plain stores: concurrent packets of one flow write the same
+	 * kind of values.  The stamp is refreshed at most once per
+	 * RAYOS_CT_REFRESH_NS, so the CPUs of a busy flow do not bounce its
+	 * cache line on every packet; timeouts (>= 10 s) may end up to that
+	 * much early. */
+	if (now > v->last_ns + RAYOS_CT_REFRESH_NS)
+		v->last_ns = now;
+	if (dir != v->origin_dir && !(v->flags & RAYOS_CTF_REPLIED))
+		v->flags |= RAYOS_CTF_REPLIED;
+	if ((p->tcp_flags & (RAYOS_TCP_FIN | RAYOS_TCP_RST)) && !(v->flags & RAYOS_CTF_CLOSING))
+		v->flags |= RAYOS_CTF_CLOSING;
+	return true;
+}
+
+/* Open (or re-stamp) a flow for a packet the rules allowed. */
+static __always_inline void ct_open(const struct rayos_ct_key *k, const struct rayos_vm *vm,
+				    __u8 dir, const struct rayos_pkt *p, __u64 now)
+{
+	struct rayos_ct_val v = {
+		.last_ns = now,
+		.policy_version = vm->policy_version,
+		.origin_dir = dir,
+		.flags = (p->tcp_flags & (RAYOS_TCP_FIN | RAYOS_TCP_RST)) ? RAYOS_CTF_CLOSING : 0,
+	};
+
+	if (bpf_map_update_elem(&rayos_ct, k, &v, BPF_ANY))
+		net_count(RAYOS_NETC_CT_FAIL);
+}
+
+static __always_inline void frag_key_build(struct rayos_frag_key *k, __u32 vm_id, __u8 dir,
+					   const struct rayos_pkt *p)
+{
+	k->vm_id = vm_id;
+	k->id = p->frag_id;
+	k->family = p->family;
+	k->proto = p->proto;
+	k->dir = dir;
+	k->pad = 0;
+	__builtin_memcpy(k->saddr, p->saddr, 16);
+	__builtin_memcpy(k->daddr, p->daddr, 16);
+}
+
+/*
+ * First fragment: remember its ports whatever its verdict, so the later
+ * fragments get the same verdict from the same rules.  Later fragment: take
+ * the ports from there.  A later fragment that arrives first (or after 30 s)
+ * is judged without ports: only protocol-wide rules or the default decide.
+ */
+static __always_inline void frag_track(__u32 vm_id, __u8 dir, struct rayos_pkt *p, __u64 now)
+{
+	struct rayos_frag_key k;
+	struct rayos_frag_val *hit;
+
+	if (p->frag == RAYOS_FRAG_NONE)
+		return;
+	frag_key_build(&k, vm_id, dir, p);
+	if (p->frag == RAYOS_FRAG_FIRST) {
+		struct rayos_frag_val v = {
+			.ts_ns = now,
+			.sport = p->sport,
+			.dport = p->dport,
+			.icmp_id = p->icmp_id,
+			.has_ports = p->has_ports,
+		};
+
+		bpf_map_update_elem(&rayos_frag, &k, &v, BPF_ANY);
+		return;
+	}
+	hit = bpf_map_lookup_elem(&rayos_frag, &k);
+	if (!hit || (now > hit->ts_ns && now - hit->ts_ns > RAYOS_FRAG_TIMEOUT_NS)) {
+		net_count(RAYOS_NETC_FRAG_MISS);
+		return;
+	}
+	p->sport = hit->sport;
+	p->dport = hit->dport;
+	p->icmp_id = hit->icmp_id;
+	p->has_ports = hit->has_ports;
+}
+
+#endif /* RAYOS_CT_BPF_H */

@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Attaching the network programs to a VM's tap with tcx links, pinned as
+ * <pin_root>/links/vm<ID>_from and vm<ID>_to (bpffs reserves dots), so enforcement outlives the
+ * agent.  Re-attaching never opens a window without a filter: a link that is
+ * still on the right device gets its program swapped atomically
+ * (bpf_link_update), and a moved VM gets its new link before the old one is
+ * released.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include "agent/log.h"
+#include "bpf/abi/net.h"
+#include "loader/loader_internal.h"
+
+/* Kernel ABI values newer than the distribution's uapi headers. */
+#define RAYOS_BPF_TCX_INGRESS	46
+#define RAYOS_BPF_TCX_EGRESS	47
+#define RAYOS_BPF_LINK_TYPE_TCX	11
+
+static const struct {
+	enum rayos_prog_id prog;
+	const char *suffix;
+	unsigned int attach_type;
+} hooks[] = {
+	/* What the guest sends enters the host at the tap's ingress. */
+	{ RAYOS_PROG_FROM_VM, "from", RAYOS_BPF_TCX_INGRESS },
+	{ RAYOS_PROG_TO_VM, "to", RAYOS_BPF_TCX_EGRESS },
+};
+
+static int link_pin_path(const struct loader *ld, uint32_t vm_id, const char *suffix,
+			 char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/links/vm%u_%s", ld->pin_root, vm_id, suffix);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* The device a pinned tcx link sits on; 0 once the device is gone. The tcx
+ * member of bpf_link_info starts, like xdp's, with the ifindex. */
+static int link_ifindex(int link_fd, __u32 *ifindex)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(link_fd, &info, &len))
+		return -errno;
+	if (info.type != RAYOS_BPF_LINK_TYPE_TCX)
+		return -EINVAL;
+	*ifindex = info.xdp.ifindex;
+	return 0;
+}
+
+static int attach_one(struct loader *ld, uint32_t vm_id, int ifindex, int h)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	int prog_fd = ld->prog_fds[hooks[h].prog];
+	int old = -1, link, err;
+	__u32 cur_if = 0;
+
+	err = link_pin_path(ld, vm_id, hooks[h].suffix, path, sizeof(path));
+	if (err)
+		return err;
+	old = bpf_obj_get(path);
+	if (old >= 0 && !link_ifindex(old, &cur_if) && cur_if == (__u32)ifindex) {
+		/* Same device: swap in this agent's program, no gap. */
+		err = bpf_link_update(old, prog_fd, NULL) ? -errno : 0;
+		close(old);
+		return err;
+	}
+	link = bpf_link_create(prog_fd, ifindex, hooks[h].attach_type, NULL);
+	if (link < 0) {
+		err = -errno;
+		log_err("VM %u: cannot attach %s to ifindex %d: %s", vm_id,
+			loader_prog_name(hooks[h].prog), ifindex, strerror(-err));
+		goto out;
+	}
+	/* Pin under a temporary name and rename over the old pin: the old
+	 * link (another device, or a vanished one) goes only after. */
+	snprintf(tmp, sizeof(tmp), "%s_new", path);
+	unlink(tmp);
+	if (bpf_obj_pin(link, tmp) || rename(tmp, path)) {
+		err = -errno;
+		log_err("VM %u: cannot pin link %s: %s", vm_id, path, strerror(-err));
+		unlink(tmp);
+	}
+	close(link);
+out:
+	if (old >= 0)
+		close(old);
+	return err;
+}
+
+int loader_attach_vm(struct loader *ld, uint32_t vm_id, int ifindex)
+{
+	struct rayos_iface val = { .vm_id = vm_id };
+	__u32 key = ifindex, old = loader_vm_ifindex(ld, vm_id);
+	int err;
+
+	/* The program finds its VM through this entry: write it first. */
+	if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_IFACES], &key, &val, BPF_ANY))
+		return -errno;
+	for (size_t h = 0; h < sizeof(hooks) / sizeof(hooks[0]); h++) {
+		err = attach_one(ld, vm_id, ifindex, h);
+		if (err)
+			return err;
+	}
+	if (old && old != key)	/* the VM moved to another tap */
+		bpf_map_delete_elem(ld->map_fds[RAYOS_MAP_IFACES], &old);
+	return 0;
+}
+
+int loader_vm_ifindex(const struct loader *ld, uint32_t vm_id)
+{
+	char path[PATH_MAX];
+	__u32 ifindex = 0;
+	int fd;
+
+	if (link_pin_path(ld, vm_id, hooks[0].suffix, path, sizeof(path)))
+		return 0;
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (link_ifindex(fd, &ifindex))
+		ifindex = 0;
+	close(fd);
+	return ifindex;
+}
+
+int loader_detach_vm(struct loader *ld, uint32_t vm_id)
+{
+	int ifindex = loader_vm_ifindex(ld, vm_id);
+	char path[PATH_MAX];
+	int err = 0;
+
+	for (size_t h = 0; h < sizeof(hooks) / sizeof(hooks[0]); h++) {
+		if (link_pin_path(ld, vm_id, hooks[h].suffix, path, sizeof(path)))
+			continue;
+		/* The pin is the last reference: unlinking it detaches. */
+		if (unlink(path) && errno != ENOENT)
+			err = err ?: -errno;
+	}
+	if (ifindex) {
+		__u32 key = ifindex;
+
+		bpf_map_delete_elem(ld->map_fds[RAYOS_MAP_IFACES], &key);
+	}
+	return err;
+}
+
+/* A new agent brings new program instances: swap them into every pinned
+ * link now, so that what runs is what this agent was built with, even
+ * before (or without) a policy being applied. */
+int loader_refresh_links(struct loader *ld)
+{
+	char dir[LOADER_PIN_ROOT_LEN + 8], path[PATH_MAX];
+	struct dirent *de;
+	int err = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/links", ld->pin_root);
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		unsigned int id;
+		char suffix[8];
+		int fd;
+
+		if (sscanf(de->d_name, "vm%u_%7s", &id, suffix) != 2)
+			continue;
+		for (size_t h = 0; h < sizeof(hooks) / sizeof(hooks[0]); h++) {
+			if (strcmp(suffix, hooks[h].suffix))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			fd = bpf_obj_get(path);
+			if (fd < 0 || bpf_link_update(fd, ld->prog_fds[hooks[h].prog], NULL)) {
+				err = err ?: -errno;
+				log_warn("cannot update pinned link %s: %s", path, strerror(errno));
+			}
+			if (fd >= 0)
+				close(fd);
+		}
+	}
+	closedir(d);
+	return err;
+}

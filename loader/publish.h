@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Publishing a compiled policy into the pinned maps so that every packet sees
+ * a VM's whole old policy or its whole new one:
+ *
+ *   1. write the new rule entries of each changed VM under its inactive
+ *      generation (programs read only the active one);
+ *   2. replace each changed VM's record (one hash update: atomic for
+ *      readers) with the new generation: the flip;
+ *   3. delete records of VMs that left the policy;
+ *   4. wait one RCU grace period (loader_sync_programs) so that no program
+ *      still holds an old record;
+ *   5. delete the old generation's entries, and record the version.
+ *
+ * A failure in step 1 removes what it wrote and changes nothing else.
+ */
+#ifndef RAYOS_PUBLISH_H
+#define RAYOS_PUBLISH_H
+
+#include <stdint.h>
+
+#include "agent/policy.h"
+#include "loader/loader.h"
+
+struct publish_stats {
+	uint64_t version;	/* the version now applied */
+	unsigned int changed, unchanged, added, removed;
+	uint64_t entries_written, entries_deleted;
+};
+
+/* Read what an earlier agent published (records, generations, slots and
+ * entries) and delete entries no record refers to (a publish cut short). */
+int publish_adopt(struct loader *ld);
+
+/* Publish cp (fills in each VM's gen, slot and version; cp stays the caller's). */
+int publish_policy(struct loader *ld, struct compiled_policy *cp,
+		   struct publish_stats *stats);
+
+/* The VMs in the maps now (published or adopted), in id order. */
+size_t publish_nr_vms(const struct loader *ld);
+const struct compiled_vm *publish_vm_at(const struct loader *ld, size_t i);
+/* The pinned rayos_policy record. */
+int publish_read_info(const struct loader *ld, struct rayos_policy_info *info);
+
+void publish_free(struct loader *ld);
+
+#endif

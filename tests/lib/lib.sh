@@ -1,0 +1,133 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Shell side of the test harness: TAP output, temporary places that are
+# always cleaned up (dirs, pins, namespaces, links, processes by PID), and
+# helpers to run the real agent.  Source it, then call tap_done at the end.
+
+BUILD=${BUILD:-build}
+[[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
+AGENT=${AGENT:-$BUILD/rayos-agent}
+_tap_n=0 _tap_fail=0 _tap_skip=0
+_cleanups=()
+
+ok() {	# ok COND-EXIT-STATUS NAME...
+	local rc=$1; shift
+	_tap_n=$((_tap_n + 1))
+	if [[ $rc == 0 ]]; then
+		echo "ok $_tap_n - $*"
+	else
+		echo "not ok $_tap_n - $*"
+		_tap_fail=$((_tap_fail + 1))
+	fi
+	return "$rc"
+}
+check() {	# check NAME -- CMD...: ok if CMD succeeds
+	local name=$1; shift; [[ $1 == -- ]] && shift
+	"$@"; ok $? "$name"
+}
+skip() {	# skip REASON NAME...
+	local reason=$1; shift
+	_tap_n=$((_tap_n + 1)) _tap_skip=$((_tap_skip + 1))
+	echo "ok $_tap_n - $* # SKIP $reason"
+}
+diag() { printf '# %s\n' "$@"; }
+tap_done() {
+	echo "1..$_tap_n"
+	echo "$((_tap_n - _tap_fail - _tap_skip)) passed, $_tap_fail failed, $_tap_skip skipped"
+	[[ $_tap_fail == 0 ]]
+}
+
+# Cleanups run in reverse order on any exit.
+on_exit() { _cleanups=("$*" "${_cleanups[@]}"); }
+_run_cleanups() {
+	local c
+	for c in "${_cleanups[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+}
+trap _run_cleanups EXIT
+# A signal (tests/run's timeout sends TERM) must still run the cleanups:
+# turn it into an ordinary exit so the EXIT trap fires.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+need_root() {
+	if [[ $(id -u) != 0 ]]; then
+		skip "needs root" "$@"
+		tap_done
+		exit 0
+	fi
+}
+
+# A private set of agent directories and a pin root for this test.
+agent_env() {
+	T=$(mktemp -d /tmp/rayos-test.XXXXXX)
+	on_exit "rm -rf '$T'"
+	mkdir -p "$T/policies" "$T/state" "$T/run"
+	PIN=/sys/fs/bpf/rayos-test-$$-$RANDOM
+	on_exit "'$AGENT' stop --purge --run-dir '$T/run' --pin-root '$PIN'; rm -rf '$PIN'"
+	METRICS_PORT=$((20000 + RANDOM % 20000))	# tests may run side by side
+	AGENT_ARGS=(--policy-dir "$T/policies" --state-dir "$T/state" --run-dir "$T/run"
+		    --pin-root "$PIN" --metrics-port "$METRICS_PORT")
+}
+
+# agent_start: the real agent in the background, log in $T/agent.log.
+agent_start() {
+	"$AGENT" start "${AGENT_ARGS[@]}" "$@" >>"$T/agent.log" 2>&1 &
+	AGENT_PID=$!
+	on_exit "kill -9 $AGENT_PID"
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[[ -S $T/run/control.sock ]] && agent status --json >/dev/null 2>&1 && return 0
+		kill -0 "$AGENT_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	diag "agent did not come up; log:"; sed 's/^/#   /' "$T/agent.log"
+	return 1
+}
+
+agent() { "$AGENT" "$1" --run-dir "$T/run" --pin-root "$PIN" "${@:2}"; }
+
+# wait_for TIMEOUT_S CMD...: poll CMD every 20 ms until it succeeds.
+wait_for() {
+	local deadline=$(( $(date +%s%N) + ${1%.*}000000000 )); shift
+	until "$@"; do
+		(( $(date +%s%N) > deadline )) && return 1
+		sleep 0.02
+	done
+}
+
+# netns_new VAR: a network namespace with a unique name, stored in VAR and
+# deleted on exit together with every process still running inside it.  It
+# sets a variable instead of printing the name because an on_exit registered
+# in a $(...) subshell would be lost with the subshell.
+netns_new() {
+	local ns=rayos-t$$-$RANDOM
+	if [[ $# != 1 ]]; then
+		echo "netns_new: usage: netns_new VAR (not \$(netns_new))" >&2
+		return 2
+	fi
+	ip netns add "$ns" || return 1
+	on_exit "ip netns del '$ns'"
+	on_exit "kill -9 \$(ip netns pids '$ns') 2>/dev/null"
+	printf -v "$1" '%s' "$ns"
+}
+
+# spawn VAR CMD...: CMD in the background, its PID in VAR, killed (by PID)
+# on exit if it is still running.
+spawn() {
+	local _var=$1; shift
+	"$@" &
+	local pid=$!
+	on_exit "kill -9 $pid"
+	printf -v "$_var" '%s' "$pid"
+}
+
+# need_cmds NAME CMD...: skip the whole test (one SKIP line naming NAME and
+# the missing commands) unless every CMD is on PATH.
+need_cmds() {
+	local name=$1 c missing=(); shift
+	for c in "$@"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+	((${#missing[@]} == 0)) && return 0
+	skip "missing ${missing[*]} (sudo tests/deps installs them)" "$name"
+	tap_done
+	exit 0
+}

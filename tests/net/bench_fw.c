@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Per-packet cost of rayos_from_vm / rayos_to_vm under BPF_PROG_TEST_RUN
+ * (the kernel's own ns/run over many repeats), next to an empty tc and an
+ * empty XDP program measured in the same run.  Two dimensions: total rule
+ * entries host-wide (10 .. 1M, spread over VMs, all in the maps the measured
+ * VM's lookups go to) and number of VMs (8 .. 4096).  Maps are filled the way
+ * the agent fills them: JSON policy files -> policy_load_dir ->
+ * policy_compile -> publish_policy.  Prints figures; never fails on timing.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "agent/log.h"
+#include "agent/policy.h"
+#include "bpf/abi/net.h"
+#include "loader/loader.h"
+#include "loader/publish.h"
+#include "loader/stats.h"
+#include "rayos_bench.skel.h"
+#include "tests/lib/pkt.h"
+
+#define MEASURED_ID	1		/* the VM whose packets are timed */
+#define TAP_IFINDEX	1		/* lo: test_run runs tc programs "on" it */
+#define REPEAT		200000
+#define ROUNDS		5		/* median of this many runs per figure */
+#define VMS_PER_FILE	256		/* keeps filler files under 1 MiB */
+#define MAX_VMS		4096
+
+enum pkind { P_FLOW, P_RULE_DENY, P_DEFAULT_DENY, P_RULE_ALLOW, P_MAX };
+
+static const char *const pkind_name[P_MAX] = {
+	[P_FLOW]	 = "flow hit (TCP ACK, out)",
+	[P_RULE_DENY]	 = "SYN, deny rule (range+cidr LPM)",
+	[P_DEFAULT_DENY] = "SYN, no rule: default deny",
+	[P_RULE_ALLOW]	 = "GRE, allow rule (+rule ctr)",
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- policy generation ---------------------------------------------------- */
+
+/* A realistic VM: a server reachable on a few ports from a few networks,
+ * default deny in, default allow out.  About ten map entries. */
+static int put_vm(char *buf, size_t cap, unsigned int id, bool filler)
+{
+	int n = snprintf(buf, cap,
+		"{ \"id\": %u, \"name\": \"vm%u\", \"interface\": \"tap%u\", "
+		"\"mac\": \"52:54:00:%02x:%02x:%02x\", \"ipv4\": \"10.%u.%u.%u\", "
+		"\"firewall\": { \"in\": { \"default\": \"deny\", \"rules\": [",
+		id, id, id, (id >> 16) & 0xff, (id >> 8) & 0xff, id & 0xff,
+		(id >> 14) & 0xff, (id >> 7) & 0x7f, (id & 0x7f) + 1);
+
+	if (!filler) {
+		n += snprintf(buf + n, cap - n,
+			"{\"action\":\"allow\",\"protocol\":\"tcp\",\"ports\":[22,443],"
+			"\"cidrs\":[\"10.0.0.0/8\"]},"
+			"{\"action\":\"allow\",\"protocol\":\"tcp\",\"ports\":[5432],"
+			"\"cidrs\":[\"10.1.2.0/24\"]},"
+			"{\"action\":\"deny\",\"protocol\":\"tcp\",\"ports\":[\"6016-6047\"]},"
+			"{\"action\":\"allow\",\"protocol\":\"icmp\",\"icmp_types\":[8]},"
+			"{\"action\":\"allow\",\"protocol\":47},"
+			"{\"action\":\"deny\",\"cidrs\":[\"203.0.113.0/24\"]}");
+	} else {
+		/* ~256 entries: 128 exact ports (hash), 16 ranges of 3 ports
+		 * (2 LPM prefixes each), 96 CIDRs (LPM). */
+		n += snprintf(buf + n, cap - n, "{\"action\":\"allow\",\"protocol\":\"tcp\",\"ports\":[");
+		for (int i = 0; i < 128; i++)
+			n += snprintf(buf + n, cap - n, "%s%d", i ? "," : "", 1000 + i);
+		n += snprintf(buf + n, cap - n, "]},{\"action\":\"allow\",\"protocol\":\"udp\",\"ports\":[");
+		for (int i = 0; i < 16; i++)
+			n += snprintf(buf + n, cap - n, "%s\"%d-%d\"", i ? "," : "",
+				      2001 + 8 * i, 2003 + 8 * i);
+		n += snprintf(buf + n, cap - n, "]},{\"action\":\"allow\",\"protocol\":\"tcp\","
+			      "\"ports\":[443],\"cidrs\":[");
+		for (int i = 0; i < 96; i++)
+			n += snprintf(buf + n, cap - n, "%s\"172.16.%d.0/24\"", i ? "," : "", i);
+		n += snprintf(buf + n, cap - n, "]}");
+	}
+	n += snprintf(buf + n, cap - n,
+		"] }, \"out\": { \"default\": \"allow\", \"rules\": ["
+		"{\"action\":\"deny\",\"protocol\":\"tcp\",\"ports\":[25]}] } } }");
+	return n;
+}
+
+/* VM ids 1..nr_vms; ids <= nr_plain get the realistic set, the rest are
+ * fillers.  Written as files and read back like the agent does. */
+static int load_policy(unsigned int nr_vms, unsigned int nr_plain, struct policy_set **set)
+{
+	char dir[] = "/tmp/rayos-bench-fw.XXXXXX", file[64];
+	unsigned int nr_files = (nr_vms + VMS_PER_FILE - 1) / VMS_PER_FILE;
+	size_t cap = 8192 + VMS_PER_FILE * 4096;
+	struct policy_error perr = { 0 };
+	char *buf = malloc(cap);
+	int err = 0;
+
+	if (!buf || !mkdtemp(dir)) {
+		free(buf);
+		return -errno;
+	}
+	for (unsigned int f = 0; f < nr_files && !err; f++) {
+		unsigned int first = f * VMS_PER_FILE + 1;
+		unsigned int last = first + VMS_PER_FILE - 1 < nr_vms ? first + VMS_PER_FILE - 1 : nr_vms;
+		size_t n = snprintf(buf, cap, "{ \"version\": 1, \"vms\": [");
+		FILE *fp;
+
+		for (unsigned int id = first; id <= last; id++) {
+			if (id > first)
+				buf[n++] = ',';
+			n += put_vm(buf + n, cap - n, id, id > nr_plain);
+		}
+		n += snprintf(buf + n, cap - n, "] }\n");
+		snprintf(file, sizeof(file), "%s/p%04u.json", dir, f);
+		fp = fopen(file, "w");
+		if (!fp || fwrite(buf, 1, n, fp) != n)
+			err = -EIO;
+		if (fp)
+			fclose(fp);
+	}
+	free(buf);
+	if (!err) {
+		err = policy_load_dir(dir, set, &perr);
+		if (err) {
+			char msg[1024];
+
+			policy_error_format(&perr, msg, sizeof(msg));
+			fprintf(stderr, "bench_fw: generated policy rejected: %s\n", msg);
+		}
+	}
+	for (unsigned int f = 0; f < nr_files; f++) {
+		snprintf(file, sizeof(file), "%s/p%04u.json", dir, f);
+		unlink(file);
+	}
+	rmdir(dir);
+	return err;
+}
+
+static size_t nr_entries(const struct compiled_policy *cp)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < cp->nr_vms; i++)
+		n += cp->vms[i].nr_ports + cp->vms[i].nr_ranges +
+		     cp->vms[i].nr_cidr4 + cp->vms[i].nr_cidr6;
+	return n;
+}
+
+/* ---- packets and timing --------------------------------------------------- */
+
+static void build(struct pkt *p, enum pkind k, bool syn_for_flow)
+{
+	uint8_t vm_mac[6] = { 0x52, 0x54, 0, 0, 0, MEASURED_ID }, host_mac[6];
+
+	pkt_mac(host_mac, "52:54:00:ff:00:01");
+	pkt_init(p);
+	if (k == P_FLOW) {	/* guest -> outside, port 443: default allow out */
+		pkt_eth(p, host_mac, vm_mac, 0x0800);
+		pkt_ipv4(p, "10.0.0.2", "198.51.100.1", 6, 0, 0, 1);
+		pkt_tcp(p, 40000, 443, syn_for_flow ? 0x02 : 0x10);
+	} else {
+		pkt_eth(p, vm_mac, host_mac, 0x0800);
+		if (k == P_RULE_ALLOW) {
+			pkt_ipv4(p, "10.1.2.3", "10.0.0.2", 47, 0, 0, 1);
+			pkt_payload(p, 4, 0);
+		} else {
+			pkt_ipv4(p, "198.51.100.1", "10.0.0.2", 6, 0, 0, 1);
+			pkt_tcp(p, 40000, k == P_RULE_DENY ? 6020 : 9999, 0x02);
+		}
+	}
+	pkt_payload(p, 60 > p->len ? 60 - p->len : 0, 0);
+	pkt_finish(p);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static uint32_t median(uint32_t *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_u32);
+	return v[n / 2];
+}
+
+static int run_xdp(int fd, const struct pkt *p, uint32_t repeat, uint32_t *ns)
+{
+	uint8_t out[PKT_MAX + 256];
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = p->buf, .data_size_in = p->len,
+		    .data_out = out, .data_size_out = sizeof(out), .repeat = repeat);
+
+	if (bpf_prog_test_run_opts(fd, &opts))
+		return -errno;
+	*ns = opts.duration;
+	return 0;
+}
+
+struct figures {
+	uint32_t empty_tc, empty_xdp;
+	uint32_t ns[P_MAX];
+	uint32_t verdict[P_MAX];
+};
+
+static int measure(struct rayos_bench *empty, int prog_out, int prog_in, struct figures *f)
+{
+	uint32_t tc[ROUNDS], xdp[ROUNDS], ns[P_MAX][ROUNDS], rv;
+	int tc_fd = bpf_program__fd(empty->progs.rayos_bench_tc);
+	int xdp_fd = bpf_program__fd(empty->progs.rayos_bench_xdp);
+	struct pkt pk[P_MAX], syn;
+	int err;
+
+	for (int k = 0; k < P_MAX; k++)
+		build(&pk[k], k, false);
+	/* Open the flow the ACKs belong to. */
+	build(&syn, P_FLOW, true);
+	err = pkt_run_tc(prog_out, &syn, TAP_IFINDEX, 1, &rv, NULL);
+	if (err)
+		return err;
+	/* Rounds interleave every figure so drift hits them alike. */
+	for (int r = 0; r < ROUNDS; r++) {
+		err = pkt_run_tc(tc_fd, &pk[P_RULE_DENY], TAP_IFINDEX, REPEAT, &rv, &tc[r]);
+		err = err ?: run_xdp(xdp_fd, &pk[P_RULE_DENY], REPEAT, &xdp[r]);
+		for (int k = 0; k < P_MAX && !err; k++)
+			err = pkt_run_tc(k == P_FLOW ? prog_out : prog_in, &pk[k], TAP_IFINDEX,
+					 REPEAT, &f->verdict[k], &ns[k][r]);
+		if (err)
+			return err;
+	}
+	f->empty_tc = median(tc, ROUNDS);
+	f->empty_xdp = median(xdp, ROUNDS);
+	for (int k = 0; k < P_MAX; k++)
+		f->ns[k] = median(ns[k], ROUNDS);
+	return 0;
+}
+
+/* ---- scenarios -------------------------------------------------------------- */
+
+struct scenario {
+	const char *label;
+	unsigned int nr_vms, nr_plain, max_vms;
+	size_t entries;		/* filled in */
+	struct figures f;
+};
+
+static int run_scenario(struct rayos_bench *empty, struct scenario *s, int idx)
+{
+	char pin[96];
+	struct loader_opts lo = { .pin_root = pin, .max_vms = s->max_vms };
+	struct compiled_policy *cp = NULL;
+	struct policy_set *set = NULL;
+	struct policy_error perr = { 0 };
+	struct publish_stats st;
+	struct loader *ld = NULL;
+	struct rayos_iface iface = { .vm_id = MEASURED_ID };
+	uint32_t ifindex = TAP_IFINDEX;
+	double t0 = now_s(), t_load, t_pub;
+	int err;
+
+	snprintf(pin, sizeof(pin), "/sys/fs/bpf/rayos-bench-fw-%d-%d", getpid(), idx);
+	err = load_policy(s->nr_vms, s->nr_plain, &set);
+	err = err ?: policy_compile(set, &cp, &perr);
+	if (err)
+		goto out;
+	s->entries = nr_entries(cp);
+	t_load = now_s() - t0;
+	err = loader_open(&lo, &ld);
+	if (err) {
+		fprintf(stderr, "bench_fw: loader_open: %s\n", strerror(-err));
+		goto out;
+	}
+	t0 = now_s();
+	err = publish_policy(ld, cp, &st);
+	t_pub = now_s() - t0;
+	if (err) {
+		fprintf(stderr, "bench_fw: publish_policy: %s\n", strerror(-err));
+		goto out;
+	}
+	/* The tap -> VM link, as loader_attach_vm writes it (without
+	 * attaching anything to lo). */
+	if (bpf_map_update_elem(loader_map_fd(ld, RAYOS_MAP_IFACES), &ifindex, &iface, BPF_ANY)) {
+		err = -errno;
+		goto out;
+	}
+	err = measure(empty, loader_prog_fd(ld, RAYOS_PROG_FROM_VM),
+		      loader_prog_fd(ld, RAYOS_PROG_TO_VM), &s->f);
+	if (getenv("BENCH_FW_DEBUG")) {
+		struct rayos_vm_stats vs;
+
+		if (!loader_vm_stats(ld, cp->vms[0].vm.slot, &vs))
+			for (int d = 0; d < RAYOS_DIR_MAX; d++)
+				for (int r = 0; r < RAYOS_RSN_MAX; r++)
+					if (vs.c[d][r].packets)
+						fprintf(stderr, "#   dir %d reason %d: %llu\n", d, r,
+							(unsigned long long)vs.c[d][r].packets);
+	}
+	fprintf(stderr, "# %s: %zu entries, %u VMs: parse+compile %.2f s, publish %.2f s\n",
+		s->label, s->entries, s->nr_vms, t_load, t_pub);
+out:
+	loader_close(ld);
+	loader_purge(pin);
+	compiled_policy_free(cp);
+	policy_set_free(set);
+	return err;
+}
+
+static void print_row(const struct scenario *s)
+{
+	for (int k = 0; k < P_MAX; k++)
+		printf("%-10s %8zu %5u  %-32s %7u %+9d %+9d   %s\n", s->label, s->entries, s->nr_vms,
+		       pkind_name[k], s->f.ns[k], (int)s->f.ns[k] - (int)s->f.empty_tc,
+		       (int)s->f.ns[k] - (int)s->f.empty_xdp,
+		       s->f.verdict[k] == 0 ? "pass" : s->f.verdict[k] == 2 ? "drop" : "?");
+	printf("%-10s %8s %5s  %-32s %7u %+9d %+9d\n", s->label, "", "", "(empty tc)",
+	       s->f.empty_tc, 0, (int)s->f.empty_tc - (int)s->f.empty_xdp);
+	printf("%-10s %8s %5s  %-32s %7u %+9d %+9d\n", s->label, "", "", "(empty xdp)",
+	       s->f.empty_xdp, (int)s->f.empty_xdp - (int)s->f.empty_tc, 0);
+}
+
+static void print_ratio(const char *what, const struct scenario *lo, const struct scenario *hi)
+{
+	for (int k = 0; k < P_MAX; k++) {
+		double dl = (double)lo->f.ns[k] - lo->f.empty_tc;
+		double dh = (double)hi->f.ns[k] - hi->f.empty_tc;
+
+		printf("ratio %-9s %-32s ns/packet %.2fx   over empty tc %.2fx\n", what,
+		       pkind_name[k], (double)hi->f.ns[k] / lo->f.ns[k], dl > 0 ? dh / dl : 0.0);
+	}
+}
+
+/* argv[1]: run only scenarios whose label contains it (ratios need all). */
+int main(int argc, char **argv)
+{
+	const char *filter = argc > 1 ? argv[1] : NULL;
+	/* Rule dimension: one realistic VM plus fillers of ~256 entries each,
+	 * max_vms fixed so only the entry count changes. */
+	struct scenario rules[] = {
+		{ "rules=10", 1, 1, MAX_VMS },
+		{ "rules=1k", 5, 1, MAX_VMS },
+		{ "rules=100k", 392, 1, MAX_VMS },
+		{ "rules=1M", MAX_VMS, 1, MAX_VMS },
+	};
+	/* VM dimension: every VM has the realistic set, maps sized to fit. */
+	struct scenario vms[] = {
+		{ "vms=8", 8, 8, 8 },
+		{ "vms=64", 64, 64, 64 },
+		{ "vms=1024", 1024, 1024, 1024 },
+		{ "vms=4096", 4096, 4096, 4096 },
+	};
+	const size_t nr_rules = sizeof(rules) / sizeof(rules[0]);
+	const size_t nr_vms = sizeof(vms) / sizeof(vms[0]);
+	struct rayos_bench *empty;
+	double t0 = now_s();
+	cpu_set_t cpus;
+	int idx = 0, err = 0;
+
+	log_set_level(LOG_LVL_WARN);
+	/* One CPU: per-CPU maps and caches behave the same for every figure. */
+	CPU_ZERO(&cpus);
+	CPU_SET(0, &cpus);
+	sched_setaffinity(0, sizeof(cpus), &cpus);
+
+	empty = rayos_bench__open_and_load();
+	if (!empty) {
+		fprintf(stderr, "bench_fw: cannot load the empty programs: %s (need root)\n",
+			strerror(errno));
+		return 1;
+	}
+	printf("# rayos_net per packet, BPF_PROG_TEST_RUN, %d repeats, median of %d; "
+	       "60-byte frames\n", REPEAT, ROUNDS);
+	printf("%-10s %8s %5s  %-32s %7s %9s %9s   %s\n", "scenario", "entries", "VMs",
+	       "packet", "ns/pkt", "-emptytc", "-emptyxdp", "verdict");
+	for (size_t i = 0; i < nr_rules && !err; i++) {
+		if (filter && !strstr(rules[i].label, filter))
+			continue;
+		err = run_scenario(empty, &rules[i], idx++);
+		if (!err)
+			print_row(&rules[i]);
+		fflush(stdout);
+	}
+	for (size_t i = 0; i < nr_vms && !err; i++) {
+		if (filter && !strstr(vms[i].label, filter))
+			continue;
+		err = run_scenario(empty, &vms[i], idx++);
+		if (!err)
+			print_row(&vms[i]);
+		fflush(stdout);
+	}
+	if (!err && !filter) {
+		print_ratio("1M/10", &rules[0], &rules[nr_rules - 1]);
+		print_ratio("4096/8", &vms[0], &vms[nr_vms - 1]);
+	}
+	printf("# total %.1f s\n", now_s() - t0);
+	rayos_bench__destroy(empty);
+	return err ? 1 : 0;
+}

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * SHA-256 against the FIPS 180-4 / NIST CAVP vectors, and incremental
+ * updates split at every offset against the one-shot digest.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/sha256.h"
+#include "tests/lib/tap.h"
+
+static void hex(const uint8_t d[32], char out[65])
+{
+	int i;
+
+	for (i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+static void check_vector(const char *name, const void *msg, size_t len, const char *want)
+{
+	uint8_t d[32];
+	char got[65];
+
+	sha256(msg, len, d);
+	hex(d, got);
+	ASSERT_STREQ(got, want, name);
+}
+
+static void test_vectors(void)
+{
+	static const char two_blocks[] =
+		"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	static const char four_blocks[] =
+		"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmn"
+		"hijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+
+	check_vector("empty message", "", 0,
+		     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	check_vector("\"abc\"", "abc", 3,
+		     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	check_vector("448-bit message", two_blocks, strlen(two_blocks),
+		     "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	check_vector("896-bit message", four_blocks, strlen(four_blocks),
+		     "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
+}
+
+static void test_million_a(void)
+{
+	struct sha256_ctx ctx;
+	uint8_t chunk[1000], d[32];
+	char got[65];
+	int i;
+
+	memset(chunk, 'a', sizeof(chunk));
+	sha256_init(&ctx);
+	for (i = 0; i < 1000; i++)
+		sha256_update(&ctx, chunk, sizeof(chunk));
+	sha256_final(&ctx, d);
+	hex(d, got);
+	ASSERT_STREQ(got, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
+		     "one million 'a' in 1000-byte updates");
+}
+
+/* Every split point across block and padding boundaries (55, 56, 63, 64...). */
+static void test_incremental(void)
+{
+	uint8_t msg[200], whole[32], part[32];
+	struct sha256_ctx ctx;
+	size_t len, cut, bad = 0;
+
+	for (len = 0; len < sizeof(msg); len++)
+		msg[len] = (uint8_t)(len * 7 + 3);
+	for (len = 0; len <= sizeof(msg); len++) {
+		sha256(msg, len, whole);
+		for (cut = 0; cut <= len; cut++) {
+			sha256_init(&ctx);
+			sha256_update(&ctx, msg, cut);
+			sha256_update(&ctx, msg + cut, 0);
+			sha256_update(&ctx, msg + cut, len - cut);
+			sha256_final(&ctx, part);
+			if (memcmp(whole, part, 32))
+				bad++;
+		}
+	}
+	ASSERT_EQ(bad, 0, "split updates equal one-shot for lengths 0..200");
+}
+
+int main(void)
+{
+	test_vectors();
+	test_million_a();
+	test_incremental();
+	return tap_done();
+}
