@@ -26,6 +26,8 @@
 #include "agent/ifwatch.h"
 #include "agent/netstats.h"
 #include "agent/registry.h"
+#include "agent/sha256.h"
+#include "agent/tpm.h"
 #include "agent/log.h"
 #include "agent/policy.h"
 #include "agent/util.h"
@@ -48,6 +50,9 @@ struct agent {
 	struct netstats ns;
 	struct http_server *http;
 	struct registry *reg;
+	struct ifwatch *ifw;
+	struct tpm *tpm;		/* NULL: measuring is off or unavailable */
+	char tpm_error[256];
 	struct policy_set *set;		/* the applied policy */
 	char last_error[PATH_MAX + 512];	/* last rejected policy, "" if none */
 	uint64_t applied_version;
@@ -87,6 +92,80 @@ static double elapsed_ms(const struct timespec *a)
 
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	return (b.tv_sec - a->tv_sec) * 1e3 + (b.tv_nsec - a->tv_nsec) / 1e6;
+}
+
+static void hex(const uint8_t *in, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", in[i]);
+}
+
+/* TPM event: the applied version and the digest of its compiled form. */
+static void measure_policy(struct agent *a, const struct compiled_policy *cp,
+			   uint64_t version)
+{
+	char digest[65];
+	cJSON *c;
+
+	if (!a->tpm)
+		return;
+	hex(cp->digest, sizeof(cp->digest), digest);
+	c = cJSON_CreateObject();
+	cJSON_AddNumberToObject(c, "version", version);
+	cJSON_AddStringToObject(c, "sha256", digest);
+	cJSON_AddNumberToObject(c, "vms", cp->nr_vms);
+	if (tpm_measure(a->tpm, TPM_EV_POLICY, c))
+		log_warn("cannot queue the measurement of policy version %llu",
+			 (unsigned long long)version);
+	cJSON_Delete(c);
+}
+
+static int measure_object(void *ctx, const char *name, const void *elf, size_t len)
+{
+	struct agent *a = ctx;
+	uint8_t d[32];
+	char digest[65];
+	cJSON *c = cJSON_CreateObject();
+
+	sha256(elf, len, d);
+	hex(d, sizeof(d), digest);
+	cJSON_AddStringToObject(c, "name", name);
+	cJSON_AddStringToObject(c, "sha256", digest);
+	cJSON_AddNumberToObject(c, "size", len);
+	tpm_measure(a->tpm, TPM_EV_BPF_OBJECT, c);
+	cJSON_Delete(c);
+	return 0;
+}
+
+/* Start measuring (after the signal mask is set: the worker inherits it).
+ * A TPM that cannot be reached never stops enforcement. */
+static void start_tpm(struct agent *a)
+{
+	struct tpm_opts to = {
+		.state_dir = a->opts->state_dir,
+		.run_dir = a->opts->run_dir,
+		.pcr = a->opts->tpm_pcr,
+		.tcti = a->opts->tcti[0] ? a->opts->tcti : NULL,
+	};
+	cJSON *extra;
+	int err;
+
+	if (a->opts->no_tpm) {
+		snprintf(a->tpm_error, sizeof(a->tpm_error), "turned off (--no-tpm)");
+		return;
+	}
+	err = tpm_open(&to, a->epfd, &a->tpm);
+	if (err) {
+		snprintf(a->tpm_error, sizeof(a->tpm_error), "%s", strerror(-err));
+		log_warn("measured launch unavailable: %s; enforcement goes on", a->tpm_error);
+		a->tpm = NULL;
+		return;
+	}
+	extra = cJSON_CreateObject();
+	cJSON_AddNumberToObject(extra, "pid", getpid());
+	tpm_measure_file(a->tpm, TPM_EV_AGENT_START, "/proc/self/exe", extra);
+	cJSON_Delete(extra);
+	loader_for_each_object(a->ld, measure_object, a);
 }
 
 /* Parse, validate, compile and publish the policy directory.  Any failure
@@ -129,7 +208,8 @@ static int apply_policy_dir(struct agent *a, const char *why)
 	a->set = set;
 	set = NULL;
 	registry_overlay(a->reg, a->set);
-	ifwatch_reconcile(a->ld, a->set);
+	ifwatch_reconcile(a->ifw, a->set);
+	measure_policy(a, cp, st.version);
 	log_info("policy version %llu applied (%s) from %s: %zu VMs "
 		 "(%u added, %u changed, %u unchanged, %u removed), %llu entries "
 		 "written, %llu deleted, %.2f ms",
@@ -211,7 +291,7 @@ static void on_links(struct ev_source *src, uint32_t events)
 	struct agent *a = (struct agent *)((char *)src - offsetof(struct agent, links));
 
 	(void)events;
-	ifwatch_event(src->fd, a->ld, a->set);
+	ifwatch_event(a->ifw, a->set);
 }
 
 static void on_drop_event(void *ctx, const struct rayos_event *ev)
@@ -323,6 +403,13 @@ static cJSON *status_reply(struct agent *a)
 		cJSON_AddStringToObject(o, "detail", f->detail);
 		cJSON_AddItemToArray(arr, o);
 	}
+	if (a->tpm) {
+		cJSON_AddItemToObject(r, "tpm", tpm_status_json(a->tpm));
+	} else {
+		o = cJSON_AddObjectToObject(r, "tpm");
+		cJSON_AddStringToObject(o, "state", "off");
+		cJSON_AddStringToObject(o, "error", a->tpm_error);
+	}
 	o = cJSON_AddObjectToObject(r, "features");
 	for (int i = 0; i < RAYOS_FEAT_MAX; i++) {
 		cJSON *f = cJSON_CreateObject();
@@ -360,7 +447,7 @@ static cJSON *handle_register(struct agent *a, const cJSON *req, bool reg)
 			return control_error("cannot record the registration: %s", strerror(-err));
 		log_info("VM %u registered on %s", vm_id, ifc->valuestring);
 		registry_overlay(a->reg, a->set);
-		ifwatch_reconcile(a->ld, a->set);
+		ifwatch_reconcile(a->ifw, a->set);
 	} else {
 		err = registry_del(a->reg, vm_id);
 		if (err == -ENOENT)
@@ -369,7 +456,7 @@ static cJSON *handle_register(struct agent *a, const cJSON *req, bool reg)
 			return control_error("cannot record the change: %s", strerror(-err));
 		log_info("VM %u unregistered from %s", vm_id,
 			 policy_set_find(a->set, vm_id)->iface);
-		loader_detach_vm(a->ld, vm_id);
+		ifwatch_detach(a->ifw, vm_id);
 		((struct policy_vm *)policy_set_find(a->set, vm_id))->iface[0] = '\0';
 		/* Back to what the policy says: its interface, if it names one. */
 		apply_policy_dir(a, "VM unregistered");
@@ -499,12 +586,8 @@ static int setup_events(struct agent *a)
 	a->debounce.handler = on_debounce;
 	if (a->sig.fd < 0 || a->inotify.fd < 0 || a->debounce.fd < 0)
 		return -errno;
-	a->links.fd = ifwatch_open();
 	a->links.handler = on_links;
-	if (a->links.fd < 0) {
-		log_err("cannot watch network interfaces: %s", strerror(-a->links.fd));
-		return a->links.fd;
-	}
+	a->links.fd = ifwatch_fd(a->ifw);
 	err = ev_add(a->epfd, &a->sig, EPOLLIN);
 	if (!err)
 		err = ev_add(a->epfd, &a->inotify, EPOLLIN);
@@ -594,13 +677,14 @@ int agent_run(const struct agent_opts *o)
 		goto out;
 	}
 	err = loader_open(&lo, &a.ld);
+	if (!err)
+		err = ifwatch_open(a.ld, &a.ifw);
 	if (err)
 		goto out;
-	apply_policy_dir(&a, "start");	/* a bad policy leaves what is pinned */
-
 	err = setup_events(&a);
 	if (err)
 		goto out;
+	/* Capabilities are per thread: drop them before the TPM worker starts. */
 	if (o->keep_caps) {
 		snprintf(a.caps_kept, sizeof(a.caps_kept), "all (--keep-caps)");
 	} else {
@@ -608,6 +692,8 @@ int agent_run(const struct agent_opts *o)
 		if (err)
 			goto out;
 	}
+	start_tpm(&a);
+	apply_policy_dir(&a, "start");	/* a bad policy leaves what is pinned */
 	log_info("running as pid %d with %s; control socket %s/%s", getpid(),
 		 a.caps_kept, o->run_dir, CONTROL_SOCK_NAME);
 
@@ -628,11 +714,14 @@ int agent_run(const struct agent_opts *o)
 		}
 	}
 out:
+	tpm_close(a.tpm);
 	control_server_close(a.ctl);
+	if (a.purge && a.ifw)
+		ifwatch_detach_all(a.ifw);	/* links, ifb devices and qdiscs */
 	close_source(&a.sig);
 	close_source(&a.inotify);
 	close_source(&a.debounce);
-	close_source(&a.links);
+	ifwatch_close(a.ifw);	/* owns links.fd */
 	http_server_close(a.http);
 	loader_events_close(a.ring);	/* owns events.fd */
 	registry_close(a.reg);

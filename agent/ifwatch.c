@@ -17,16 +17,69 @@
 
 #include "agent/ifwatch.h"
 #include "agent/log.h"
+#include "agent/shaper.h"
+
+/* The shaping a VM got last, so an unchanged VM is not reconfigured (a
+ * replaced qdisc would drop its queue). */
+struct shaped_vm {
+	uint32_t id;
+	int tap_ifindex;
+	struct shaper_rates rates;
+	struct shaper_state st;
+};
+
+struct ifwatch {
+	struct loader *ld;
+	int fd;
+	struct shaped_vm *vms;
+	size_t nr_vms;
+};
+
+_Static_assert((int)SHAPER_IN == (int)RAYOS_DIR_IN && (int)SHAPER_OUT == (int)RAYOS_DIR_OUT,
+	       "shaper directions are the policy's");
+
+static struct shaped_vm *shaped_find(struct ifwatch *w, uint32_t id, bool add)
+{
+	struct shaped_vm *grown;
+
+	for (size_t i = 0; i < w->nr_vms; i++)
+		if (w->vms[i].id == id)
+			return &w->vms[i];
+	if (!add)
+		return NULL;
+	grown = realloc(w->vms, (w->nr_vms + 1) * sizeof(*grown));
+	if (!grown)
+		return NULL;
+	w->vms = grown;
+	memset(&grown[w->nr_vms], 0, sizeof(*grown));
+	grown[w->nr_vms].id = id;
+	return &grown[w->nr_vms++];
+}
+
+void ifwatch_detach(struct ifwatch *w, uint32_t id)
+{
+	struct shaped_vm *sv = shaped_find(w, id, false);
+	int tap = loader_vm_ifindex(w->ld, id);
+
+	/* Programs first: nothing may redirect to the ifb once it is gone. */
+	loader_detach_vm(w->ld, id);
+	shaper_remove(id, sv ? sv->tap_ifindex : tap);
+	if (sv)
+		*sv = w->vms[--w->nr_vms];
+}
 
 /* Attach one VM if its interface exists; quiet when nothing changes. */
-static void attach_vm(struct loader *ld, const struct policy_vm *vm)
+static void attach_vm(struct ifwatch *w, const struct policy_vm *vm)
 {
+	struct shaper_rates rates = {};
+	struct shaped_vm *sv;
 	int ifindex, err;
+	bool was;
 
 	if (!vm->iface[0]) {
 		/* The policy no longer names a tap: stop enforcing on the old one. */
-		if (loader_vm_ifindex(ld, vm->id))
-			loader_detach_vm(ld, vm->id);
+		if (loader_vm_ifindex(w->ld, vm->id) || shaped_find(w, vm->id, false))
+			ifwatch_detach(w, vm->id);
 		return;
 	}
 	ifindex = if_nametoindex(vm->iface);
@@ -35,9 +88,21 @@ static void attach_vm(struct loader *ld, const struct policy_vm *vm)
 			 "appears", vm->id, vm->name, vm->iface);
 		return;
 	}
-	bool was = loader_vm_ifindex(ld, vm->id) == ifindex;
-
-	err = loader_attach_vm(ld, vm->id, ifindex);
+	for (int d = 0; d < RAYOS_DIR_MAX; d++) {
+		rates.rate[d] = vm->fw[d].rate_bytes;
+		rates.burst[d] = vm->fw[d].burst_bytes;
+	}
+	sv = shaped_find(w, vm->id, true);
+	if (!sv)
+		return;
+	if (sv->tap_ifindex != ifindex || memcmp(&sv->rates, &rates, sizeof(rates))) {
+		shaper_apply(vm->id, ifindex, &rates, &sv->st);
+		sv->tap_ifindex = ifindex;
+		sv->rates = rates;
+	}
+	was = loader_vm_ifindex(w->ld, vm->id) == ifindex;
+	err = loader_attach_vm(w->ld, vm->id, ifindex, sv->st.ifb_ifindex,
+			       sv->st.shaped_in ? RAYOS_IFF_SHAPED_IN : 0);
 	if (err)
 		log_err("VM %u (%s): cannot enforce on %s: %s", vm->id, vm->name,
 			vm->iface, strerror(-err));
@@ -46,14 +111,14 @@ static void attach_vm(struct loader *ld, const struct policy_vm *vm)
 			 vm->iface, ifindex);
 }
 
-/* Detach VMs that have links pinned but are no longer in the policy. */
-static void detach_strays(struct loader *ld, const struct policy_set *set)
+/* Detach VMs that have links pinned but are not in set (NULL: every VM). */
+static void detach_strays(struct ifwatch *w, const struct policy_set *set)
 {
 	char dir[PATH_MAX];
 	struct dirent *de;
 	DIR *d;
 
-	snprintf(dir, sizeof(dir), "%s/links", loader_pin_root(ld));
+	snprintf(dir, sizeof(dir), "%s/links", loader_pin_root(w->ld));
 	d = opendir(dir);
 	if (!d)
 		return;
@@ -62,40 +127,65 @@ static void detach_strays(struct loader *ld, const struct policy_set *set)
 		char suffix[8];
 
 		if (sscanf(de->d_name, "vm%u_%7s", &id, suffix) != 2 ||
-		    strcmp(suffix, "from") || policy_set_find(set, id))
+		    strcmp(suffix, "from") || (set && policy_set_find(set, id)))
 			continue;
 		log_info("VM %u left the policy: detaching its programs", id);
-		loader_detach_vm(ld, id);
+		ifwatch_detach(w, id);
 	}
 	closedir(d);
 }
 
-void ifwatch_reconcile(struct loader *ld, const struct policy_set *set)
+void ifwatch_detach_all(struct ifwatch *w)
 {
-	for (size_t i = 0; i < set->nr_vms; i++)
-		attach_vm(ld, &set->vms[i]);
-	detach_strays(ld, set);
+	detach_strays(w, NULL);
 }
 
-int ifwatch_open(void)
+void ifwatch_reconcile(struct ifwatch *w, const struct policy_set *set)
+{
+	for (size_t i = 0; i < set->nr_vms; i++)
+		attach_vm(w, &set->vms[i]);
+	detach_strays(w, set);
+}
+
+int ifwatch_open(struct loader *ld, struct ifwatch **out)
 {
 	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK };
-	int fd, err;
+	struct ifwatch *w = calloc(1, sizeof(*w));
+	int err;
 
-	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+	if (!w)
+		return -ENOMEM;
+	w->ld = ld;
+	w->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (w->fd < 0 || bind(w->fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		err = -errno;
-		close(fd);
+		if (w->fd >= 0)
+			close(w->fd);
+		free(w);
 		return err;
 	}
-	return fd;
+	*out = w;
+	return 0;
+}
+
+int ifwatch_fd(const struct ifwatch *w)
+{
+	return w->fd;
+}
+
+void ifwatch_close(struct ifwatch *w)
+{
+	if (!w)
+		return;
+	close(w->fd);
+	free(w->vms);
+	free(w);
 }
 
 /* Attach every VM whose interface a new-link message names. */
-void ifwatch_event(int fd, struct loader *ld, const struct policy_set *set)
+void ifwatch_event(struct ifwatch *w, const struct policy_set *set)
 {
+	int fd = w->fd;
 	char buf[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
 	ssize_t n;
 
@@ -117,8 +207,8 @@ void ifwatch_event(int fd, struct loader *ld, const struct policy_set *set)
 				continue;
 			for (size_t i = 0; i < set->nr_vms; i++) {
 				if (!strcmp(set->vms[i].iface, name) &&
-				    loader_vm_ifindex(ld, set->vms[i].id) != ifi->ifi_index)
-					attach_vm(ld, &set->vms[i]);
+				    loader_vm_ifindex(w->ld, set->vms[i].id) != ifi->ifi_index)
+					attach_vm(w, &set->vms[i]);
 			}
 		}
 	}
@@ -126,6 +216,6 @@ void ifwatch_event(int fd, struct loader *ld, const struct policy_set *set)
 		/* We missed messages: look at every interface again. */
 		log_warn("link notifications overflowed: re-checking every VM's tap");
 		if (set)
-			ifwatch_reconcile(ld, set);
+			ifwatch_reconcile(w, set);
 	}
 }

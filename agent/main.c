@@ -3,6 +3,7 @@
  * rayos-agent: the daemon (`start`) and the CLI that talks to it over the
  * control socket (`stop`, `status`, `policy ...`).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +22,8 @@
 #include "agent/control.h"
 #include "agent/log.h"
 #include "agent/policy.h"
+#include "agent/shaper.h"
+#include "agent/tpm.h"
 #include "loader/loader.h"
 
 #define CALL_TIMEOUT_MS	10000
@@ -30,7 +34,8 @@ static void usage(FILE *f)
 "usage: rayos-agent COMMAND [OPTIONS]\n"
 "\n"
 "  start [--policy-dir D] [--state-dir D] [--run-dir D] [--pin-root D]\n"
-"        [--max-vms N] [--metrics-port P] [--daemon] [--verbose] [--keep-caps]\n"
+"        [--max-vms N] [--metrics-port P] [--tpm-pcr N] [--tcti T] [--no-tpm]\n"
+"        [--daemon] [--verbose] [--keep-caps]\n"
 "                          load and pin the BPF programs, apply the policy\n"
 "                          directory and keep it applied (foreground)\n"
 "  stop [--purge]          stop the agent; enforcement stays pinned unless\n"
@@ -44,6 +49,10 @@ static void usage(FILE *f)
 "                          enforce VM ID's policy on TAP (overrides the policy)\n"
 "  vm unregister ID        back to the policy's interface, if any\n"
 "  perf [--json]           host-wide counters, event rates, recent drops\n"
+"  tpm status|verify       measured-launch state; replay the event log vs PCRs\n"
+"  tpm quote --nonce HEX --out DIR | tpm verify-quote DIR --nonce HEX\n"
+"  tpm vm-snapshot ID      PCR values right after VM ID's launch record\n"
+"  tpm nv define|read|write [--random | --file F]   the NV policy seed\n"
 "\n"
 "Common options: --run-dir D (default %s), --pin-root D (default %s)\n",
 		RAYOS_RUN_DIR_DEFAULT, RAYOS_PIN_ROOT_DEFAULT);
@@ -51,7 +60,8 @@ static void usage(FILE *f)
 
 enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_VMS,
        OPT_DAEMON, OPT_VERBOSE, OPT_KEEP_CAPS, OPT_JSON, OPT_PURGE, OPT_METRICS_PORT,
-       OPT_IFACE };
+       OPT_IFACE, OPT_TPM_PCR, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
+       OPT_RANDOM };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -66,6 +76,13 @@ static const struct option long_opts[] = {
 	{ "purge", no_argument, NULL, OPT_PURGE },
 	{ "metrics-port", required_argument, NULL, OPT_METRICS_PORT },
 	{ "iface", required_argument, NULL, OPT_IFACE },
+	{ "tpm-pcr", required_argument, NULL, OPT_TPM_PCR },
+	{ "tcti", required_argument, NULL, OPT_TCTI },
+	{ "no-tpm", no_argument, NULL, OPT_NO_TPM },
+	{ "nonce", required_argument, NULL, OPT_NONCE },
+	{ "out", required_argument, NULL, OPT_OUT },
+	{ "file", required_argument, NULL, OPT_FILE },
+	{ "random", no_argument, NULL, OPT_RANDOM },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -74,6 +91,8 @@ struct cli {
 	struct agent_opts ao;
 	bool json, purge;
 	const char *iface;
+	const char *nonce, *out, *file;
+	bool random;
 };
 
 static int set_path(char *dst, const char *src, const char *opt)
@@ -135,6 +154,40 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_IFACE:
 			cli->iface = optarg;
+			break;
+		case OPT_TPM_PCR:
+			errno = 0;
+			unsigned long pcr = strtoul(optarg, &end, 10);
+
+			if (errno || *end || pcr < 16 || pcr > 23) {
+				fprintf(stderr, "rayos-agent: --tpm-pcr %s: want 16..23 (0-15 "
+					"belong to firmware, the boot loader, IMA and systemd)\n",
+					optarg);
+				return -EINVAL;
+			}
+			cli->ao.tpm_pcr = pcr;
+			break;
+		case OPT_TCTI:
+			if (strlen(optarg) >= sizeof(cli->ao.tcti)) {
+				fprintf(stderr, "rayos-agent: --tcti: too long\n");
+				return -EINVAL;
+			}
+			strcpy(cli->ao.tcti, optarg);
+			break;
+		case OPT_NO_TPM:
+			cli->ao.no_tpm = true;
+			break;
+		case OPT_NONCE:
+			cli->nonce = optarg;
+			break;
+		case OPT_OUT:
+			cli->out = optarg;
+			break;
+		case OPT_FILE:
+			cli->file = optarg;
+			break;
+		case OPT_RANDOM:
+			cli->random = true;
 			break;
 		case OPT_DAEMON:
 			cli->ao.daemonize = true;
@@ -266,6 +319,27 @@ static int cmd_status(struct cli *cli)
 	return 0;
 }
 
+/* The shaper devices of every VM that has pinned links. */
+static void purge_shapers(const char *pin_root)
+{
+	char dir[RAYOS_DIR_LEN + 8];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/links", pin_root);
+	d = opendir(dir);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		unsigned int id;
+		char suffix[8];
+
+		if (sscanf(de->d_name, "vm%u_%7s", &id, suffix) == 2 && !strcmp(suffix, "to"))
+			shaper_remove(id, 0);
+	}
+	closedir(d);
+}
+
 static int cmd_stop(struct cli *cli)
 {
 	cJSON *req = request("stop"), *r;
@@ -296,7 +370,8 @@ static int cmd_stop(struct cli *cli)
 		fprintf(stderr, "rayos-agent: no agent is running\n");
 		return 1;
 	}
-	/* No agent: purge the pins ourselves. */
+	/* No agent: purge the pins and the VMs' shapers ourselves. */
+	purge_shapers(cli->ao.pin_root);
 	int err = loader_purge(cli->ao.pin_root);
 
 	if (err) {
@@ -493,6 +568,95 @@ static int cmd_vm(struct cli *cli, int argc, char **argv)
 	return 2;
 }
 
+static void print_tpm_status(const cJSON *r)
+{
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "tpm");
+	char *text = cJSON_Print(t);
+
+	puts(text ? text : "{}");
+	free(text);
+}
+
+/* The NV seed: 32 bytes at the agent's index. */
+static int tpm_nv(struct cli *cli, const char *op)
+{
+	uint8_t buf[32];
+	int err;
+
+	if (!strcmp(op, "define")) {
+		err = tpm_nv_define(cli->ao.run_dir, 0, sizeof(buf));
+	} else if (!strcmp(op, "read")) {
+		err = tpm_nv_read(cli->ao.run_dir, 0, buf, sizeof(buf));
+		if (!err) {
+			for (size_t i = 0; i < sizeof(buf); i++)
+				printf("%02x", buf[i]);
+			printf("\n");
+		}
+	} else if (!strcmp(op, "write") && (cli->random || cli->file)) {
+		if (cli->random) {
+			err = getrandom(buf, sizeof(buf), 0) == sizeof(buf) ? 0 : -EIO;
+		} else {
+			FILE *f = fopen(cli->file, "re");
+
+			err = f && fread(buf, 1, sizeof(buf), f) == sizeof(buf) ? 0 : -EINVAL;
+			if (f)
+				fclose(f);
+			if (err)
+				fprintf(stderr, "rayos-agent: %s: need %zu bytes\n", cli->file,
+					sizeof(buf));
+		}
+		if (!err)
+			err = tpm_nv_write(cli->ao.run_dir, 0, buf, sizeof(buf));
+	} else {
+		usage(stderr);
+		return 2;
+	}
+	if (err)
+		fprintf(stderr, "rayos-agent: tpm nv %s: %s\n", op, strerror(-err));
+	return err ? 1 : 0;
+}
+
+static int cmd_tpm(struct cli *cli, int argc, char **argv)
+{
+	const char *sub = argc ? argv[0] : "";
+	char report[4096] = "";
+	uint32_t id;
+	int err;
+
+	if (!strcmp(sub, "status") && argc == 1)
+		return print_reply(cli, call(cli, request("status"), false), print_tpm_status);
+	if (!strcmp(sub, "verify") && argc == 1) {
+		err = tpm_verify(cli->ao.run_dir, report, sizeof(report));
+	} else if (!strcmp(sub, "quote") && argc == 1 && cli->nonce && cli->out) {
+		err = tpm_quote(cli->ao.run_dir, cli->ao.state_dir, cli->nonce, cli->out,
+				report, sizeof(report));
+	} else if (!strcmp(sub, "verify-quote") && argc == 2 && cli->nonce) {
+		err = tpm_verify_quote(argv[1], cli->nonce, report, sizeof(report));
+	} else if (!strcmp(sub, "vm-snapshot") && argc == 2) {
+		cJSON *snap = NULL;
+
+		if (parse_vm_id(argv[1], &id))
+			return 2;
+		err = tpm_vm_snapshot(cli->ao.run_dir, id, &snap);
+		if (err) {
+			fprintf(stderr, "rayos-agent: tpm vm-snapshot %u: %s\n", id,
+				err == -ENOENT ? "no launch record for this VM" : strerror(-err));
+			return 1;
+		}
+		return print_reply(cli, snap, NULL);
+	} else if (!strcmp(sub, "nv") && argc == 2) {
+		return tpm_nv(cli, argv[1]);
+	} else {
+		usage(stderr);
+		return 2;
+	}
+	if (report[0])
+		printf("%s\n", report);
+	if (err && !report[0])
+		fprintf(stderr, "rayos-agent: tpm %s: %s\n", sub, strerror(-err));
+	return err ? 1 : 0;
+}
+
 /* --daemon: detach, log to <run_dir>/agent.log, and return in the parent
  * once the agent answers on its socket. */
 static int daemonize(struct cli *cli)
@@ -578,6 +742,8 @@ int main(int argc, char **argv)
 		return cmd_policy(&cli, argc, argv);
 	if (!strcmp(cmd, "vm"))
 		return cmd_vm(&cli, argc, argv);
+	if (!strcmp(cmd, "tpm"))
+		return cmd_tpm(&cli, argc, argv);
 	if (!strcmp(cmd, "perf") && !argc)
 		return print_reply(&cli, call(&cli, request("perf"), false), print_perf);
 	fprintf(stderr, "rayos-agent: unknown command \"%s\"\n\n", cmd);

@@ -46,6 +46,12 @@ struct raw_settings {
 	bool has_caps;
 	uint64_t caps;
 	struct raw_dir dir[RAYOS_DIR_MAX];
+	bool has_devices;
+	size_t nr_dev_allow, nr_dev_deny;
+	struct dev_rule *dev_allow, *dev_deny;
+	bool has_disks;
+	size_t nr_disks;
+	struct policy_disk *disks;	/* paths are strdup'ed: freed with the document */
 };
 
 struct raw_group {
@@ -1265,11 +1271,212 @@ static int bandwidth_field(struct pctx *c, const cJSON *it, void *arg)
 	return ret ?: parse_bw_dir(c, it, &s->dir[dir]);
 }
 
+/* ---- devices and disks ---------------------------------------------------- */
+
+/* A decimal number of at most 7 digits, no sign, no leading zeros. */
+static bool parse_dev_num(const char *s, size_t len, uint32_t *out)
+{
+	uint32_t v = 0;
+	size_t i;
+
+	if (!len || len > 7 || (len > 1 && s[0] == '0'))
+		return false;
+	for (i = 0; i < len; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return false;
+		v = v * 10 + (uint32_t)(s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* "MAJOR:MINOR" (minor "*" only when wild is allowed). */
+static int parse_dev_numbers(struct pctx *c, const char *s, bool wild, uint32_t *major,
+			     uint32_t *minor)
+{
+	const char *colon = strchr(s, ':');
+
+	if (!colon || !parse_dev_num(s, (size_t)(colon - s), major))
+		return fail(c, "\"%s\" is not MAJOR:MINOR (decimal numbers%s)", s,
+			    wild ? ", MINOR may be *" : "");
+	if (wild && !strcmp(colon + 1, "*"))
+		*minor = RAYOS_DEV_MINOR_ANY;
+	else if (!parse_dev_num(colon + 1, strlen(colon + 1), minor))
+		return fail(c, "\"%s\" is not MAJOR:MINOR (decimal numbers%s)", s,
+			    wild ? ", MINOR may be *" : "");
+	if (*major > RAYOS_DEV_MAJOR_MAX)
+		return fail(c, "device major %u is out of range 0..%u", *major, RAYOS_DEV_MAJOR_MAX);
+	if (*minor != RAYOS_DEV_MINOR_ANY && *minor > RAYOS_DEV_MINOR_MAX)
+		return fail(c, "device minor %u is out of range 0..%u (or *)", *minor,
+			    RAYOS_DEV_MINOR_MAX);
+	return 0;
+}
+
+/* "c 10:200 rw": type, MAJOR:MINOR, access letters r, w, m. */
+static int dev_rule_elem(struct pctx *c, const cJSON *j, int i, void *arg)
+{
+	struct dev_rule *rules = arg, *r = &rules[i];
+	char type[4], num[24], acc[8];
+	const char *s, *p;
+	int ret, n = 0;
+
+	ret = want_string(c, j, &s);
+	if (ret)
+		return ret;
+	/* Exactly one space between the parts: what `ls -l` users type. */
+	if (sscanf(s, "%3s %23s %7s%n", type, num, acc, &n) != 3 || s[n] || strlen(type) != 1 ||
+	    strlen(s) != strlen(type) + strlen(num) + strlen(acc) + 2)
+		return fail(c, "\"%s\" is not a device rule like \"c 10:200 rw\" (type c or b, "
+			    "MAJOR:MINOR or MAJOR:*, access letters r, w, m)", s);
+	if (type[0] != 'c' && type[0] != 'b')
+		return fail(c, "device type \"%s\" in \"%s\" must be c (character) or b (block)",
+			    type, s);
+	r->type = type[0] == 'c' ? RAYOS_DEV_CHAR : RAYOS_DEV_BLOCK;
+	ret = parse_dev_numbers(c, num, true, &r->major, &r->minor);
+	if (ret)
+		return ret;
+	for (p = acc; *p; p++) {
+		uint8_t bit = *p == 'r' ? RAYOS_DEV_ACC_READ : *p == 'w' ? RAYOS_DEV_ACC_WRITE :
+			      *p == 'm' ? RAYOS_DEV_ACC_MKNOD : 0;
+
+		if (!bit)
+			return fail(c, "access \"%s\" in \"%s\": letters are r (read), w (write) "
+				    "and m (mknod)", acc, s);
+		if (r->access & bit)
+			return fail(c, "access \"%s\" in \"%s\" repeats '%c'", acc, s, *p);
+		r->access |= bit;
+	}
+	return 0;
+}
+
+static int parse_dev_list(struct pctx *c, const cJSON *j, struct dev_rule **out, size_t *nr)
+{
+	if (!cJSON_IsArray(j))
+		return fail(c, "expected an array of device rules like \"c 10:200 rw\", got %s",
+			    type_name(j));
+	*nr = (size_t)cJSON_GetArraySize(j);
+	*out = calloc(*nr ?: 1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	return for_each_elem(c, j, dev_rule_elem, *out);
+}
+
+static int devices_field(struct pctx *c, const cJSON *it, void *arg)
+{
+	struct raw_settings *s = arg;
+
+	if (!strcmp(it->string, "allow"))
+		return parse_dev_list(c, it, &s->dev_allow, &s->nr_dev_allow);
+	if (!strcmp(it->string, "deny"))
+		return parse_dev_list(c, it, &s->dev_deny, &s->nr_dev_deny);
+	return unknown_key(c, it->string, "allow, deny");
+}
+
+struct disk_parse {
+	struct policy_disk *d;
+	const cJSON *device;
+	bool has_mode;
+};
+
+static int disk_field(struct pctx *c, const cJSON *it, void *arg)
+{
+	struct disk_parse *dp = arg;
+	const char *k = it->string, *s;
+	int ret;
+
+	if (!strcmp(k, "path")) {
+		ret = want_string(c, it, &s);
+		if (ret)
+			return ret;
+		if (s[0] != '/')
+			return fail(c, "disk path \"%s\" must be absolute", s);
+		if (strlen(s) >= PATH_MAX)
+			return fail(c, "disk path is %zu characters long; at most %d", strlen(s),
+				    PATH_MAX - 1);
+		if (strstr(s, "/../") || strstr(s, "/./") || strstr(s, "//") ||
+		    (strlen(s) >= 3 && !strcmp(s + strlen(s) - 3, "/..")))
+			return fail(c, "disk path \"%s\" must be canonical (no //, /./ or /../)", s);
+		dp->d->path = strdup(s);
+		return dp->d->path ? 0 : -ENOMEM;
+	}
+	if (!strcmp(k, "device")) {
+		dp->device = it;
+		return 0;
+	}
+	if (!strcmp(k, "mode")) {
+		ret = want_string(c, it, &s);
+		if (ret)
+			return ret;
+		if (strcmp(s, "ro") && strcmp(s, "rw"))
+			return fail(c, "disk mode must be \"ro\" or \"rw\", not \"%s\"", s);
+		dp->d->mode = RAYOS_DEV_ACC_READ | (s[1] == 'w' ? RAYOS_DEV_ACC_WRITE : 0);
+		dp->has_mode = true;
+		return 0;
+	}
+	if (!strcmp(k, "comment"))
+		return want_string(c, it, &s);
+	return unknown_key(c, k, "path, device, mode, comment");
+}
+
+static int disk_elem(struct pctx *c, const cJSON *j, int i, void *arg)
+{
+	struct disk_parse dp = { .d = &((struct policy_disk *)arg)[i] };
+	const char *s;
+	int ret;
+
+	ret = for_each_field(c, j, disk_field, &dp);
+	if (ret)
+		return ret;
+	if (!dp.d->path)
+		return fail(c, "disk has no \"path\"");
+	if (!dp.has_mode)
+		return fail(c, "disk has no \"mode\" (\"ro\" or \"rw\")");
+	dp.d->is_block = !strncmp(dp.d->path, "/dev/", 5);
+	if (!dp.d->is_block) {
+		if (!dp.device)
+			return 0;
+		push_key(c, "device");
+		ret = fail(c, "\"device\" is only for block devices (paths under /dev/); %s is "
+			   "an image file", dp.d->path);
+		pop(c);
+		return ret;
+	}
+	if (!dp.device)
+		return fail(c, "block disk %s needs \"device\": \"MAJOR:MINOR\" (see `ls -l %s`; "
+			    "the policy compiler does not look at the host)", dp.d->path,
+			    dp.d->path);
+	push_key(c, "device");
+	ret = want_string(c, dp.device, &s);
+	if (!ret)
+		ret = parse_dev_numbers(c, s, false, &dp.d->major, &dp.d->minor);
+	pop(c);
+	return ret;
+}
+
+static int parse_disks(struct pctx *c, const cJSON *j, struct raw_settings *s)
+{
+	if (!cJSON_IsArray(j))
+		return fail(c, "expected an array of disks, got %s", type_name(j));
+	s->nr_disks = (size_t)cJSON_GetArraySize(j);
+	s->disks = calloc(s->nr_disks ?: 1, sizeof(*s->disks));
+	if (!s->disks)
+		return -ENOMEM;
+	return for_each_elem(c, j, disk_elem, s->disks);
+}
+
 /* Returns 1 when key is not a settings field, so callers try their own. */
 static int settings_field(struct pctx *c, const cJSON *it, struct raw_settings *s)
 {
 	const char *k = it->string;
 
+	if (!strcmp(k, "devices")) {
+		s->has_devices = true;
+		return for_each_field(c, it, devices_field, s);
+	}
+	if (!strcmp(k, "disks")) {
+		s->has_disks = true;
+		return parse_disks(c, it, s);
+	}
 	if (!strcmp(k, "capabilities")) {
 		s->has_caps = true;
 		return for_each_elem(c, it, cap_elem, s);
@@ -1296,7 +1503,8 @@ static int defaults_field(struct pctx *c, const cJSON *it, void *arg)
 		return ret;
 	if (!strcmp(it->string, "description"))
 		return description_field(c, it);
-	return unknown_key(c, it->string, "capabilities, firewall, bandwidth, description");
+	return unknown_key(c, it->string, "capabilities, firewall, bandwidth, devices, disks, "
+			   "description");
 }
 
 /* Keys the next format revisions add; refusing them beats ignoring them. */
@@ -1319,7 +1527,8 @@ static int group_field(struct pctx *c, const cJSON *it, void *arg)
 		return description_field(c, it);
 	if (!strcmp(k, "temporary_capabilities") || !strcmp(k, "delegations"))
 		return reserved_field(c, k);
-	return unknown_key(c, k, "parent, description, capabilities, firewall, bandwidth");
+	return unknown_key(c, k, "parent, description, capabilities, firewall, bandwidth, "
+			   "devices, disks");
 }
 
 static int vm_identity_field(struct pctx *c, const cJSON *it, struct policy_vm *vm)
@@ -1373,7 +1582,7 @@ static int vm_field(struct pctx *c, const cJSON *it, void *arg)
 	if (!strcmp(k, "temporary_capabilities") || !strcmp(k, "delegations"))
 		return reserved_field(c, k);
 	return unknown_key(c, k, "id, name, group, interface, bridge, mac, ipv4, ipv6, "
-			   "description, capabilities, firewall, bandwidth");
+			   "description, capabilities, firewall, bandwidth, devices, disks");
 }
 
 static int vm_elem(struct pctx *c, const cJSON *j, int i, void *arg)
@@ -1468,10 +1677,16 @@ static void free_rules(struct fw_rule *rules, size_t nr)
 
 static void free_settings(struct raw_settings *s)
 {
+	size_t i;
 	int d;
 
 	for (d = 0; d < RAYOS_DIR_MAX; d++)
 		free_rules(s->dir[d].rules, s->dir[d].nr_rules);
+	free(s->dev_allow);
+	free(s->dev_deny);
+	for (i = 0; s->disks && i < s->nr_disks; i++)
+		free((char *)s->disks[i].path);
+	free(s->disks);
 }
 
 static void free_doc(struct raw_doc *doc)
@@ -1826,6 +2041,21 @@ static int flatten_vm(struct linker *l, const struct vm_ref *vr, struct policy_v
 	for (i = 0; i < n; i++)
 		if (chain[i]->has_caps) {
 			out->caps = chain[i]->caps;
+			break;
+		}
+	/* devices and disks: each whole, from the strongest level, like caps */
+	for (i = 0; i < n; i++)
+		if (chain[i]->has_devices) {
+			out->nr_dev_allow = chain[i]->nr_dev_allow;
+			out->dev_allow = chain[i]->dev_allow;
+			out->nr_dev_deny = chain[i]->nr_dev_deny;
+			out->dev_deny = chain[i]->dev_deny;
+			break;
+		}
+	for (i = 0; i < n; i++)
+		if (chain[i]->has_disks) {
+			out->nr_disks = chain[i]->nr_disks;
+			out->disks = chain[i]->disks;
 			break;
 		}
 	vm_ctx(&c, vr, NULL);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../bpf/abi/dev.h"
 #include "../bpf/abi/net.h"
 #include "../bpf/abi/policy.h"
 
@@ -64,6 +65,25 @@ struct fw_dir {
 	uint64_t burst_bytes;
 };
 
+/* One "devices" entry: "c 10:200 rw", "b 8:* r". */
+struct dev_rule {
+	uint8_t type;		/* RAYOS_DEV_CHAR or RAYOS_DEV_BLOCK */
+	uint8_t access;		/* RAYOS_DEV_ACC_* */
+	uint32_t major;		/* 0..RAYOS_DEV_MAJOR_MAX */
+	uint32_t minor;		/* 0..RAYOS_DEV_MINOR_MAX, or RAYOS_DEV_MINOR_ANY */
+};
+
+/* One "disks" entry.  A block device (path under /dev/) carries its device
+ * number from the policy: compiling never looks at the host.  Any other path
+ * is an image file, which only the LSM program can guard; the agent resolves
+ * it to (device, inode) when the VM is registered. */
+struct policy_disk {
+	const char *path;	/* absolute; points into the parsed documents */
+	bool is_block;
+	uint32_t major, minor;	/* when is_block */
+	uint8_t mode;		/* RAYOS_DEV_ACC_READ, | RAYOS_DEV_ACC_WRITE for "rw" */
+};
+
 /* A VM with its group's settings already applied (see policies/README.md). */
 struct policy_vm {
 	uint32_t id;
@@ -79,6 +99,12 @@ struct policy_vm {
 	uint8_t ipv6[16];
 	uint64_t caps;			/* 1 << enum rayos_cap */
 	struct fw_dir fw[RAYOS_DIR_MAX];
+	/* "devices" and "disks", each from the strongest level that sets it;
+	 * the arrays point into the parsed documents. */
+	size_t nr_dev_allow, nr_dev_deny;
+	const struct dev_rule *dev_allow, *dev_deny;
+	size_t nr_disks;
+	const struct policy_disk *disks;
 	char source[PATH_MAX];		/* file that defined the VM */
 };
 
@@ -160,6 +186,12 @@ struct compiled_cidr6 {
 	struct rayos_fw_bits val;
 };
 
+/* One rayos_dev_rules entry: explicit rules and block disks merged per key. */
+struct compiled_dev {
+	struct rayos_dev_key key;	/* key.gen is filled by the publisher */
+	struct rayos_dev_rule val;
+};
+
 struct compiled_vm {
 	struct rayos_vm vm;		/* vm.gen, vm.slot, policy_version filled by the publisher */
 	bool has_bind;
@@ -169,6 +201,8 @@ struct compiled_vm {
 	struct compiled_range *ranges;
 	struct compiled_cidr4 *cidr4;
 	struct compiled_cidr6 *cidr6;
+	size_t nr_dev;			/* rayos_dev_rules entries, sorted by key */
+	struct compiled_dev *dev;
 	uint8_t digest[32];		/* SHA-256 of this VM's canonical compiled form */
 };
 

@@ -28,8 +28,17 @@ _Static_assert(sizeof(struct rayos_fw_cidr6_key) == 28, "rayos_fw_cidr6_key layo
 _Static_assert(sizeof(struct rayos_policy_info) == 56, "rayos_policy_info layout");
 _Static_assert(sizeof(struct rayos_ip_bind) == 32, "rayos_ip_bind layout");
 _Static_assert(offsetof(struct rayos_ip_bind, lease_expiry_ns) == 24, "ip_bind expiry offset");
-_Static_assert(sizeof(struct rayos_iface) == 8, "rayos_iface layout");
+_Static_assert(sizeof(struct rayos_iface) == 16, "rayos_iface layout");
 _Static_assert(RAYOS_MAX_RULES == 64, "rule bitmaps are one __u64");
+_Static_assert(sizeof(struct rayos_dev_key) == 16, "rayos_dev_key layout");
+_Static_assert(offsetof(struct rayos_dev_key, gen) == 4, "rayos_dev_key.gen offset");
+_Static_assert(sizeof(struct rayos_dev_rule) == 8, "rayos_dev_rule layout");
+_Static_assert(sizeof(struct rayos_cgroup_val) == 8, "rayos_cgroup_val layout");
+_Static_assert(sizeof(struct rayos_dev_file_key) == 16, "rayos_dev_file_key layout");
+_Static_assert(sizeof(struct rayos_dev_file) == 8, "rayos_dev_file layout");
+_Static_assert(sizeof(struct rayos_dev_ctr) == 64, "rayos_dev_ctr layout");
+_Static_assert(sizeof(struct rayos_kvm_ctr) == 32, "rayos_kvm_ctr layout");
+_Static_assert(sizeof(struct rayos_dev_inflight) == 24, "rayos_dev_inflight layout");
 
 /* LPM keys match whole bytes from vm_id up to the address or port: the
  * prefix length counts those bits, whatever the header constant says. */
@@ -437,6 +446,7 @@ static void digest_vm(struct compiled_vm *cvm)
 	HASH_TABLE(&ctx, cvm->ranges, cvm->nr_ranges);
 	HASH_TABLE(&ctx, cvm->cidr4, cvm->nr_cidr4);
 	HASH_TABLE(&ctx, cvm->cidr6, cvm->nr_cidr6);
+	HASH_TABLE(&ctx, cvm->dev, cvm->nr_dev);
 	sha256_final(&ctx, cvm->digest);
 }
 
@@ -477,8 +487,79 @@ static void fill_record(struct compiled_vm *cvm, const struct policy_vm *vm)
 	}
 }
 
+/* ---- devices ----------------------------------------------------------------- */
+
+static int cmp_dev(const void *a, const void *b)
+{
+	return memcmp(&((const struct compiled_dev *)a)->key,
+		      &((const struct compiled_dev *)b)->key, sizeof(struct rayos_dev_key));
+}
+
+/* The entry of (type, major, minor), made on first use: one entry per key
+ * carries every bit any rule or disk gives it. */
+static struct compiled_dev *dev_entry(struct compiled_vm *cvm, size_t *cap, uint8_t type,
+				      uint32_t major, uint32_t minor)
+{
+	struct compiled_dev *e;
+	size_t i;
+
+	for (i = 0; i < cvm->nr_dev; i++) {
+		e = &cvm->dev[i];
+		if (e->key.type == type && e->key.major == major && e->key.minor == minor)
+			return e;
+	}
+	if (grow((void **)&cvm->dev, cap, cvm->nr_dev, sizeof(*e)))
+		return NULL;
+	e = &cvm->dev[cvm->nr_dev++];
+	memset(e, 0, sizeof(*e));
+	e->key.vm_id = cvm->vm.vm_id;
+	e->key.type = type;
+	e->key.major = major;
+	e->key.minor = minor;
+	return e;
+}
+
+/* Explicit rules and block disks -> rayos_dev_rules entries, sorted.  Image
+ * files are not here: the agent resolves them when the VM is registered. */
+static int compile_devices(const struct policy_vm *vm, struct compiled_vm *cvm)
+{
+	struct compiled_dev *e;
+	size_t i, cap = 0;
+
+	for (i = 0; i < vm->nr_dev_allow; i++) {
+		const struct dev_rule *r = &vm->dev_allow[i];
+
+		e = dev_entry(cvm, &cap, r->type, r->major, r->minor);
+		if (!e)
+			return -ENOMEM;
+		e->val.allow |= r->access;
+	}
+	for (i = 0; i < vm->nr_dev_deny; i++) {
+		const struct dev_rule *r = &vm->dev_deny[i];
+
+		e = dev_entry(cvm, &cap, r->type, r->major, r->minor);
+		if (!e)
+			return -ENOMEM;
+		e->val.deny |= r->access;
+	}
+	for (i = 0; i < vm->nr_disks; i++) {
+		const struct policy_disk *d = &vm->disks[i];
+
+		if (!d->is_block)
+			continue;
+		e = dev_entry(cvm, &cap, RAYOS_DEV_BLOCK, d->major, d->minor);
+		if (!e)
+			return -ENOMEM;
+		e->val.disk |= d->mode;
+	}
+	if (cvm->nr_dev)
+		qsort(cvm->dev, cvm->nr_dev, sizeof(*cvm->dev), cmp_dev);
+	return 0;
+}
+
 static void free_compiled_vm(struct compiled_vm *cvm)
 {
+	free(cvm->dev);
 	free(cvm->ports);
 	free(cvm->ranges);
 	free(cvm->cidr4);
@@ -506,6 +587,8 @@ static int compile_vm(const struct policy_vm *vm, struct compiled_vm *cvm,
 		if (!ret)
 			ret = compile_cidr_dim(&b, &vm->fw[d], d);
 	}
+	if (!ret)
+		ret = compile_devices(vm, cvm);
 	if (ret)
 		return ret;
 	if (cvm->nr_ports)

@@ -118,6 +118,12 @@ static __always_inline int judge(struct __sk_buff *skb, const struct rayos_vm *v
 	return rsn;
 }
 
+static __always_inline bool shaped(const struct rayos_iface *iface, __u8 dir)
+{
+	return dir == RAYOS_DIR_OUT ? iface->shaper_ifindex != 0
+				    : (iface->flags & RAYOS_IFF_SHAPED_IN) != 0;
+}
+
 /*
  * Fail open or closed:
  *  - ifindex not in rayos_ifaces: PASS.  The agent writes the iface entry
@@ -157,15 +163,22 @@ static __always_inline int rayos_tc(struct __sk_buff *skb, __u8 dir)
 	if (!rsn)
 		rsn = judge(skb, vm, vm_id, dir, &p, now, &rule);
 
-	/* The byte budget is spent only by packets that would pass. */
-	if (rsn < RAYOS_RSN_DROP && !tbf_admit(vm->slot, dir, &vm->dir[dir & 1], len))
+	/* The byte budget is spent only by packets that would pass, and only
+	 * where no qdisc shapes the direction (a queue beats a policer). */
+	if (rsn < RAYOS_RSN_DROP && !shaped(iface, dir) &&
+	    !tbf_admit(vm->slot, dir, &vm->dir[dir & 1], len))
 		rsn = RAYOS_RSN_RATE;
 
 	vm_count(vm->slot, dir, rsn, len);
 	if (rule != RAYOS_EV_RULE_NONE)
 		rule_count(vm->slot, dir, rule, len);
-	if (rsn < RAYOS_RSN_DROP)
+	if (rsn < RAYOS_RSN_DROP) {
+		/* Guest->host shaping: the ifb's tbf queues the frame, then ifb
+		 * re-injects it here marked to skip tc, so it is judged once. */
+		if (dir == RAYOS_DIR_OUT && iface->shaper_ifindex)
+			return bpf_redirect(iface->shaper_ifindex, 0);
 		return TC_ACT_OK;
+	}
 	emit_drop_event(vm->slot, vm_id, dir, rsn, rule, &p, len, now);
 	return TC_ACT_SHOT;
 }

@@ -99,9 +99,11 @@ out:
 	return err;
 }
 
-int loader_attach_vm(struct loader *ld, uint32_t vm_id, int ifindex)
+int loader_attach_vm(struct loader *ld, uint32_t vm_id, int ifindex,
+		     int shaper_ifindex, uint32_t iface_flags)
 {
-	struct rayos_iface val = { .vm_id = vm_id };
+	struct rayos_iface val = { .vm_id = vm_id, .shaper_ifindex = shaper_ifindex,
+				   .flags = iface_flags };
 	__u32 key = ifindex, old = loader_vm_ifindex(ld, vm_id);
 	int err;
 

@@ -21,6 +21,7 @@
 
 #include "agent/log.h"
 #include "agent/util.h"
+#include "bpf/abi/dev.h"
 #include "bpf/abi/policy.h"
 #include "loader/loader.h"
 #include "loader/loader_internal.h"
@@ -49,6 +50,13 @@ static const char *const map_names[RAYOS_MAP_MAX] = {
 	[RAYOS_MAP_TBF]		= "rayos_tbf",
 	[RAYOS_MAP_EV_RATE]	= "rayos_ev_rate",
 	[RAYOS_MAP_EVENTS]	= "rayos_events",
+	/* device enforcement */
+	[RAYOS_MAP_DEV_RULES]	= "rayos_dev_rules",
+	[RAYOS_MAP_CGROUPS]	= "rayos_cgroups",
+	[RAYOS_MAP_DEV_FILES]	= "rayos_dev_files",
+	[RAYOS_MAP_DEV_STATS]	= "rayos_dev_stats",
+	[RAYOS_MAP_KVM_STATS]	= "rayos_kvm_stats",
+	[RAYOS_MAP_DEV_INFLT]	= "rayos_dev_inflt",
 };
 
 /* Maps whose size follows the number of VMs, and how many entries per VM. */
@@ -64,6 +72,10 @@ static const struct {
 	{ RAYOS_MAP_RULE_STATS, RAYOS_DIR_MAX * RAYOS_MAX_RULES },
 	{ RAYOS_MAP_TBF, RAYOS_DIR_MAX },
 	{ RAYOS_MAP_EV_RATE, 1 },
+	/* device enforcement */
+	{ RAYOS_MAP_CGROUPS, 4 },
+	{ RAYOS_MAP_DEV_STATS, RAYOS_DEVC_MAX },
+	{ RAYOS_MAP_KVM_STATS, 1 },
 };
 
 static const char *const prog_names[RAYOS_PROG_MAX] = {
@@ -137,7 +149,7 @@ static int pin_path(char *buf, size_t len, const char *root, const char *sub,
  * matches, so take the size of what is pinned rather than fail the reuse; an
  * incompatible layout (an older ABI) still fails, with advice.
  */
-static int size_maps(struct loader *ld, struct bpf_object *obj, uint32_t max_vms)
+int loader_size_maps(struct loader *ld, struct bpf_object *obj, uint32_t max_vms)
 {
 	for (size_t i = 0; i < sizeof(vm_sized_maps) / sizeof(vm_sized_maps[0]); i++) {
 		const char *name = map_names[vm_sized_maps[i].id];
@@ -235,6 +247,9 @@ int loader_open(const struct loader_opts *opts, struct loader **out)
 		err = -ENAMETOOLONG;
 		goto err;
 	}
+	if (opts && opts->feature_cache)
+		snprintf(ld->feature_cache, sizeof(ld->feature_cache), "%s", opts->feature_cache);
+	ld->no_dev_stats = opts && opts->no_dev_stats;
 	err = ensure_bpffs(ld->pin_root);
 	if (err)
 		goto err;
@@ -254,7 +269,7 @@ int loader_open(const struct loader_opts *opts, struct loader **out)
 		log_err("cannot open BPF object rayos_net: %s", strerror(-err));
 		goto err;
 	}
-	err = size_maps(ld, ld->net->obj, max_vms);
+	err = loader_size_maps(ld, ld->net->obj, max_vms);
 	if (err)
 		goto err;
 	/* rayos_net load-time knobs (rodata), between open and load. */
@@ -268,8 +283,11 @@ int loader_open(const struct loader_opts *opts, struct loader **out)
 		goto err;
 	}
 	for (int i = 0; i < RAYOS_MAP_MAX; i++) {
-		struct bpf_map *map = bpf_object__find_map_by_name(ld->net->obj, map_names[i]);
+		struct bpf_map *map;
 
+		if (i >= RAYOS_MAP_DEV_FIRST && i <= RAYOS_MAP_DEV_LAST)
+			continue;	/* the device objects' (loader_devices_open) */
+		map = bpf_object__find_map_by_name(ld->net->obj, map_names[i]);
 		if (!map) {
 			log_err("BPF object rayos_net lacks map %s", map_names[i]);
 			err = -ENOENT;
@@ -288,6 +306,7 @@ int loader_open(const struct loader_opts *opts, struct loader **out)
 		}
 		ld->prog_fds[i] = bpf_program__fd(prog);
 	}
+	loader_devices_open(ld, max_vms);	/* reports, never fails the open */
 	err = create_sync_maps(ld);
 	if (err) {
 		log_err("cannot create the map-in-map used to wait for programs: %s",
@@ -320,6 +339,7 @@ void loader_close(struct loader *ld)
 	if (ld->sync_inner_fd >= 0)
 		close(ld->sync_inner_fd);
 	publish_free(ld);
+	loader_devices_close(ld);
 	rayos_net__destroy(ld->net);	/* closes fds; pinned maps stay */
 	free(ld);
 }

@@ -19,6 +19,9 @@
 /* Shorter than PATH_MAX so every pin path built under it fits. */
 #define LOADER_PIN_ROOT_LEN	1024
 
+#define RAYOS_MAP_DEV_FIRST	RAYOS_MAP_DEV_RULES	/* maps of the device objects */
+#define RAYOS_MAP_DEV_LAST	RAYOS_MAP_DEV_INFLT
+
 enum rayos_map_id {
 	RAYOS_MAP_VMS,
 	RAYOS_MAP_FW_PORT,
@@ -37,6 +40,13 @@ enum rayos_map_id {
 	RAYOS_MAP_TBF,		/* ARRAY slot * 2 + dir -> struct rayos_tbf */
 	RAYOS_MAP_EV_RATE,	/* PERCPU_ARRAY slot -> __u64 GCRA time */
 	RAYOS_MAP_EVENTS,	/* RINGBUF of struct rayos_event */
+	/* device enforcement (bpf/abi/dev.h), from the rayos_dev object */
+	RAYOS_MAP_DEV_RULES,	/* HASH rayos_dev_key -> rayos_dev_rule */
+	RAYOS_MAP_CGROUPS,	/* HASH __u64 cgroup id -> rayos_cgroup_val */
+	RAYOS_MAP_DEV_FILES,	/* HASH rayos_dev_file_key -> rayos_dev_file */
+	RAYOS_MAP_DEV_STATS,	/* PERCPU_ARRAY slot * RAYOS_DEVC_MAX + class -> rayos_dev_ctr */
+	RAYOS_MAP_KVM_STATS,	/* PERCPU_ARRAY slot -> rayos_kvm_ctr */
+	RAYOS_MAP_DEV_INFLT,	/* LRU_HASH pid_tgid -> rayos_dev_inflight */
 	RAYOS_MAP_MAX,
 };
 
@@ -78,6 +88,11 @@ struct loader_opts {
 	 * and CPU, written to rodata before load.  0: keep the program's
 	 * default (50).  Events cannot be turned off from here. */
 	uint32_t events_per_sec;
+	/* Devices (loader/devices.c): where the feature probe is cached (NULL:
+	 * probe afresh), and whether to skip the syscall/kvm statistics (a
+	 * second loader on the same pins, as tests open, would count twice). */
+	const char *feature_cache;
+	bool no_dev_stats;
 };
 
 struct loader;
@@ -100,12 +115,77 @@ unsigned int loader_nr_adopted(const struct loader *ld);
 /* Attach the network programs to a VM's tap (tcx links pinned as
  * links/vm<ID>_from and _to) and map the ifindex to the VM.  Idempotent:
  * an existing link on the same device keeps running and gets this loader's
- * program swapped in atomically. */
-int loader_attach_vm(struct loader *ld, uint32_t vm_id, int ifindex);
+ * program swapped in atomically.  shaper_ifindex and iface_flags go into
+ * the VM's rayos_ifaces entry (struct rayos_iface). */
+int loader_attach_vm(struct loader *ld, uint32_t vm_id, int ifindex,
+		     int shaper_ifindex, uint32_t iface_flags);
 /* Remove the VM's links (this detaches) and its ifindex entry. */
 int loader_detach_vm(struct loader *ld, uint32_t vm_id);
 /* The ifindex the VM's pinned link is attached to; 0 if none or gone. */
 int loader_vm_ifindex(const struct loader *ld, uint32_t vm_id);
+
+/* ---- devices (loader/devices.c) ---------------------------------------------
+ * The cgroup device program (rayos_dev), the LSM program (rayos_lsm, only
+ * where the kernel loads LSM programs) and the syscall/kvm statistics
+ * (rayos_devstat) are opened with the rest by loader_open.  A part the
+ * kernel refuses is reported, not fatal: loader_dev_status() says why. */
+enum rayos_dev_part {
+	RAYOS_DEVP_CGROUP,	/* rayos_dev: cgroup device program */
+	RAYOS_DEVP_LSM,		/* rayos_file_open: BPF LSM */
+	RAYOS_DEVP_SYSCALLS,	/* open/openat/ioctl statistics */
+	RAYOS_DEVP_KVM,		/* kvm_exit/kvm_mmio/kvm_pio statistics */
+	RAYOS_DEVP_MAX,
+};
+
+struct loader_dev_part {
+	bool active;
+	char detail[192];	/* what runs, or why not */
+};
+
+const char *loader_dev_part_name(enum rayos_dev_part p);
+void loader_dev_status(const struct loader *ld, struct loader_dev_part out[RAYOS_DEVP_MAX]);
+/* The loaded rayos_dev program (for tests and benchmarks); -1 if none. */
+int loader_dev_prog_fd(const struct loader *ld);
+
+/* Put a VM's cgroup (a cgroup v2 directory) under device control: map the
+ * cgroup id to the VM, then attach rayos_dev with a bpf_link pinned as
+ * links/vm<ID>_dev.  Idempotent: a pinned link on the same cgroup gets this
+ * loader's program swapped in (bpf_link_update, no window); a link on
+ * another cgroup is replaced only after the new one is attached.  Programs
+ * that others attached (BPF_F_ALLOW_MULTI, here or above) keep running:
+ * every program on the path must allow. */
+int loader_attach_cgroup(struct loader *ld, uint32_t vm_id, const char *cgroup_path);
+/* Detach (unpin) the VM's device link and forget its cgroups. */
+int loader_detach_cgroup(struct loader *ld, uint32_t vm_id);
+/* The cgroup id the VM's pinned device link is attached to; 0 if none. */
+uint64_t loader_vm_cgroup_id(const struct loader *ld, uint32_t vm_id);
+
+/* Capability grant/revoke: replace the caps of a published VM record (one
+ * atomic rayos_vms update; the next open sees it).  -ENOENT when the VM has
+ * no record.  The next publish of a changed VM rewrites caps from the
+ * policy: callers keep their grants and apply them again after publishing. */
+int loader_vm_set_caps(struct loader *ld, uint32_t vm_id, uint64_t caps);
+struct rayos_vm;
+/* The VM's live rayos_vms record; -ENOENT if none. */
+int loader_vm_record(const struct loader *ld, uint32_t vm_id, struct rayos_vm *out);
+
+struct rayos_dev_ctr;
+struct rayos_kvm_ctr;
+/* Counters of one VM slot (rayos_vm.slot), summed over CPUs; class is enum
+ * rayos_dev_class.  -ENOENT when the device objects are not loaded. */
+int loader_dev_stats(const struct loader *ld, uint32_t slot, uint32_t cls,
+		     struct rayos_dev_ctr *out);
+int loader_kvm_stats(const struct loader *ld, uint32_t slot, struct rayos_kvm_ctr *out);
+
+/* Disk image files for the LSM program: stat path and record its (device,
+ * inode) as vm_id's with mode RAYOS_DEV_ACC_READ[|WRITE]. */
+int loader_dev_set_image(struct loader *ld, uint32_t vm_id, const char *path, uint8_t mode);
+/* Forget every image of vm_id (0: of every VM). */
+int loader_dev_clear_images(struct loader *ld, uint32_t vm_id);
+
+/* Call fn for each BPF object loaded, with its ELF image (for measuring). */
+typedef int (*loader_object_fn)(void *ctx, const char *name, const void *elf, size_t len);
+int loader_for_each_object(const struct loader *ld, loader_object_fn fn, void *ctx);
 
 /* Wait until every BPF program that might have read a map before this call
  * has finished (an RCU grace period), so stale entries can be deleted. */

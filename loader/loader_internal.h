@@ -19,10 +19,23 @@ struct loader {
 	unsigned int nr_adopted;
 	int sync_outer_fd, sync_inner_fd;
 	struct pub_state *pub;		/* publish.c */
+	struct loader_dev *dev;		/* devices.c */
+	char feature_cache[LOADER_PIN_ROOT_LEN];	/* "" = probe afresh */
+	bool no_dev_stats;
 };
 
 const char *loader_prog_name(enum rayos_prog_id id);
 void loader_route_libbpf_logs(void);
 int loader_refresh_links(struct loader *ld);	/* attach.c */
+
+struct bpf_object;
+/* Size the VM-sized maps of obj (taking the pinned size of adopted ones). */
+int loader_size_maps(struct loader *ld, struct bpf_object *obj, uint32_t max_vms);
+/* devices.c: open/load/attach the device objects; failures are recorded for
+ * loader_dev_status(), and their map fds stay -1. */
+void loader_devices_open(struct loader *ld, uint32_t max_vms);
+void loader_devices_close(struct loader *ld);
+/* Clear a slot's device counters (publish.c, when a slot changes hands). */
+int loader_dev_zero_slot(struct loader *ld, uint32_t slot);
 
 #endif

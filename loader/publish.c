@@ -40,27 +40,23 @@ struct pub_state {
 struct entry_kind {
 	enum rayos_map_id map;
 	size_t arr_off, cnt_off;	/* in struct compiled_vm */
-	size_t entry_size, val_off, key_size, gen_off;
+	size_t entry_size, val_off, key_size, gen_off, vm_off;
 };
 
 #define KIND(m, arr, cnt, type, keytype)					\
 	{ m, offsetof(struct compiled_vm, arr), offsetof(struct compiled_vm, cnt), \
 	  sizeof(struct type), offsetof(struct type, val), sizeof(struct keytype), \
-	  offsetof(struct keytype, gen) }
+	  offsetof(struct keytype, gen), offsetof(struct keytype, vm_id) }
 
 static const struct entry_kind kinds[] = {
 	KIND(RAYOS_MAP_FW_PORT, ports, nr_ports, compiled_port, rayos_fw_port_key),
 	KIND(RAYOS_MAP_FW_RANGE, ranges, nr_ranges, compiled_range, rayos_fw_range_key),
 	KIND(RAYOS_MAP_FW_CIDR4, cidr4, nr_cidr4, compiled_cidr4, rayos_fw_cidr4_key),
 	KIND(RAYOS_MAP_FW_CIDR6, cidr6, nr_cidr6, compiled_cidr6, rayos_fw_cidr6_key),
+	/* device rules; skipped while the device objects are not loaded */
+	KIND(RAYOS_MAP_DEV_RULES, dev, nr_dev, compiled_dev, rayos_dev_key),
 };
 #define NR_KINDS (sizeof(kinds) / sizeof(kinds[0]))
-
-/* vm_id sits at the same place in every rule key once prefixlen is skipped. */
-static size_t vm_id_off(enum rayos_map_id map)
-{
-	return map == RAYOS_MAP_FW_PORT ? 0 : sizeof(__u32);
-}
 
 static void **kind_arr(struct compiled_vm *cv, const struct entry_kind *k)
 {
@@ -216,13 +212,13 @@ int publish_adopt(struct loader *ld)
 		uint8_t key[64], cur[64];
 		bool first = true;
 
-		while (!bpf_map_get_next_key(fd, first ? NULL : cur, key)) {
+		while (fd >= 0 && !bpf_map_get_next_key(fd, first ? NULL : cur, key)) {
 			uint32_t vm_id;
 			struct pub_vm *pv;
 
 			first = false;
 			memcpy(cur, key, kinds[k].key_size);
-			memcpy(&vm_id, key + vm_id_off(kinds[k].map), sizeof(vm_id));
+			memcpy(&vm_id, key + kinds[k].vm_off, sizeof(vm_id));
 			pv = find_vm(ps, vm_id);
 			if (pv && pv->cv.vm.gen == key[kinds[k].gen_off]) {
 				err = append_key(&pv->cv, &kinds[k], key);
@@ -251,7 +247,7 @@ static int alloc_slot(struct loader *ld, uint32_t *slot)
 		if (ps->slot_used[i] == SLOT_USED)
 			continue;
 		if (ps->slot_used[i] == SLOT_DIRTY) {
-			int err = loader_zero_slot(ld, i);
+			int err = loader_zero_slot(ld, i) ?: loader_dev_zero_slot(ld, i);
 
 			if (err)
 				return err;
@@ -275,6 +271,9 @@ static int write_entries(struct loader *ld, struct compiled_vm *cv, uint8_t gen,
 		char *arr = *kind_arr(cv, kd);
 		size_t n = *kind_cnt(cv, kd), i;
 		int fd = ld->map_fds[kd->map];
+
+		if (fd < 0)
+			continue;	/* an optional map that is not loaded */
 
 		for (i = 0; i < n; i++) {
 			char *e = arr + i * kd->entry_size;
@@ -572,4 +571,31 @@ out:
 	}
 	free(plan);
 	return err;
+}
+
+/* A capability grant or revoke: one record replacement, like a flip, so
+ * the next device open sees the new caps.  The publisher's copy follows, so
+ * an unchanged VM keeps the override through later publishes; a changed one
+ * gets its policy's caps (see loader.h). */
+int loader_vm_set_caps(struct loader *ld, uint32_t vm_id, uint64_t caps)
+{
+	struct pub_vm *pv = find_vm(state(ld), vm_id);
+	struct rayos_vm rec;
+	__u32 id = vm_id;
+
+	if (bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_VMS], &id, &rec))
+		return -errno;
+	rec.caps = caps;
+	if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_VMS], &id, &rec, BPF_EXIST))
+		return -errno;
+	if (pv)
+		pv->cv.vm.caps = caps;
+	return 0;
+}
+
+int loader_vm_record(const struct loader *ld, uint32_t vm_id, struct rayos_vm *out)
+{
+	__u32 id = vm_id;
+
+	return bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_VMS], &id, out) ? -errno : 0;
 }

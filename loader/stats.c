@@ -57,12 +57,14 @@ int loader_vm_stats(const struct loader *ld, uint32_t slot, struct rayos_vm_stat
 			  sizeof(*out) / sizeof(__u64));
 }
 
+/* Rule counters are one shared cell per rule (atomic adds), not per CPU:
+ * see rayos_rule_stats in bpf/include/maps.bpf.h. */
 int loader_rule_stats(const struct loader *ld, uint32_t slot, int dir, int rule,
 		      struct rayos_ctr *out)
 {
-	return percpu_sum(ld->map_fds[RAYOS_MAP_RULE_STATS],
-			  RAYOS_RULE_STATS_IDX(slot, dir, rule), (__u64 *)out,
-			  sizeof(*out) / sizeof(__u64));
+	__u32 key = RAYOS_RULE_STATS_IDX(slot, dir, rule);
+
+	return bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_RULE_STATS], &key, out) ? -errno : 0;
 }
 
 int loader_net_counters(const struct loader *ld, __u64 out[RAYOS_NETC_MAX])
@@ -91,13 +93,13 @@ static int zero_cell(int fd, __u32 key, size_t value_size, bool percpu)
 	return err;
 }
 
-/* The slot's rule counters in one batched update. */
+/* The slot's rule counters (plain cells) in one batched update. */
 static int zero_rule_cells(int fd, uint32_t slot)
 {
 	enum { N = RAYOS_DIR_MAX * RAYOS_MAX_RULES };
 	LIBBPF_OPTS(bpf_map_batch_opts, opts);
 	__u32 keys[N], count = N;
-	size_t len = (size_t)nr_cpus() * sizeof(struct rayos_ctr) * N;
+	size_t len = sizeof(struct rayos_ctr) * N;
 	void *zero = calloc(1, len);
 	int err = 0;
 

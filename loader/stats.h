@@ -8,7 +8,7 @@
 #include "bpf/abi/net.h"
 #include "loader/loader.h"
 
-/* Sums over CPUs.  slot is rayos_vm.slot. */
+/* Counters summed over CPUs where they are per CPU.  slot is rayos_vm.slot. */
 int loader_vm_stats(const struct loader *ld, uint32_t slot, struct rayos_vm_stats *out);
 int loader_rule_stats(const struct loader *ld, uint32_t slot, int dir, int rule,
 		      struct rayos_ctr *out);

@@ -13,9 +13,19 @@
 #endif
 #include "policy.h"		/* RAYOS_DIR_MAX, RAYOS_MAX_RULES */
 
-/* rayos_ifaces: key __u32 ifindex of the VM's tap (a veth end in tests). */
+/* rayos_iface.flags */
+#define RAYOS_IFF_SHAPED_IN	(1U << 0)	/* a tbf qdisc on the tap shapes IN */
+
+/*
+ * rayos_ifaces: key __u32 ifindex of the VM's tap (a veth end in tests).
+ * Shaping is done by tbf qdiscs where the agent could set them up (see
+ * agent/shaper.c); the programs police a direction with their own token
+ * bucket only when it is not shaped.
+ */
 struct rayos_iface {
 	__u32 vm_id;
+	__u32 shaper_ifindex;	/* OUT: redirect passed frames to this ifb; 0 = none */
+	__u32 flags;		/* RAYOS_IFF_* */
 	__u32 pad;
 };
 

@@ -1067,6 +1067,69 @@ static void test_digest(void)
 	ASSERT_TRUE(!memcmp(v1, v2, 32), "  ...the untouched VM's digest does not");
 }
 
+/* ---- devices and disks ------------------------------------------------------- */
+
+static void test_devices(void)
+{
+	static const char json[] =
+		"{\"version\": 1,"
+		" \"defaults\": {\"devices\": {\"allow\": [\"c 241:0 r\"]}},"
+		" \"groups\": {\"g\": {\"devices\": {\"allow\": [\"c 242:* rw\"]},"
+		"   \"disks\": [{\"path\": \"/dev/vdb\", \"device\": \"254:16\", \"mode\": \"ro\"}]}},"
+		" \"vms\": ["
+		"  {\"id\": 1, \"name\": \"a\"},"
+		"  {\"id\": 2, \"name\": \"b\", \"group\": \"g\"},"
+		"  {\"id\": 3, \"name\": \"c\", \"group\": \"g\","
+		"   \"devices\": {\"allow\": [\"c 10:200 rwm\", \"b 254:16 w\"], \"deny\": [\"c 10:200 m\"]},"
+		"   \"disks\": [{\"path\": \"/dev/vdb\", \"device\": \"254:16\", \"mode\": \"rw\"},"
+		"             {\"path\": \"/var/lib/images/c.qcow2\", \"mode\": \"ro\", \"x-note\": 1}]}]}";
+	struct compiled_policy *cp = NULL, *cp2 = NULL;
+	const struct policy_vm *vm;
+	struct policy_error err;
+	struct policy_set *set = parse(json, &err);
+	const struct compiled_dev *d;
+
+	if (!ASSERT_TRUE(set, "devices: policy parses"))
+		return;
+	vm = policy_set_find(set, 1);
+	ASSERT_TRUE(vm && vm->nr_dev_allow == 1 && vm->dev_allow[0].major == 241 &&
+		    vm->nr_disks == 0, "devices: the file defaults apply to a VM without a group");
+	vm = policy_set_find(set, 2);
+	ASSERT_TRUE(vm && vm->nr_dev_allow == 1 && vm->dev_allow[0].minor == RAYOS_DEV_MINOR_ANY &&
+		    vm->nr_disks == 1 && vm->disks[0].is_block,
+		    "devices: the group's devices and disks replace the defaults' whole");
+	vm = policy_set_find(set, 3);
+	ASSERT_TRUE(vm && vm->nr_dev_allow == 2 && vm->nr_dev_deny == 1 && vm->nr_disks == 2 &&
+		    !vm->disks[1].is_block && vm->disks[1].mode == RAYOS_DEV_ACC_READ,
+		    "devices: the VM's own lists win");
+	if (!ASSERT_EQ(policy_compile(set, &cp, &err), 0, "devices: compiles"))
+		goto out;
+	d = cp->vms[2].dev;
+	/* c 10:200 (allow rwm, deny m) and b 254:16 (allow w, disk rw), sorted by key:
+	 * the block entry (type 1) first. */
+	if (ASSERT_EQ(cp->vms[2].nr_dev, 2, "devices: one entry per device key")) {
+		ASSERT_TRUE(d[0].key.type == RAYOS_DEV_BLOCK && d[0].key.major == 254 &&
+			    d[0].key.minor == 16 && d[0].val.allow == RAYOS_DEV_ACC_WRITE &&
+			    d[0].val.disk == (RAYOS_DEV_ACC_READ | RAYOS_DEV_ACC_WRITE),
+			    "devices: rule and disk merge into one entry");
+		ASSERT_TRUE(d[1].key.type == RAYOS_DEV_CHAR && d[1].key.major == 10 &&
+			    d[1].val.allow == RAYOS_DEV_ACC_ALL && d[1].val.deny == RAYOS_DEV_ACC_MKNOD,
+			    "devices: allow and deny of one device share the entry");
+		ASSERT_TRUE(d[0].key.vm_id == 3 && d[1].key.vm_id == 3 && !d[0].key.gen,
+			    "devices: keys carry the VM id, generation 0 until published");
+	}
+	ASSERT_EQ(cp->vms[1].nr_dev, 2, "devices: group VM: wildcard rule + block disk");
+	ASSERT_TRUE(policy_compile(set, &cp2, &err) == 0 &&
+		    !memcmp(cp->digest, cp2->digest, sizeof(cp->digest)),
+		    "devices: compiling twice gives the same digest");
+	ASSERT_TRUE(memcmp(cp->vms[0].digest, cp->vms[1].digest, 32),
+		    "devices: device entries are part of the VM digest");
+out:
+	compiled_policy_free(cp);
+	compiled_policy_free(cp2);
+	policy_set_free(set);
+}
+
 int main(void)
 {
 	test_error_format();
@@ -1078,5 +1141,6 @@ int main(void)
 	test_compile_random();
 	test_compiled_record();
 	test_digest();
+	test_devices();
 	return tap_done();
 }

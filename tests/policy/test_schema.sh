@@ -28,6 +28,8 @@ name-space name-too-long ports-empty ports-with-any ports-with-icmp
 ports-with-sctp protocol-300 protocol-unknown rate-bad-unit rule-unknown-key
 rules-65 rules-not-array temporary-capabilities unknown-top-key version-2
 version-missing version-string vm-null vms-not-array
+device-bad-access device-bad-type device-not-a-rule devices-unknown-key
+disk-block-without-device disk-bad-mode disk-relative-path disk-image-with-device
 """.split()
 
 n = failed = 0

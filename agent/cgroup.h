@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The cgroup v2 directories of VMs: <mount>/<parent>/vm<ID>, where mount is
+ * wherever cgroup2 is mounted (/sys/fs/cgroup on pure-v2 hosts,
+ * /sys/fs/cgroup/unified on hybrid ones) and parent is "rayos" in
+ * production.  No controllers are enabled: the cgroup exists so that the
+ * device program has a place to hang and a cgroup id to key VMs by.
+ */
+#ifndef RAYOS_CGROUP_H
+#define RAYOS_CGROUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CGROUP_PARENT_DEFAULT	"rayos"
+
+/* The cgroup2 mount point, from /proc/self/mountinfo (/sys/fs/cgroup
+ * preferred when several).  -ENOENT: no cgroup2 mounted. */
+int cgroup_v2_mount(char *buf, size_t len);
+
+/* <mount>/<parent>/vm<ID>; parent NULL means CGROUP_PARENT_DEFAULT and may
+ * hold slashes ("rayos-test-1/a"). */
+int cgroup_vm_path(const char *parent, uint32_t vm_id, char *buf, size_t len);
+
+/* Make the VM's cgroup (mkdir -p; existing is fine), return its path and id. */
+int cgroup_vm_create(const char *parent, uint32_t vm_id, char *path, size_t len,
+		     uint64_t *cgid);
+
+/* The cgroup v2 id of a directory (what bpf_get_current_cgroup_id() says for
+ * its tasks): the file handle of the directory, which is its inode number. */
+int cgroup_id(const char *path, uint64_t *cgid);
+
+/* Move a process (all its threads) into a cgroup: write to cgroup.procs. */
+int cgroup_move_pid(const char *path, pid_t pid);
+
+/* Remove the VM's cgroup; -EBUSY while processes live in it, 0 if gone. */
+int cgroup_vm_remove(const char *parent, uint32_t vm_id);
+
+#endif

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * TPM measured launch.  The agent measures what it runs (its own binary,
+ * each BPF object, each policy version, each VM launch and stop) into one
+ * application PCR (default 23) of every active bank, and keeps the event
+ * log (agent/tpm_log.h) that lets a verifier replay the PCR.
+ *
+ * One worker thread owns every TPM command, so they run one at a time and
+ * in order: raw swtpm has no resource manager, and each tpm2-tools call is
+ * a 30–50 ms process start.  tpm_measure() only queues, so a slow or absent
+ * TPM never holds up enforcement or a VM launch; status shows what waits.
+ *
+ * TPM access (TCTI, as tpm2-tools spell it): opts->tcti, else $RAYOS_TCTI,
+ * else device:/dev/tpmrm0 when it exists, else the agent's own swtpm
+ * ("embedded": state in STATE_DIR/swtpm, socket swtpm:path=…, killed at
+ * close).  The agent writes RUN_DIR/tpm.json ({"tcti","pcr","nv_index",…})
+ * so that the CLI (`rayos-agent tpm …`) talks to the same TPM.
+ */
+#ifndef RAYOS_TPM_H
+#define RAYOS_TPM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#define TPM_PCR_DEFAULT		23
+/* Owner-class NV index holding the 32-byte policy seed (record MAC key). */
+#define TPM_NV_SEED_INDEX	0x01500523u
+#define TPM_NV_SEED_LEN		32
+/* Persistent handle of the attestation key made by the first quote. */
+#define TPM_AK_HANDLE		0x81010023u
+#define TPM_CONF_FILE		"tpm.json"
+
+/* Content types of the records RayOS writes (rayos/… in the log). */
+#define TPM_EV_AGENT_START	"rayos/agent-start"
+#define TPM_EV_BPF_OBJECT	"rayos/bpf-object"
+#define TPM_EV_POLICY		"rayos/policy"
+#define TPM_EV_VM_LAUNCH	"rayos/vm-launch"	/* content has "id" (number) */
+#define TPM_EV_VM_STOP		"rayos/vm-stop"
+
+struct tpm_opts {
+	const char *state_dir;	/* embedded swtpm state, AK public key */
+	const char *run_dir;	/* event log and tpm.json (tmpfs: reset at boot) */
+	uint32_t pcr;		/* 0 = TPM_PCR_DEFAULT; 0–15 are refused */
+	const char *tcti;	/* NULL = $RAYOS_TCTI, /dev/tpmrm0, embedded swtpm */
+	uint32_t nv_index;	/* 0 = TPM_NV_SEED_INDEX */
+	int tool_timeout_ms;	/* 0 = 10 s per tpm2-tools command */
+};
+
+struct tpm;
+
+/*
+ * Check opts, load nothing from the TPM, start the worker and return: the
+ * worker starts swtpm if needed, finds the active banks, reads the NV seed
+ * and reconciles the existing log with the PCR (extending records a crash
+ * left unextended).  epfd: the agent's epoll set, so that the worker's
+ * state changes are logged from the event loop; -1 when there is none.
+ * Errors: -EINVAL with a message for a PCR that belongs to someone else.
+ */
+int tpm_open(const struct tpm_opts *opts, int epfd, struct tpm **out);
+
+/*
+ * Queue one measurement: content is copied (printed) now, recorded and
+ * extended by the worker later, in call order.  Never blocks on the TPM.
+ * 0, -ENOMEM, -ENOSPC when too many measurements already wait.
+ */
+int tpm_measure(struct tpm *t, const char *content_type, const cJSON *content);
+
+/* Measure a file: content gets {"path", "sha256"} plus extra's members.
+ * Hashes the file in the caller's thread: use it for small files only. */
+int tpm_measure_file(struct tpm *t, const char *content_type, const char *path,
+		     const cJSON *extra);
+
+/* {"tcti","embedded","pcr","banks","state","records","extended","pending",
+ *  "failed","last_error","mac","log"}; the caller frees it. */
+cJSON *tpm_status_json(struct tpm *t);
+
+/* Wait up to timeout_ms until nothing is pending; 0 or -ETIMEDOUT. */
+int tpm_flush(struct tpm *t, int timeout_ms);
+
+/* Records queued but not yet appended are appended (not extended) first;
+ * stops the worker and an embedded swtpm. */
+void tpm_close(struct tpm *t);
+
+/*
+ * CLI operations: blocking, run by the `rayos-agent tpm …` process against
+ * the TPM named in RUN_DIR/tpm.json ($RAYOS_TCTI overrides).  Each returns
+ * 0 or -errno and, where there is a report, fills it with a sentence a
+ * person can act on (-EBADMSG: verification failed, report names the first
+ * record that does not match).
+ */
+int tpm_verify(const char *run_dir, char *report, size_t len);
+int tpm_quote(const char *run_dir, const char *state_dir, const char *nonce_hex,
+	      const char *out_dir, char *report, size_t len);
+int tpm_verify_quote(const char *dir, const char *nonce_hex, char *report, size_t len);
+int tpm_vm_snapshot(const char *run_dir, uint32_t vm_id, cJSON **out);
+/* index 0 = TPM_NV_SEED_INDEX. */
+int tpm_nv_define(const char *run_dir, uint32_t index, size_t size);
+int tpm_nv_write(const char *run_dir, uint32_t index, const void *data, size_t len);
+int tpm_nv_read(const char *run_dir, uint32_t index, void *buf, size_t len);
+
+#endif /* RAYOS_TPM_H */

@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The shared device decision (bpf/include/devpolicy.bpf.h) compiled for
+ * user space: the same source the cgroup and LSM programs run, with a shim
+ * for the three helpers and the three maps it uses.  Table-driven cases of
+ * the decision order, the generation a lookup uses, the cgroup -> VM search
+ * through ancestors, and agreement with the agent's table (agent/devices.c)
+ * over every char major 0..4095.  test_dev.c runs the same decision in the
+ * kernel.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <linux/types.h>
+
+#include "agent/devices.h"
+#include "bpf/abi/dev.h"
+#include "bpf/abi/policy.h"
+#include "tests/lib/tap.h"
+
+/* ---- shim: what the BPF side gets from bpf_helpers.h and the maps ---------- */
+
+/* glibc's own __always_inline is fine for user space; the BPF side gets
+ * libbpf's.  Either way the header's functions are plain static inlines. */
+#ifndef __always_inline
+#define __always_inline inline
+#endif
+
+struct fake_map {
+	const char *name;
+};
+static struct fake_map rayos_vms = { "rayos_vms" };
+static struct fake_map rayos_cgroups = { "rayos_cgroups" };
+static struct fake_map rayos_dev_rules = { "rayos_dev_rules" };
+
+#define MAX_FAKE 16
+static struct {
+	struct rayos_vm vms[MAX_FAKE];
+	size_t nr_vms;
+	struct { __u64 id; struct rayos_cgroup_val v; } cgs[MAX_FAKE];
+	size_t nr_cgs;
+	struct { struct rayos_dev_key k; struct rayos_dev_rule v; } rules[MAX_FAKE];
+	size_t nr_rules;
+	__u64 cgid;
+	__u64 ancestor[9];		/* by level, 0 = deeper than the task */
+	unsigned int lookups;
+} fk;
+
+static void *bpf_map_lookup_elem(void *map, const void *key)
+{
+	fk.lookups++;
+	if (map == &rayos_vms) {
+		for (size_t i = 0; i < fk.nr_vms; i++)
+			if (fk.vms[i].vm_id == *(const __u32 *)key)
+				return &fk.vms[i];
+	} else if (map == &rayos_cgroups) {
+		for (size_t i = 0; i < fk.nr_cgs; i++)
+			if (fk.cgs[i].id == *(const __u64 *)key)
+				return &fk.cgs[i].v;
+	} else if (map == &rayos_dev_rules) {
+		for (size_t i = 0; i < fk.nr_rules; i++)
+			if (!memcmp(&fk.rules[i].k, key, sizeof(fk.rules[i].k)))
+				return &fk.rules[i].v;
+	}
+	return NULL;
+}
+
+static __u64 bpf_get_current_cgroup_id(void)
+{
+	return fk.cgid;
+}
+
+static __u64 bpf_get_current_ancestor_cgroup_id(int level)
+{
+	return level >= 0 && level <= 8 ? fk.ancestor[level] : 0;
+}
+
+#include "bpf/include/devpolicy.bpf.h"
+
+/* ---- fixtures -------------------------------------------------------------------- */
+
+#define CAP(x)	(1ULL << RAYOS_CAP_##x)
+#define C	RAYOS_DEV_CHAR
+#define B	RAYOS_DEV_BLOCK
+#define R	RAYOS_DEV_ACC_READ
+#define W	RAYOS_DEV_ACC_WRITE
+#define M	RAYOS_DEV_ACC_MKNOD
+#define ANY	RAYOS_DEV_MINOR_ANY
+
+static void reset(void)
+{
+	memset(&fk, 0, sizeof(fk));
+}
+
+static void add_vm(__u32 id, __u64 caps, __u8 gen, __u32 slot)
+{
+	struct rayos_vm *v = &fk.vms[fk.nr_vms++];
+
+	memset(v, 0, sizeof(*v));
+	v->vm_id = id;
+	v->caps = caps;
+	v->gen = gen;
+	v->slot = slot;
+}
+
+static void add_rule(__u32 vm, __u8 gen, __u8 type, __u32 major, __u32 minor, __u8 allow,
+		     __u8 deny, __u8 disk)
+{
+	fk.rules[fk.nr_rules].k = (struct rayos_dev_key){ .vm_id = vm, .gen = gen, .type = type,
+							   .major = major, .minor = minor };
+	fk.rules[fk.nr_rules].v = (struct rayos_dev_rule){ .allow = allow, .deny = deny,
+							    .disk = disk };
+	fk.nr_rules++;
+}
+
+/* ---- decision table ----------------------------------------------------------------- */
+
+struct vcase {
+	const char *name;
+	__u64 caps;
+	struct rayos_dev_rule exact, wild;	/* all-zero: no entry */
+	__u32 type, major, minor, access;
+	int allow;
+	__u32 reason;
+};
+
+static const struct vcase vcases[] = {
+	{ "tun without CAP_NETWORK", 0, {}, {}, C, 10, 200, R | W, 0, RAYOS_DEVR_DEFAULT_DENY },
+	{ "tun with CAP_NETWORK", CAP(NETWORK), {}, {}, C, 10, 200, R | W, 1, RAYOS_DEVR_CAP },
+	{ "vhost-net with CAP_NETWORK", CAP(NETWORK), {}, {}, C, 10, 238, R | W, 1, RAYOS_DEVR_CAP },
+	{ "mknod tun needs an explicit rule", CAP(NETWORK), {}, {}, C, 10, 200, M, 0,
+	  RAYOS_DEVR_DEFAULT_DENY },
+	{ "dri any minor with CAP_GPU", CAP(GPU), {}, {}, C, 226, 129, R | W, 1, RAYOS_DEVR_CAP },
+	{ "dri without CAP_GPU", CAP(NETWORK), {}, {}, C, 226, 0, R, 0, RAYOS_DEVR_DEFAULT_DENY },
+	{ "input with CAP_INPUT", CAP(INPUT), {}, {}, C, 13, 64, R, 1, RAYOS_DEVR_CAP },
+	{ "uinput with CAP_INPUT", CAP(INPUT), {}, {}, C, 10, 223, W, 1, RAYOS_DEVR_CAP },
+	{ "pty 143 with CAP_CONSOLE", CAP(CONSOLE), {}, {}, C, 143, 9, R | W, 1, RAYOS_DEVR_CAP },
+	{ "pty 144 is not a pty", CAP(CONSOLE), {}, {}, C, 144, 0, R, 0, RAYOS_DEVR_DEFAULT_DENY },
+	{ "ptmx with CAP_CONSOLE", CAP(CONSOLE), {}, {}, C, 5, 2, R | W, 1, RAYOS_DEVR_CAP },
+	{ "tty 5:0 is not basic", ~0ULL, {}, {}, C, 5, 0, R, 0, RAYOS_DEVR_DEFAULT_DENY },
+	{ "kvm always", 0, {}, {}, C, 10, 232, R | W, 1, RAYOS_DEVR_BASIC },
+	{ "null always", 0, {}, {}, C, 1, 3, R | W, 1, RAYOS_DEVR_BASIC },
+	{ "urandom always", 0, {}, {}, C, 1, 9, R, 1, RAYOS_DEVR_BASIC },
+	{ "mem never by default", ~0ULL, {}, {}, C, 1, 1, R, 0, RAYOS_DEVR_DEFAULT_DENY },
+	{ "explicit deny beats cap", CAP(NETWORK), { .deny = R | W }, {}, C, 10, 200, R, 0,
+	  RAYOS_DEVR_EXPLICIT_DENY },
+	{ "explicit deny beats basics", 0, { .deny = W }, {}, C, 1, 3, W, 0,
+	  RAYOS_DEVR_EXPLICIT_DENY },
+	{ "deny of w leaves r to the basics", 0, { .deny = W }, {}, C, 1, 3, R, 1,
+	  RAYOS_DEVR_BASIC },
+	{ "explicit deny beats explicit allow", 0, { .allow = R, .deny = R }, {}, C, 241, 0, R, 0,
+	  RAYOS_DEVR_EXPLICIT_DENY },
+	{ "wildcard deny beats exact allow", 0, { .allow = R | W }, { .deny = W }, C, 242, 1, R | W,
+	  0, RAYOS_DEVR_EXPLICIT_DENY },
+	{ "explicit allow without cap", 0, { .allow = R }, {}, C, 241, 0, R, 1,
+	  RAYOS_DEVR_EXPLICIT_ALLOW },
+	{ "explicit allow r is not rw", 0, { .allow = R }, {}, C, 241, 0, R | W, 0,
+	  RAYOS_DEVR_DEFAULT_DENY },
+	{ "wildcard allow", 0, {}, { .allow = R | W }, C, 242, 7, R | W, 1,
+	  RAYOS_DEVR_EXPLICIT_ALLOW },
+	{ "explicit mknod", 0, { .allow = M }, {}, C, 10, 200, M, 1, RAYOS_DEVR_EXPLICIT_ALLOW },
+	{ "allow r + cap w", CAP(NETWORK), { .allow = M }, {}, C, 10, 200, R | W | M, 1,
+	  RAYOS_DEVR_CAP },
+	{ "disk ro read with CAP_DISK_READ", CAP(DISK_READ), { .disk = R }, {}, B, 240, 16, R, 1,
+	  RAYOS_DEVR_CAP },
+	{ "disk ro write with both caps", CAP(DISK_READ) | CAP(DISK_WRITE), { .disk = R }, {}, B,
+	  240, 16, R | W, 0, RAYOS_DEVR_DEFAULT_DENY },
+	{ "disk rw write with both caps", CAP(DISK_READ) | CAP(DISK_WRITE), { .disk = R | W }, {},
+	  B, 240, 16, R | W, 1, RAYOS_DEVR_CAP },
+	{ "disk rw write without CAP_DISK_WRITE", CAP(DISK_READ), { .disk = R | W }, {}, B, 240,
+	  16, R | W, 0, RAYOS_DEVR_DEFAULT_DENY },
+	{ "disk read without CAP_DISK_READ", CAP(DISK_WRITE), { .disk = R | W }, {}, B, 240, 16,
+	  R, 0, RAYOS_DEVR_DEFAULT_DENY },
+	{ "unlisted disk with both caps", CAP(DISK_READ) | CAP(DISK_WRITE), {}, {}, B, 8, 0, R, 0,
+	  RAYOS_DEVR_DEFAULT_DENY },
+	{ "disk bits on a wildcard", CAP(DISK_READ), {}, { .disk = R }, B, 240, 99, R, 1,
+	  RAYOS_DEVR_CAP },
+};
+
+static bool empty(const struct rayos_dev_rule *r)
+{
+	return !r->allow && !r->deny && !r->disk;
+}
+
+static void test_verdicts(void)
+{
+	for (size_t i = 0; i < sizeof(vcases) / sizeof(vcases[0]); i++) {
+		const struct vcase *c = &vcases[i];
+		struct rayos_vm vm = { .vm_id = 1, .caps = c->caps };
+		__u32 reason = 99;
+		int allow;
+
+		allow = rayos_dev_verdict(&vm, empty(&c->exact) ? NULL : &c->exact,
+					  empty(&c->wild) ? NULL : &c->wild,
+					  rayos_dev_class_of(c->type, c->major, c->minor), c->access,
+					  &reason);
+		if (!tap_ok(allow == c->allow && reason == c->reason, "verdict: %s", c->name))
+			tap_diag("  got allow=%d reason=%u, want %d/%u", allow, reason, c->allow,
+				 c->reason);
+	}
+}
+
+static void test_lookups(void)
+{
+	struct rayos_dev_decision d;
+
+	reset();
+	add_vm(7, 0, 1, 3);
+	add_rule(7, 0, C, 241, 0, R, 0, 0);	/* old generation: must not count */
+	add_rule(7, 1, C, 241, 1, R, 0, 0);
+	add_rule(7, 1, C, 242, ANY, 0, R, 0);
+	rayos_dev_decide(7, C, 241, 0, R, &d);
+	ASSERT_TRUE(!d.allow && d.has_vm && d.slot == 3, "decide: the inactive generation's "
+		    "entry is ignored");
+	rayos_dev_decide(7, C, 241, 1, R, &d);
+	ASSERT_TRUE(d.allow && d.reason == RAYOS_DEVR_EXPLICIT_ALLOW,
+		    "decide: the active generation's entry allows");
+	rayos_dev_decide(7, C, 242, 5, R, &d);
+	ASSERT_TRUE(!d.allow && d.reason == RAYOS_DEVR_EXPLICIT_DENY, "decide: wildcard entry");
+	fk.vms[0].gen = 0;	/* the flip: one record write */
+	rayos_dev_decide(7, C, 241, 0, R, &d);
+	ASSERT_TRUE(d.allow, "decide: after the flip the other generation applies");
+	rayos_dev_decide(8, C, 1, 3, R, &d);
+	ASSERT_TRUE(d.allow && !d.has_vm && d.reason == RAYOS_DEVR_NO_VM,
+		    "decide: unknown VM gets the basics");
+	rayos_dev_decide(8, C, 10, 200, R, &d);
+	ASSERT_TRUE(!d.allow && d.reason == RAYOS_DEVR_NO_VM, "decide: unknown VM, nothing else");
+	rayos_dev_decide(0, C, 10, 232, R | W, &d);
+	ASSERT_TRUE(d.allow && d.cls == RAYOS_DEVC_KVM, "decide: no VM, kvm still allowed");
+	fk.lookups = 0;
+	rayos_dev_decide(7, C, 10, 200, R, &d);
+	ASSERT_EQ(fk.lookups, 3, "decide: three lookups (record, exact, wildcard)");
+}
+
+static void test_current_vm(void)
+{
+	reset();
+	fk.cgs[fk.nr_cgs].id = 100;
+	fk.cgs[fk.nr_cgs++].v.vm_id = 5;
+	fk.cgid = 100;
+	ASSERT_EQ(rayos_dev_current_vm(), 5, "current VM: own cgroup");
+	fk.cgid = 300;			/* a sub-cgroup at level 3 of /rayos/vm5/x */
+	fk.ancestor[1] = 50;
+	fk.ancestor[2] = 100;
+	fk.ancestor[3] = 300;
+	ASSERT_EQ(rayos_dev_current_vm(), 5, "current VM: nearest registered ancestor");
+	fk.ancestor[2] = 0;
+	ASSERT_EQ(rayos_dev_current_vm(), 0, "current VM: none");
+}
+
+/* agent/devices.c's table says what devpolicy.bpf.h does, and nothing else. */
+static void test_table_agrees(void)
+{
+	size_t bad = 0, checked = 0;
+
+	for (size_t i = 0; i < devices_nr_handlers; i++) {
+		const struct devices_handler *h = &devices_handlers[i];
+
+		for (__u32 ma = h->major_lo; ma <= h->major_hi; ma++) {
+			__u32 mi = h->minor == ANY ? 4711 : h->minor;
+			__u32 cls = rayos_dev_class_of(C, ma, mi);
+			__u64 with = h->cap < 0 ? 0 : 1ULL << h->cap;
+			__u32 bits = h->cap < 0 ? rayos_dev_basic_bits(cls) :
+				     rayos_dev_cap_bits(with, cls);
+
+			checked++;
+			bad += cls != h->cls || bits != (R | W) ||
+			       (h->cap >= 0 && rayos_dev_cap_bits(~with, cls));
+		}
+	}
+	ASSERT_EQ(bad, 0, "agent table: every row is what the BPF decision grants");
+	/* The other way: every char device the decision grants is in the table. */
+	for (__u32 ma = 0; ma <= RAYOS_DEV_MAJOR_MAX; ma++)
+		for (__u32 mi = 0; mi < 300; mi++) {
+			__u32 cls = rayos_dev_class_of(C, ma, mi);
+			bool granted = rayos_dev_cap_bits(~0ULL, cls) || rayos_dev_basic_bits(cls);
+			bool listed = false;
+
+			if (!granted)
+				continue;
+			for (size_t i = 0; i < devices_nr_handlers; i++) {
+				const struct devices_handler *h = &devices_handlers[i];
+
+				listed |= ma >= h->major_lo && ma <= h->major_hi &&
+					  (h->minor == ANY || h->minor == mi);
+			}
+			bad += !listed;
+			checked++;
+		}
+	ASSERT_EQ(bad, 0, "agent table: lists every char device the decision grants");
+	tap_diag("  %zu devices compared", checked);
+	for (unsigned int c = 0; c < RAYOS_DEVC_COUNT; c++)
+		bad += !devices_class_name(c);
+	ASSERT_EQ(bad, 0, "every class has a metrics name");
+}
+
+int main(void)
+{
+	test_verdicts();
+	test_lookups();
+	test_current_vm();
+	test_table_agrees();
+	return tap_done();
+}
