@@ -101,6 +101,18 @@ int cgroup_id(const char *path, uint64_t *cgid)
 	return 0;
 }
 
+int cgroup_parent_create(char *path, size_t len)
+{
+	char mount[PATH_MAX];
+	int err = cgroup_v2_mount(mount, sizeof(mount));
+
+	if (err)
+		return err;
+	if (snprintf(path, len, "%s/%s", mount, CGROUP_PARENT_DEFAULT) >= (int)len)
+		return -ENAMETOOLONG;
+	return mkdir_p(path, 0755);
+}
+
 int cgroup_vm_create(const char *parent, uint32_t vm_id, char *path, size_t len,
 		     uint64_t *cgid)
 {

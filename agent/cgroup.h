@@ -23,6 +23,11 @@ int cgroup_v2_mount(char *buf, size_t len);
  * hold slashes ("rayos-test-1/a"). */
 int cgroup_vm_path(const char *parent, uint32_t vm_id, char *buf, size_t len);
 
+/* Make <mount>/rayos.  The cgroup2 root is usually mode 0555, so this
+ * needs CAP_DAC_OVERRIDE: the agent does it before dropping capabilities;
+ * the VM cgroups below it then only need the owner's rights. */
+int cgroup_parent_create(char *path, size_t len);
+
 /* Make the VM's cgroup (mkdir -p; existing is fine), return its path and id. */
 int cgroup_vm_create(const char *parent, uint32_t vm_id, char *path, size_t len,
 		     uint64_t *cgid);

@@ -4,6 +4,7 @@
  * applies the policy directory, drops capabilities, then runs one epoll loop
  * over signals, the policy directory (inotify), and the control socket.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -20,7 +21,11 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/agent_internal.h"
+#include "agent/cgroup.h"
 #include "agent/control.h"
+#include "agent/devices.h"
+#include "agent/dhcp.h"
 #include "agent/evloop.h"
 #include "agent/http.h"
 #include "agent/ifwatch.h"
@@ -38,31 +43,6 @@
 /* Editors write a file in several steps; apply once the directory has
  * been quiet this long. */
 #define RELOAD_DEBOUNCE_MS	50
-
-struct agent {
-	const struct agent_opts *opts;
-	int epfd;
-	bool running, purge;
-	struct loader *ld;
-	struct control_server *ctl;
-	struct ev_source sig, inotify, debounce, links, events;
-	struct loader_events *ring;
-	struct netstats ns;
-	struct http_server *http;
-	struct registry *reg;
-	struct ifwatch *ifw;
-	struct tpm *tpm;		/* NULL: measuring is off or unavailable */
-	char tpm_error[256];
-	struct policy_set *set;		/* the applied policy */
-	char last_error[PATH_MAX + 512];	/* last rejected policy, "" if none */
-	uint64_t applied_version;
-	uint64_t applied_at;		/* CLOCK_REALTIME seconds */
-	double apply_ms;
-	struct timespec started;
-	char caps_kept[256];
-	struct rayos_feature_state features[RAYOS_FEAT_MAX];
-	int lock_fd;
-};
 
 void agent_opts_default(struct agent_opts *o)
 {
@@ -168,11 +148,49 @@ static void start_tpm(struct agent *a)
 	loader_for_each_object(a->ld, measure_object, a);
 }
 
-/* Parse, validate, compile and publish the policy directory.  Any failure
- * leaves the maps exactly as they were and is remembered for `status`. */
-static int apply_policy_dir(struct agent *a, const char *why)
+/* A lease granted, renewed, released or expired: the anti-spoof binding
+ * follows at once, before the ACK leaves. */
+static void on_lease(void *ctx, uint32_t vm_id, const uint8_t mac[6], uint32_t ip_be,
+		     uint64_t expiry_boottime_ns)
+{
+	struct agent *a = ctx;
+	int err;
+
+	(void)mac;
+	if (!vm_id)
+		return;		/* a MAC that is no VM of the policy */
+	err = publish_lease(a->ld, vm_id, ip_be, expiry_boottime_ns);
+	if (err && err != -EEXIST)
+		log_err("VM %u: cannot update its address binding: %s", vm_id, strerror(-err));
+}
+
+/* Start, reconfigure or stop the DHCP server to match the policy. */
+static void apply_dhcp(struct agent *a, const struct dhcp_config *cfg)
+{
+	struct dhcp_hooks hooks = { .ctx = a, .binding = on_lease };
+	int err;
+
+	if (!cfg || !cfg->nr_bridges) {
+		if (a->dhcp)
+			log_info("the policy serves DHCP on no bridge: stopping the server");
+		dhcp_server_close(a->dhcp);
+		a->dhcp = NULL;
+		return;
+	}
+	err = a->dhcp ? dhcp_server_reconfigure(a->dhcp, cfg)
+		      : dhcp_server_open(cfg, a->opts->state_dir, a->epfd, &hooks, &a->dhcp);
+	if (err) {
+		snprintf(a->dhcp_error, sizeof(a->dhcp_error), "%s", strerror(-err));
+		log_err("DHCP server: %s", a->dhcp_error);
+	} else {
+		a->dhcp_error[0] = '\0';
+	}
+}
+
+int agent_apply_policy(struct agent *a, const char *why)
 {
 	struct compiled_policy *cp = NULL;
+	struct dhcp_config *dcfg = NULL;
 	struct policy_set *set = NULL;
 	struct publish_stats st;
 	struct policy_error perr;
@@ -187,10 +205,14 @@ static int apply_policy_dir(struct agent *a, const char *why)
 		err = policy_compile(set, &cp, &perr);
 	if (err) {
 		policy_error_format(&perr, msg, sizeof(msg));
-		log_err("policy rejected (%s): %s; still enforcing version %llu",
-			why, msg, (unsigned long long)a->applied_version);
-		snprintf(a->last_error, sizeof(a->last_error), "%s", msg);
-		goto out;
+		goto rejected;
+	}
+	/* The DHCP settings are part of the policy: checked before anything
+	 * is published, so a bad one changes nothing either. */
+	if (policy_set_dhcp(set)) {
+		err = dhcp_config_parse(policy_set_dhcp(set), set, &dcfg, msg, sizeof(msg));
+		if (err)
+			goto rejected;
 	}
 	err = publish_policy(a->ld, cp, &st);
 	if (err) {
@@ -207,9 +229,11 @@ static int apply_policy_dir(struct agent *a, const char *why)
 	policy_set_free(a->set);
 	a->set = set;
 	set = NULL;
+	vms_after_publish(a);
 	registry_overlay(a->reg, a->set);
 	ifwatch_reconcile(a->ifw, a->set);
 	measure_policy(a, cp, st.version);
+	apply_dhcp(a, dcfg);
 	log_info("policy version %llu applied (%s) from %s: %zu VMs "
 		 "(%u added, %u changed, %u unchanged, %u removed), %llu entries "
 		 "written, %llu deleted, %.2f ms",
@@ -217,7 +241,13 @@ static int apply_policy_dir(struct agent *a, const char *why)
 		 a->set->nr_vms, st.added, st.changed, st.unchanged, st.removed,
 		 (unsigned long long)st.entries_written,
 		 (unsigned long long)st.entries_deleted, a->apply_ms);
+	goto out;
+rejected:
+	log_err("policy rejected (%s): %s; still enforcing version %llu",
+		why, msg, (unsigned long long)a->applied_version);
+	snprintf(a->last_error, sizeof(a->last_error), "%s", msg);
 out:
+	dhcp_config_free(dcfg);
 	compiled_policy_free(cp);
 	policy_set_free(set);
 	return err;
@@ -233,7 +263,7 @@ static void on_signal(struct ev_source *src, uint32_t events)
 	(void)events;
 	while (read(src->fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			apply_policy_dir(a, "SIGHUP");
+			agent_apply_policy(a, "SIGHUP");
 			continue;
 		}
 		log_info("signal %d: stopping (pins stay)", si.ssi_signo);
@@ -283,7 +313,7 @@ static void on_debounce(struct ev_source *src, uint32_t events)
 	(void)events;
 	if (read(src->fd, &ticks, sizeof(ticks)) != sizeof(ticks))
 		return;
-	apply_policy_dir(a, "policy directory changed");
+	agent_apply_policy(a, "policy directory changed");
 }
 
 static void on_links(struct ev_source *src, uint32_t events)
@@ -331,6 +361,7 @@ static void render_metrics(void *ctx, FILE *out)
 		(unsigned long long)info.version, a->apply_ms / 1000, a->last_error[0] != 0,
 		publish_nr_vms(a->ld), elapsed_ms(&a->started) / 1000);
 	netstats_prometheus(out, a->ld, a->set, &a->ns);
+	devices_prometheus(out, a->ld, a->set);
 }
 
 /* ---- control requests ---- */
@@ -344,6 +375,13 @@ static const struct {
 						 "limit on guest->host traffic" },
 	{ "net.tc_to_vm", RAYOS_FEAT_SCHED_CLS, "firewall and rate limit on host->guest "
 					       "traffic" },
+};
+
+static const char *const dev_point_names[RAYOS_DEVP_MAX] = {
+	[RAYOS_DEVP_CGROUP]	= "device.cgroup",
+	[RAYOS_DEVP_LSM]	= "device.lsm",
+	[RAYOS_DEVP_SYSCALLS]	= "device.syscall_stats",
+	[RAYOS_DEVP_KVM]	= "device.kvm_stats",
 };
 
 static cJSON *status_reply(struct agent *a)
@@ -403,6 +441,27 @@ static cJSON *status_reply(struct agent *a)
 		cJSON_AddStringToObject(o, "detail", f->detail);
 		cJSON_AddItemToArray(arr, o);
 	}
+	{
+		struct loader_dev_part parts[RAYOS_DEVP_MAX];
+
+		loader_dev_status(a->ld, parts);
+		for (int i = 0; i < RAYOS_DEVP_MAX; i++) {
+			o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "point", dev_point_names[i]);
+			cJSON_AddStringToObject(o, "state", parts[i].active ? "active"
+									    : "unavailable");
+			cJSON_AddStringToObject(o, "detail", parts[i].detail);
+			cJSON_AddItemToArray(arr, o);
+		}
+	}
+	if (a->dhcp) {
+		cJSON_AddItemToObject(r, "dhcp", dhcp_server_status_json(a->dhcp));
+	} else {
+		o = cJSON_AddObjectToObject(r, "dhcp");
+		cJSON_AddStringToObject(o, "state", a->dhcp_error[0] ? "failed" : "off");
+		if (a->dhcp_error[0])
+			cJSON_AddStringToObject(o, "error", a->dhcp_error);
+	}
 	if (a->tpm) {
 		cJSON_AddItemToObject(r, "tpm", tpm_status_json(a->tpm));
 	} else {
@@ -421,51 +480,60 @@ static cJSON *status_reply(struct agent *a)
 	return r;
 }
 
-/* vm.register {"id", "interface"} / vm.unregister {"id"}: the VM must be in
- * the applied policy; nothing changes on a bad request. */
-static cJSON *handle_register(struct agent *a, const cJSON *req, bool reg)
+/* A reply object with "ok" and item under key (item may be NULL: error). */
+static cJSON *wrap(const char *key, cJSON *item)
 {
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
-	const cJSON *ifc = cJSON_GetObjectItemCaseSensitive(req, "interface");
-	uint32_t vm_id;
 	cJSON *r;
-	int err;
 
-	if (!cJSON_IsNumber(id) || id->valuedouble < 1 || id->valuedouble > UINT32_MAX ||
-	    id->valuedouble != (double)(uint32_t)id->valuedouble)
-		return control_error("\"id\" must be a VM id (1..4294967295)");
-	vm_id = (uint32_t)id->valuedouble;
-	if (!a->set || !policy_set_find(a->set, vm_id))
-		return control_error("unknown VM %u: it is not in the applied policy (%s)",
-				     vm_id, a->opts->policy_dir);
-	if (reg) {
-		if (!cJSON_IsString(ifc) || !registry_ifname_valid(ifc->valuestring))
-			return control_error("\"interface\" must be an interface name of 1..15 "
-					     "printable characters");
-		err = registry_set(a->reg, vm_id, ifc->valuestring);
-		if (err)
-			return control_error("cannot record the registration: %s", strerror(-err));
-		log_info("VM %u registered on %s", vm_id, ifc->valuestring);
-		registry_overlay(a->reg, a->set);
-		ifwatch_reconcile(a->ifw, a->set);
-	} else {
-		err = registry_del(a->reg, vm_id);
-		if (err == -ENOENT)
-			return control_error("VM %u is not registered", vm_id);
-		if (err)
-			return control_error("cannot record the change: %s", strerror(-err));
-		log_info("VM %u unregistered from %s", vm_id,
-			 policy_set_find(a->set, vm_id)->iface);
-		ifwatch_detach(a->ifw, vm_id);
-		((struct policy_vm *)policy_set_find(a->set, vm_id))->iface[0] = '\0';
-		/* Back to what the policy says: its interface, if it names one. */
-		apply_policy_dir(a, "VM unregistered");
-	}
+	if (!item)
+		return control_error("out of memory");
 	r = cJSON_CreateObject();
 	cJSON_AddBoolToObject(r, "ok", 1);
-	cJSON_AddNumberToObject(r, "id", vm_id);
-	cJSON_AddNumberToObject(r, "ifindex", loader_vm_ifindex(a->ld, vm_id));
+	cJSON_AddItemToObject(r, key, item);
 	return r;
+}
+
+static cJSON *device_request(struct agent *a, const char *cmd, const cJSON *req)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+
+	if (!strcmp(cmd, "device.status"))
+		return wrap("devices", devices_status_json(a->ld));
+	if (!strcmp(cmd, "device.handlers"))
+		return wrap("handlers", devices_handlers_json());
+	if (id && (!cJSON_IsNumber(id) || id->valuedouble < 1 || id->valuedouble > UINT32_MAX))
+		return control_error("\"id\" must be a VM id (1..4294967295)");
+	if (id && !(a->set && policy_set_find(a->set, (uint32_t)id->valuedouble)))
+		return control_error("unknown VM %.0f: it is not in the applied policy",
+				     id->valuedouble);
+	return wrap("vms", devices_list_json(a->ld, a->set, id ? (int64_t)id->valuedouble : -1));
+}
+
+static cJSON *dhcp_request(struct agent *a, const char *sub, const cJSON *req)
+{
+	const cJSON *ip = cJSON_GetObjectItemCaseSensitive(req, "ip");
+	struct in_addr addr;
+	int err;
+
+	if (!a->dhcp)
+		return control_error("no DHCP server runs: the policy has no \"dhcp\" bridges%s%s",
+				     a->dhcp_error[0] ? "; last error: " : "", a->dhcp_error);
+	if (!strcmp(sub, "status"))
+		return wrap("dhcp", dhcp_server_status_json(a->dhcp));
+	if (!strcmp(sub, "leases"))
+		return wrap("leases", dhcp_server_leases_json(a->dhcp));
+	if (!strcmp(sub, "release")) {
+		if (!cJSON_IsString(ip) || inet_pton(AF_INET, ip->valuestring, &addr) != 1)
+			return control_error("\"ip\" must be an IPv4 address");
+		err = dhcp_server_release(a->dhcp, addr.s_addr, NULL);
+		if (err)
+			return control_error("%s: %s", ip->valuestring,
+					     err == -ENOENT ? "no lease holds this address"
+							    : strerror(-err));
+		return wrap("released", cJSON_CreateString(ip->valuestring));
+	}
+	return control_error("unknown command \"dhcp.%s\" (known: dhcp.status, dhcp.leases, "
+			     "dhcp.release)", sub);
 }
 
 static cJSON *handle_request(void *ctx, const cJSON *req)
@@ -499,8 +567,19 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 		cJSON_AddBoolToObject(r, "ok", 1);
 		return r;
 	}
-	if (!strcmp(cmd, "vm.register") || !strcmp(cmd, "vm.unregister"))
-		return handle_register(a, req, !strcmp(cmd, "vm.register"));
+	if (!strcmp(cmd, "vm.register"))
+		return vms_register(a, req);
+	if (!strcmp(cmd, "vm.unregister"))
+		return vms_unregister(a, req);
+	if (!strcmp(cmd, "vm.info"))
+		return vms_info(a, req);
+	if (!strcmp(cmd, "cap.grant") || !strcmp(cmd, "cap.revoke"))
+		return vms_cap(a, req, !strcmp(cmd, "cap.grant"));
+	if (!strcmp(cmd, "device.status") || !strcmp(cmd, "device.handlers") ||
+	    !strcmp(cmd, "device.list"))
+		return device_request(a, cmd, req);
+	if (!strncmp(cmd, "dhcp.", 5))
+		return dhcp_request(a, cmd + 5, req);
 	if (!strcmp(cmd, "perf")) {
 		r = netstats_perf_json(a->ld, &a->ns);
 		cJSON_AddBoolToObject(r, "ok", 1);
@@ -508,7 +587,7 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 		return r;
 	}
 	if (!strcmp(cmd, "policy.reload")) {
-		int err = apply_policy_dir(a, "reload requested");
+		int err = agent_apply_policy(a, "reload requested");
 
 		if (err)
 			return control_error("%s", a->last_error);
@@ -518,7 +597,9 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 		return r;
 	}
 	return control_error("unknown command \"%s\" (known: status, stop, policy.reload, "
-			     "vm.list, vm.stats, vm.register, vm.unregister, perf)", cmd);
+			     "vm.list, vm.stats, vm.info, vm.register, vm.unregister, cap.grant, "
+			     "cap.revoke, device.status, device.handlers, device.list, "
+			     "dhcp.status, dhcp.leases, dhcp.release, perf)", cmd);
 }
 
 /* ---- set-up ---- */
@@ -644,11 +725,12 @@ static void close_source(struct ev_source *src)
 
 int agent_run(const struct agent_opts *o)
 {
-	struct loader_opts lo = { .pin_root = o->pin_root, .max_vms = o->max_vms };
+	char cache[PATH_MAX], regs[PATH_MAX];
+	struct loader_opts lo = { .pin_root = o->pin_root, .max_vms = o->max_vms,
+				  .feature_cache = cache };
 	struct agent a = { .opts = o, .lock_fd = -1, .epfd = -1, .sig.fd = -1,
 			   .inotify.fd = -1, .debounce.fd = -1, .links.fd = -1,
 			   .events.fd = -1 };
-	char cache[PATH_MAX];
 	struct stat st;
 	int err;
 
@@ -670,10 +752,10 @@ int agent_run(const struct agent_opts *o)
 		log_info("feature %-14s %s (%s)", loader_feature_name(i),
 			 a.features[i].available ? "yes" : "no ", a.features[i].detail);
 
-	snprintf(cache, sizeof(cache), "%s/registrations.json", o->state_dir);
-	err = registry_open(cache, &a.reg);
+	snprintf(regs, sizeof(regs), "%s/registrations.json", o->state_dir);
+	err = registry_open(regs, &a.reg);
 	if (err) {
-		log_err("cannot read %s: %s", cache, strerror(-err));
+		log_err("cannot read %s: %s", regs, strerror(-err));
 		goto out;
 	}
 	err = loader_open(&lo, &a.ld);
@@ -684,6 +766,10 @@ int agent_run(const struct agent_opts *o)
 	err = setup_events(&a);
 	if (err)
 		goto out;
+	err = cgroup_parent_create(regs, sizeof(regs));
+	if (err)
+		log_warn("cannot create the VMs' parent cgroup (%s): VM processes cannot be "
+			 "confined", strerror(-err));
 	/* Capabilities are per thread: drop them before the TPM worker starts. */
 	if (o->keep_caps) {
 		snprintf(a.caps_kept, sizeof(a.caps_kept), "all (--keep-caps)");
@@ -693,7 +779,8 @@ int agent_run(const struct agent_opts *o)
 			goto out;
 	}
 	start_tpm(&a);
-	apply_policy_dir(&a, "start");	/* a bad policy leaves what is pinned */
+	agent_apply_policy(&a, "start");	/* a bad policy leaves what is pinned */
+	vms_restore(&a);
 	log_info("running as pid %d with %s; control socket %s/%s", getpid(),
 		 a.caps_kept, o->run_dir, CONTROL_SOCK_NAME);
 
@@ -714,6 +801,8 @@ int agent_run(const struct agent_opts *o)
 		}
 	}
 out:
+	vms_close(&a);
+	dhcp_server_close(a.dhcp);
 	tpm_close(a.tpm);
 	control_server_close(a.ctl);
 	if (a.purge && a.ifw)

@@ -20,6 +20,8 @@
 
 #include "agent/agent.h"
 #include "agent/control.h"
+#include "agent/dhcp.h"
+#include "agent/dhcp_client.h"
 #include "agent/log.h"
 #include "agent/policy.h"
 #include "agent/shaper.h"
@@ -45,10 +47,16 @@ static void usage(FILE *f)
 "  policy reload           re-read the policy directory now\n"
 "  vm list [--json]        VMs in the maps, their taps and traffic totals\n"
 "  vm stats [ID] [--json]  counters by direction, reason and rule\n"
-"  vm register ID --iface TAP\n"
+"  vm register ID [--iface TAP] [--pid PID]\n"
 "                          enforce VM ID's policy on TAP (overrides the policy)\n"
+"                          and confine process PID (its QEMU) in the VM's cgroup\n"
+"  vm info ID              the policy's name, interface, bridge, MAC, address\n"
 "  vm unregister ID        back to the policy's interface, if any\n"
 "  perf [--json]           host-wide counters, event rates, recent drops\n"
+"  cap grant|revoke ID CAP_X   change a running VM's capabilities (audited)\n"
+"  device status|handlers|list [ID]   device enforcement, classes, counters\n"
+"  dhcp status|leases | dhcp release IP   the DHCP server of guest bridges\n"
+"  dhcp client IFACE [...] an RFC 2131 client (dhcp client --help)\n"
 "  tpm status|verify       measured-launch state; replay the event log vs PCRs\n"
 "  tpm quote --nonce HEX --out DIR | tpm verify-quote DIR --nonce HEX\n"
 "  tpm vm-snapshot ID      PCR values right after VM ID's launch record\n"
@@ -61,7 +69,7 @@ static void usage(FILE *f)
 enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_VMS,
        OPT_DAEMON, OPT_VERBOSE, OPT_KEEP_CAPS, OPT_JSON, OPT_PURGE, OPT_METRICS_PORT,
        OPT_IFACE, OPT_TPM_PCR, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
-       OPT_RANDOM };
+       OPT_RANDOM, OPT_PID };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -83,6 +91,7 @@ static const struct option long_opts[] = {
 	{ "out", required_argument, NULL, OPT_OUT },
 	{ "file", required_argument, NULL, OPT_FILE },
 	{ "random", no_argument, NULL, OPT_RANDOM },
+	{ "pid", required_argument, NULL, OPT_PID },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -91,7 +100,7 @@ struct cli {
 	struct agent_opts ao;
 	bool json, purge;
 	const char *iface;
-	const char *nonce, *out, *file;
+	const char *nonce, *out, *file, *pid;
 	bool random;
 };
 
@@ -188,6 +197,9 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_RANDOM:
 			cli->random = true;
+			break;
+		case OPT_PID:
+			cli->pid = optarg;
 			break;
 		case OPT_DAEMON:
 			cli->ao.daemonize = true;
@@ -383,6 +395,16 @@ static int cmd_stop(struct cli *cli)
 	return 0;
 }
 
+/* The "dhcp" object is part of the verdict, as it is for the agent. */
+static int check_dhcp(const struct policy_set *set, char *msg, size_t len)
+{
+	struct dhcp_config *cfg = NULL;
+	int err = dhcp_config_parse(policy_set_dhcp(set), set, &cfg, msg, len);
+
+	dhcp_config_free(cfg);
+	return err;
+}
+
 static int cmd_policy(struct cli *cli, int argc, char **argv)
 {
 	int bad = 0;
@@ -418,8 +440,11 @@ static int cmd_policy(struct cli *cli, int argc, char **argv)
 			err = policy_load_file(argv[i], &set, &perr);
 		if (!err)
 			err = policy_compile(set, &cp, &perr);
-		if (err) {
+		if (err)
 			policy_error_format(&perr, msg, sizeof(msg));
+		else if (policy_set_dhcp(set))
+			err = check_dhcp(set, msg, sizeof(msg));
+		if (err) {
 			printf("%s: INVALID: %s\n", argv[i], msg);
 			bad++;
 		} else {
@@ -549,19 +574,33 @@ static int cmd_vm(struct cli *cli, int argc, char **argv)
 		}
 		return print_reply(cli, call(cli, req, false), print_vm_stats);
 	}
-	if ((!strcmp(sub, "register") || !strcmp(sub, "unregister")) && argc == 2) {
+	if ((!strcmp(sub, "register") || !strcmp(sub, "unregister") || !strcmp(sub, "info")) &&
+	    argc == 2) {
 		bool reg = !strcmp(sub, "register");
+		char *end;
 
 		if (parse_vm_id(argv[1], &id))
 			return 2;
-		if (reg && !cli->iface) {
-			fprintf(stderr, "rayos-agent: vm register %u: --iface TAP is required\n", id);
+		if (reg && !cli->iface && !cli->pid) {
+			fprintf(stderr, "rayos-agent: vm register %u: give --iface TAP and/or "
+				"--pid PID\n", id);
 			return 2;
 		}
-		req = request(reg ? "vm.register" : "vm.unregister");
+		req = request(reg ? "vm.register" : !strcmp(sub, "info") ? "vm.info"
+									   : "vm.unregister");
 		cJSON_AddNumberToObject(req, "id", id);
-		if (reg)
+		if (reg && cli->iface)
 			cJSON_AddStringToObject(req, "interface", cli->iface);
+		if (reg && cli->pid) {
+			long pid = strtol(cli->pid, &end, 10);
+
+			if (*end || pid < 1) {
+				fprintf(stderr, "rayos-agent: --pid %s: not a process id\n", cli->pid);
+				cJSON_Delete(req);
+				return 2;
+			}
+			cJSON_AddNumberToObject(req, "pid", pid);
+		}
 		return print_reply(cli, call(cli, req, false), NULL);
 	}
 	usage(stderr);
@@ -657,6 +696,67 @@ static int cmd_tpm(struct cli *cli, int argc, char **argv)
 	return err ? 1 : 0;
 }
 
+static int cmd_cap(struct cli *cli, int argc, char **argv)
+{
+	cJSON *req;
+	uint32_t id;
+
+	if (argc != 3 || (strcmp(argv[0], "grant") && strcmp(argv[0], "revoke"))) {
+		usage(stderr);
+		return 2;
+	}
+	if (parse_vm_id(argv[1], &id))
+		return 2;
+	req = request(!strcmp(argv[0], "grant") ? "cap.grant" : "cap.revoke");
+	cJSON_AddNumberToObject(req, "id", id);
+	cJSON_AddStringToObject(req, "cap", argv[2]);
+	return print_reply(cli, call(cli, req, false), NULL);
+}
+
+static int cmd_device(struct cli *cli, int argc, char **argv)
+{
+	const char *sub = argc ? argv[0] : "";
+	char cmd[32];
+	cJSON *req;
+	uint32_t id;
+
+	if ((strcmp(sub, "status") && strcmp(sub, "handlers") && strcmp(sub, "list")) ||
+	    argc > 2 || (argc == 2 && strcmp(sub, "list"))) {
+		usage(stderr);
+		return 2;
+	}
+	snprintf(cmd, sizeof(cmd), "device.%s", sub);
+	req = request(cmd);
+	if (argc == 2) {
+		if (parse_vm_id(argv[1], &id)) {
+			cJSON_Delete(req);
+			return 2;
+		}
+		cJSON_AddNumberToObject(req, "id", id);
+	}
+	return print_reply(cli, call(cli, req, false), NULL);
+}
+
+static int cmd_dhcp(struct cli *cli, int argc, char **argv)
+{
+	const char *sub = argc ? argv[0] : "";
+	cJSON *req;
+
+	if ((!strcmp(sub, "status") || !strcmp(sub, "leases")) && argc == 1) {
+		char cmd[32];
+
+		snprintf(cmd, sizeof(cmd), "dhcp.%s", sub);
+		return print_reply(cli, call(cli, request(cmd), false), NULL);
+	}
+	if (!strcmp(sub, "release") && argc == 2) {
+		req = request("dhcp.release");
+		cJSON_AddStringToObject(req, "ip", argv[1]);
+		return print_reply(cli, call(cli, req, false), NULL);
+	}
+	usage(stderr);
+	return 2;
+}
+
 /* --daemon: detach, log to <run_dir>/agent.log, and return in the parent
  * once the agent answers on its socket. */
 static int daemonize(struct cli *cli)
@@ -716,6 +816,9 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	/* The DHCP client runs in this process with options of its own. */
+	if (!strcmp(cmd, "dhcp") && argc >= 3 && !strcmp(argv[2], "client"))
+		return dhcp_client_main(argc - 3, argv + 3);
 	if (parse_opts(argc - 1, argv + 1, &cli))
 		return 2;
 	argc -= optind + 1;
@@ -744,6 +847,12 @@ int main(int argc, char **argv)
 		return cmd_vm(&cli, argc, argv);
 	if (!strcmp(cmd, "tpm"))
 		return cmd_tpm(&cli, argc, argv);
+	if (!strcmp(cmd, "cap"))
+		return cmd_cap(&cli, argc, argv);
+	if (!strcmp(cmd, "device"))
+		return cmd_device(&cli, argc, argv);
+	if (!strcmp(cmd, "dhcp"))
+		return cmd_dhcp(&cli, argc, argv);
 	if (!strcmp(cmd, "perf") && !argc)
 		return print_reply(&cli, call(&cli, request("perf"), false), print_perf);
 	fprintf(stderr, "rayos-agent: unknown command \"%s\"\n\n", cmd);

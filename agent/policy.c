@@ -74,6 +74,7 @@ struct raw_doc {
 	struct raw_group *groups;
 	size_t nr_vms;
 	struct raw_vm *vms;
+	cJSON *dhcp;			/* the "dhcp" object, checked by agent/dhcp.c */
 };
 
 struct policy_docs {
@@ -1638,9 +1639,18 @@ static int top_field(struct pctx *c, const cJSON *it, void *arg)
 		doc->vms = calloc(doc->nr_vms ?: 1, sizeof(*doc->vms));
 		return doc->vms ? for_each_elem(c, it, vm_elem, doc) : -ENOMEM;
 	}
+	if (!strcmp(k, "dhcp")) {
+		/* Its fields are the DHCP server's (policies/DHCP.md); it checks
+		 * them against the whole set once the set is linked. */
+		if (!cJSON_IsObject(it))
+			return fail(c, "expected an object (see policies/DHCP.md), got %s",
+				    type_name(it));
+		doc->dhcp = cJSON_Duplicate(it, 1);
+		return doc->dhcp ? 0 : -ENOMEM;
+	}
 	if (!strcmp(k, "description") || !strcmp(k, "$schema"))
 		return want_string(c, it, &s);
-	return unknown_key(c, k, "version, defaults, groups, vms, description, $schema");
+	return unknown_key(c, k, "version, defaults, groups, vms, dhcp, description, $schema");
 }
 
 static int parse_root(struct pctx *c, const cJSON *root, struct raw_doc *doc)
@@ -1702,6 +1712,7 @@ static void free_doc(struct raw_doc *doc)
 		free_settings(&doc->vms[i].s);
 	free(doc->groups);
 	free(doc->vms);
+	cJSON_Delete(doc->dhcp);
 	free(doc->text);
 	free(doc->file);
 	free(doc);
@@ -2179,6 +2190,30 @@ static int add_file_names(struct policy_set *set, struct raw_doc *const *docs, s
 	return 0;
 }
 
+/* The DHCP server has one configuration: one file of the set holds it. */
+static int one_dhcp(struct raw_doc **docs, size_t nr, struct policy_error *err)
+{
+	const struct raw_doc *first = NULL;
+
+	for (size_t i = 0; i < nr; i++) {
+		if (!docs[i]->dhcp)
+			continue;
+		if (first)
+			return fail_file(err, docs[i]->file, 0, "\"dhcp\" is also defined in %s: "
+					 "keep the DHCP settings in one file", first->file);
+		first = docs[i];
+	}
+	return 0;
+}
+
+const cJSON *policy_set_dhcp(const struct policy_set *set)
+{
+	for (size_t i = 0; set && i < set->docs->nr; i++)
+		if (set->docs->docs[i]->dhcp)
+			return set->docs->docs[i]->dhcp;
+	return NULL;
+}
+
 int policy_set_add_sources(struct policy_set *set, const struct policy_source *src,
 			   size_t nr, struct policy_error *err)
 {
@@ -2200,6 +2235,8 @@ int policy_set_add_sources(struct policy_set *set, const struct policy_source *s
 			goto out;
 	}
 	ret = link_docs(docs, pd->nr + nr, &vms, &nr_vms, err);
+	if (!ret)
+		ret = one_dhcp(docs, pd->nr + nr, err);
 	if (!ret)
 		ret = add_file_names(set, docs + pd->nr, nr);
 	if (ret)

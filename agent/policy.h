@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "../bpf/abi/dev.h"
 #include "../bpf/abi/net.h"
 #include "../bpf/abi/policy.h"
@@ -159,6 +161,10 @@ int policy_load_file(const char *file, struct policy_set **out,
 void policy_set_free(struct policy_set *set);
 
 const struct policy_vm *policy_set_find(const struct policy_set *set, uint32_t id);
+
+/* The top-level "dhcp" object of the set (at most one file has one), or
+ * NULL; its contents are checked by dhcp_config_parse() (agent/dhcp.h). */
+const cJSON *policy_set_dhcp(const struct policy_set *set);
 
 /* Capability names <-> bits. */
 int policy_cap_from_name(const char *name);	/* enum rayos_cap, or -EINVAL */

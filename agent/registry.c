@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Runtime VM registrations: which tap a running VM uses, as told by the CLI,
- * the libvirt hook or rayos-qemu.  A registration names a VM of the policy
- * and overrides the policy's "interface"; it is kept in the state dir
- * (written to a temporary file and renamed) so a restarted agent re-attaches
- * the same taps.
+ * Runtime VM state: which tap and which QEMU process a running VM has, as
+ * told by the CLI, the libvirt hook or rayos-qemu, and the capabilities an
+ * admin granted or revoked at run time.  An entry names a VM of the policy;
+ * its interface overrides the policy's "interface".  Kept in the state dir
+ * (written to a temporary file, synced and renamed) so a restarted agent
+ * re-attaches the same taps, watches the same processes and keeps grants.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,18 +19,13 @@
 #include "agent/log.h"
 #include "agent/registry.h"
 
-struct reg {
-	uint32_t id;
-	char iface[IF_NAMESIZE];
-};
-
 struct registry {
 	char path[PATH_MAX];
-	struct reg *regs;
+	struct vm_runtime *regs;
 	size_t nr;
 };
 
-static struct reg *find(struct registry *r, uint32_t id)
+static struct vm_runtime *find(const struct registry *r, uint32_t id)
 {
 	for (size_t i = 0; i < r->nr; i++)
 		if (r->regs[i].id == id)
@@ -37,9 +33,9 @@ static struct reg *find(struct registry *r, uint32_t id)
 	return NULL;
 }
 
-static int add(struct registry *r, uint32_t id, const char *iface)
+static int add(struct registry *r, const struct vm_runtime *vr)
 {
-	struct reg *g = find(r, id), *grown;
+	struct vm_runtime *g = find(r, vr->id), *grown;
 
 	if (!g) {
 		grown = realloc(r->regs, (r->nr + 1) * sizeof(*grown));
@@ -47,9 +43,8 @@ static int add(struct registry *r, uint32_t id, const char *iface)
 			return -ENOMEM;
 		r->regs = grown;
 		g = &r->regs[r->nr++];
-		g->id = id;
 	}
-	snprintf(g->iface, sizeof(g->iface), "%s", iface);
+	*g = *vr;
 	return 0;
 }
 
@@ -73,10 +68,18 @@ static int save(const struct registry *r)
 	size_t len;
 
 	for (size_t i = 0; i < r->nr; i++) {
+		const struct vm_runtime *g = &r->regs[i];
 		cJSON *o = cJSON_CreateObject();
+		char hex[17];
 
-		cJSON_AddNumberToObject(o, "id", r->regs[i].id);
-		cJSON_AddStringToObject(o, "interface", r->regs[i].iface);
+		cJSON_AddNumberToObject(o, "id", g->id);
+		cJSON_AddStringToObject(o, "interface", g->iface);
+		cJSON_AddNumberToObject(o, "pid", g->pid);
+		/* 64-bit masks as hex strings: JSON numbers are doubles. */
+		snprintf(hex, sizeof(hex), "%llx", (unsigned long long)g->cap_grant);
+		cJSON_AddStringToObject(o, "cap_grant", hex);
+		snprintf(hex, sizeof(hex), "%llx", (unsigned long long)g->cap_revoke);
+		cJSON_AddStringToObject(o, "cap_revoke", hex);
 		cJSON_AddItemToArray(arr, o);
 	}
 	text = cJSON_Print(root);
@@ -133,10 +136,23 @@ int registry_open(const char *path, struct registry **out)
 	cJSON_ArrayForEach(it, it) {
 		cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
 		cJSON *ifc = cJSON_GetObjectItemCaseSensitive(it, "interface");
+		cJSON *pid = cJSON_GetObjectItemCaseSensitive(it, "pid");
+		cJSON *grant = cJSON_GetObjectItemCaseSensitive(it, "cap_grant");
+		cJSON *revoke = cJSON_GetObjectItemCaseSensitive(it, "cap_revoke");
+		struct vm_runtime vr = {};
 
-		if (cJSON_IsNumber(id) && id->valuedouble >= 1 && id->valuedouble <= UINT32_MAX &&
-		    cJSON_IsString(ifc) && registry_ifname_valid(ifc->valuestring))
-			add(r, (uint32_t)id->valuedouble, ifc->valuestring);
+		if (!cJSON_IsNumber(id) || id->valuedouble < 1 || id->valuedouble > UINT32_MAX ||
+		    !cJSON_IsString(ifc) || (ifc->valuestring[0] &&
+					      !registry_ifname_valid(ifc->valuestring)))
+			continue;
+		vr.id = (uint32_t)id->valuedouble;
+		snprintf(vr.iface, sizeof(vr.iface), "%s", ifc->valuestring);
+		vr.pid = cJSON_IsNumber(pid) && pid->valuedouble > 0 ? (pid_t)pid->valuedouble : 0;
+		if (cJSON_IsString(grant))
+			vr.cap_grant = strtoull(grant->valuestring, NULL, 16);
+		if (cJSON_IsString(revoke))
+			vr.cap_revoke = strtoull(revoke->valuestring, NULL, 16);
+		add(r, &vr);
 	}
 	cJSON_Delete(root);
 	return 0;
@@ -150,16 +166,16 @@ void registry_close(struct registry *r)
 	free(r);
 }
 
-int registry_set(struct registry *r, uint32_t id, const char *iface)
+int registry_put(struct registry *r, const struct vm_runtime *vr)
 {
-	int err = add(r, id, iface);
+	int err = add(r, vr);
 
 	return err ?: save(r);
 }
 
 int registry_del(struct registry *r, uint32_t id)
 {
-	struct reg *g = find(r, id);
+	struct vm_runtime *g = find(r, id);
 
 	if (!g)
 		return -ENOENT;
@@ -167,20 +183,27 @@ int registry_del(struct registry *r, uint32_t id)
 	return save(r);
 }
 
-const char *registry_iface(const struct registry *r, uint32_t id)
+const struct vm_runtime *registry_get(const struct registry *r, uint32_t id)
 {
-	struct reg *g = find((struct registry *)r, id);
+	return find(r, id);
+}
 
-	return g ? g->iface : NULL;
+size_t registry_count(const struct registry *r)
+{
+	return r->nr;
+}
+
+const struct vm_runtime *registry_at(const struct registry *r, size_t i)
+{
+	return i < r->nr ? &r->regs[i] : NULL;
 }
 
 void registry_overlay(const struct registry *r, struct policy_set *set)
 {
 	for (size_t i = 0; i < r->nr; i++) {
-		for (size_t v = 0; v < set->nr_vms; v++) {
-			if (set->vms[v].id == r->regs[i].id)
-				snprintf(set->vms[v].iface, sizeof(set->vms[v].iface), "%s",
-					 r->regs[i].iface);
-		}
+		struct policy_vm *vm = (struct policy_vm *)policy_set_find(set, r->regs[i].id);
+
+		if (vm && r->regs[i].iface[0])
+			snprintf(vm->iface, sizeof(vm->iface), "%s", r->regs[i].iface);
 	}
 }

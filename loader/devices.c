@@ -592,3 +592,21 @@ int loader_dev_zero_slot(struct loader *ld, uint32_t slot)
 	return err ?: zero_percpu(ld->map_fds[RAYOS_MAP_KVM_STATS], slot,
 				  sizeof(struct rayos_kvm_ctr));
 }
+
+/* The device objects that were loaded, for measurement (loader/objects.c). */
+int loader_dev_for_each_object(const struct loader *ld, loader_object_fn fn, void *ctx)
+{
+	const struct loader_dev *d = ld->dev;
+	int err = 0;
+
+	if (!d)
+		return 0;
+	if (d->dev)
+		err = err ?: fn(ctx, "rayos_dev", d->dev->skeleton->data, d->dev->skeleton->data_sz);
+	if (d->lsm)
+		err = err ?: fn(ctx, "rayos_lsm", d->lsm->skeleton->data, d->lsm->skeleton->data_sz);
+	if (d->stat)
+		err = err ?: fn(ctx, "rayos_devstat", d->stat->skeleton->data,
+				d->stat->skeleton->data_sz);
+	return err;
+}

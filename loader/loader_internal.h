@@ -27,6 +27,7 @@ struct loader {
 const char *loader_prog_name(enum rayos_prog_id id);
 void loader_route_libbpf_logs(void);
 int loader_refresh_links(struct loader *ld);	/* attach.c */
+int loader_dev_for_each_object(const struct loader *ld, loader_object_fn fn, void *ctx);
 
 struct bpf_object;
 /* Size the VM-sized maps of obj (taking the pinned size of adopted ones). */

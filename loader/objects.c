@@ -11,5 +11,5 @@ int loader_for_each_object(const struct loader *ld, loader_object_fn fn, void *c
 	int err;
 
 	err = fn(ctx, "rayos_net", s->data, s->data_sz);
-	return err;
+	return err ?: loader_dev_for_each_object(ld, fn, ctx);
 }

@@ -599,3 +599,24 @@ int loader_vm_record(const struct loader *ld, uint32_t vm_id, struct rayos_vm *o
 
 	return bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_VMS], &id, out) ? -errno : 0;
 }
+
+int publish_lease(struct loader *ld, uint32_t vm_id, uint32_t ip_be, uint64_t expiry_boot_ns)
+{
+	struct rayos_ip_bind cur = {}, val = {
+		.ipv4_be = ip_be,
+		.flags = RAYOS_BINDF_IPV4,
+		.lease_expiry_ns = expiry_boot_ns,
+	};
+	int fd = ld->map_fds[RAYOS_MAP_IP_BIND];
+	__u32 key = vm_id;
+	bool have = !bpf_map_lookup_elem(fd, &key, &cur);
+
+	/* The policy's static address outranks a lease. */
+	if (have && (cur.flags & RAYOS_BINDF_STATIC))
+		return -EEXIST;
+	if (ip_be)
+		return bpf_map_update_elem(fd, &key, &val, BPF_ANY) ? -errno : 0;
+	if (have && bpf_map_delete_elem(fd, &key) && errno != ENOENT)
+		return -errno;
+	return 0;
+}

@@ -42,6 +42,10 @@ const struct compiled_vm *publish_vm_at(const struct loader *ld, size_t i);
 /* The pinned rayos_policy record. */
 int publish_read_info(const struct loader *ld, struct rayos_policy_info *info);
 
+/* A DHCP lease: let vm_id use ip_be until expiry (CLOCK_BOOTTIME ns), or
+ * with ip_be 0 end it.  -EEXIST: the VM has a static address (left as is). */
+int publish_lease(struct loader *ld, uint32_t vm_id, uint32_t ip_be, uint64_t expiry_boot_ns);
+
 void publish_free(struct loader *ld);
 
 #endif

@@ -979,8 +979,8 @@ static void test_compiled_record(void)
 	ret = policy_load_dir(EXAMPLES_DIR, &set, &err);
 	if (!ASSERT_EQ(ret, 0, "example policies load as one directory"))
 		return;
-	ASSERT_EQ(set->nr_vms, 5, "  ...five VMs");
-	ASSERT_EQ(set->nr_files, 3, "  ...from three files");
+	ASSERT_EQ(set->nr_vms, 6, "  ...six VMs");
+	ASSERT_EQ(set->nr_files, 4, "  ...from four files");
 	if (!ASSERT_EQ(policy_compile(set, &cp, &err), 0, "  ...and compile"))
 		goto out;
 	for (i = 0; i < cp->nr_vms; i++)

@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Running VMs: registration (tap, QEMU process, cgroup, device program),
+ * the launch and stop measurements, automatic unregistration when QEMU
+ * exits (pidfd in the epoll loop), and capabilities granted or revoked at
+ * run time.  Every request is checked whole before anything changes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "agent/agent_internal.h"
+#include "agent/cgroup.h"
+#include "agent/control.h"
+#include "agent/devices.h"
+#include "agent/ifwatch.h"
+#include "agent/log.h"
+#include "agent/registry.h"
+#include "agent/sha256.h"
+#include "agent/tpm.h"
+#include "bpf/abi/policy.h"
+
+struct vm_watch {
+	struct ev_source src;	/* the pidfd of the VM's QEMU */
+	struct agent *a;
+	uint32_t vm_id;
+	pid_t pid;
+	struct vm_watch *next;
+};
+
+/* "id" of a request: 1..2^32-1, nothing else. */
+static int req_vm_id(const cJSON *req, uint32_t *id)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "id");
+
+	if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > UINT32_MAX ||
+	    v->valuedouble != (double)(uint32_t)v->valuedouble)
+		return -EINVAL;
+	*id = (uint32_t)v->valuedouble;
+	return 0;
+}
+
+static cJSON *ok_reply(uint32_t id)
+{
+	cJSON *r = cJSON_CreateObject();
+
+	cJSON_AddBoolToObject(r, "ok", 1);
+	cJSON_AddNumberToObject(r, "id", id);
+	return r;
+}
+
+static struct policy_vm *policy_vm(struct agent *a, uint32_t id)
+{
+	return a->set ? (struct policy_vm *)policy_set_find(a->set, id) : NULL;
+}
+
+/* ---- measurements -------------------------------------------------------- */
+
+static void hex(const uint8_t *in, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", in[i]);
+}
+
+/* SHA-256 of a file, streamed; the QEMU binary is tens of MiB. */
+static int file_sha256(const char *path, char out[65])
+{
+	struct sha256_ctx ctx;
+	uint8_t buf[65536], d[32];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	sha256_init(&ctx);
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		sha256_update(&ctx, buf, n);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	sha256_final(&ctx, d);
+	hex(d, sizeof(d), out);
+	return 0;
+}
+
+/* The launch record: id, name, uuid, QEMU binary and argv digests. */
+static void measure_launch(struct agent *a, uint32_t id, pid_t pid, const char *uuid)
+{
+	const struct policy_vm *vm = policy_vm(a, id);
+	char path[64], exe[PATH_MAX] = "", digest[65];
+	uint8_t argv[16384], d[32];
+	cJSON *c;
+	ssize_t n;
+	int fd;
+
+	if (!a->tpm)
+		return;
+	c = cJSON_CreateObject();
+	cJSON_AddNumberToObject(c, "id", id);
+	cJSON_AddStringToObject(c, "name", vm ? vm->name : "");
+	if (uuid)
+		cJSON_AddStringToObject(c, "uuid", uuid);
+	if (pid > 0) {
+		cJSON_AddNumberToObject(c, "pid", pid);
+		snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+		n = readlink(path, exe, sizeof(exe) - 1);
+		exe[n > 0 ? n : 0] = '\0';
+		cJSON_AddStringToObject(c, "exe", exe);
+		if (!file_sha256(path, digest))
+			cJSON_AddStringToObject(c, "exe_sha256", digest);
+		snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		n = fd >= 0 ? read(fd, argv, sizeof(argv)) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n > 0) {
+			sha256(argv, n, d);
+			hex(d, sizeof(d), digest);
+			cJSON_AddStringToObject(c, "argv_sha256", digest);
+		}
+	}
+	tpm_measure(a->tpm, TPM_EV_VM_LAUNCH, c);
+	cJSON_Delete(c);
+}
+
+static void measure_stop(struct agent *a, uint32_t id, const char *why)
+{
+	cJSON *c;
+
+	if (!a->tpm)
+		return;
+	c = cJSON_CreateObject();
+	cJSON_AddNumberToObject(c, "id", id);
+	cJSON_AddStringToObject(c, "reason", why);
+	tpm_measure(a->tpm, TPM_EV_VM_STOP, c);
+	cJSON_Delete(c);
+}
+
+/* ---- the QEMU process --------------------------------------------------- */
+
+static void unwatch(struct agent *a, uint32_t id)
+{
+	struct vm_watch **pp, *w;
+
+	for (pp = &a->watches; (w = *pp); pp = &w->next) {
+		if (w->vm_id != id)
+			continue;
+		*pp = w->next;
+		ev_del(a->epfd, &w->src);
+		close(w->src.fd);
+		free(w);
+		return;
+	}
+}
+
+static void release_vm(struct agent *a, uint32_t id, const char *why);
+
+static void on_exit_event(struct ev_source *src, uint32_t events)
+{
+	struct vm_watch *w = (struct vm_watch *)src;
+
+	(void)events;
+	log_info("VM %u: QEMU (pid %d) exited: unregistering it", w->vm_id, w->pid);
+	release_vm(w->a, w->vm_id, "process exited");	/* frees w */
+}
+
+static int watch(struct agent *a, uint32_t id, pid_t pid)
+{
+	struct vm_watch *w;
+	int fd;
+
+	unwatch(a, id);
+	fd = syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return -errno;
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		close(fd);
+		return -ENOMEM;
+	}
+	w->src.fd = fd;
+	w->src.handler = on_exit_event;
+	w->a = a;
+	w->vm_id = id;
+	w->pid = pid;
+	if (ev_add(a->epfd, &w->src, EPOLLIN)) {
+		close(fd);
+		free(w);
+		return -errno;
+	}
+	w->next = a->watches;
+	a->watches = w;
+	return 0;
+}
+
+/* Cgroup, device program, image files: the device side of a VM. */
+static int confine(struct agent *a, const struct policy_vm *vm, pid_t pid, char *cg,
+		   size_t cglen)
+{
+	uint64_t cgid;
+	int err;
+
+	err = cgroup_vm_create(NULL, vm->id, cg, cglen, &cgid);
+	if (err)
+		return err;
+	err = loader_attach_cgroup(a->ld, vm->id, cg);
+	if (!err)
+		err = cgroup_move_pid(cg, pid);
+	for (size_t i = 0; !err && i < vm->nr_disks; i++)
+		if (!vm->disks[i].is_block)
+			err = loader_dev_set_image(a->ld, vm->id, vm->disks[i].path,
+						   vm->disks[i].mode);
+	if (err) {
+		loader_detach_cgroup(a->ld, vm->id);
+		loader_dev_clear_images(a->ld, vm->id);
+		cgroup_vm_remove(NULL, vm->id);
+	}
+	return err;
+}
+
+/* Undo a registration: device side, tap, runtime entry; back to what the
+ * policy alone says for this VM. */
+static void release_vm(struct agent *a, uint32_t id, const char *why)
+{
+	const struct vm_runtime *vr = registry_get(a->reg, id);
+	struct policy_vm *vm = policy_vm(a, id);
+	int err;
+
+	unwatch(a, id);
+	if (vr && vr->pid) {
+		loader_detach_cgroup(a->ld, id);
+		loader_dev_clear_images(a->ld, id);
+		err = cgroup_vm_remove(NULL, id);
+		if (err && err != -ENOENT)
+			log_warn("VM %u: cannot remove its cgroup: %s", id, strerror(-err));
+	}
+	if (vr && vr->iface[0]) {
+		ifwatch_detach(a->ifw, id);
+		if (vm)
+			vm->iface[0] = '\0';
+	}
+	registry_del(a->reg, id);
+	measure_stop(a, id, why);
+	/* The policy's own interface, if it names one, is enforced again. */
+	agent_apply_policy(a, "VM unregistered");
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+/*
+ * {"id", "interface"?, "pid"?, "uuid"?}: enforce the VM's policy on its tap,
+ * put its QEMU process into the VM's cgroup under the device program, watch
+ * the process, measure the launch.
+ */
+cJSON *vms_register(struct agent *a, const cJSON *req)
+{
+	const cJSON *ifc = cJSON_GetObjectItemCaseSensitive(req, "interface");
+	const cJSON *pidj = cJSON_GetObjectItemCaseSensitive(req, "pid");
+	const cJSON *uuid = cJSON_GetObjectItemCaseSensitive(req, "uuid");
+	const struct vm_runtime *old;
+	struct vm_runtime vr = {};
+	struct policy_vm *vm;
+	char cg[PATH_MAX] = "";
+	cJSON *r;
+	int err;
+
+	if (req_vm_id(req, &vr.id))
+		return control_error("\"id\" must be a VM id (1..4294967295)");
+	vm = policy_vm(a, vr.id);
+	if (!vm)
+		return control_error("unknown VM %u: it is not in the applied policy (%s)",
+				     vr.id, a->opts->policy_dir);
+	if (ifc && (!cJSON_IsString(ifc) || !registry_ifname_valid(ifc->valuestring)))
+		return control_error("\"interface\" must be an interface name of 1..15 "
+				     "printable characters");
+	if (pidj && (!cJSON_IsNumber(pidj) || pidj->valuedouble < 1 ||
+		     pidj->valuedouble > INT32_MAX ||
+		     pidj->valuedouble != (double)(pid_t)pidj->valuedouble))
+		return control_error("\"pid\" must be a process id");
+	if (uuid && !cJSON_IsString(uuid))
+		return control_error("\"uuid\" must be a string");
+	if (!ifc && !pidj)
+		return control_error("nothing to register: give \"interface\" and/or \"pid\"");
+	vr.pid = pidj ? (pid_t)pidj->valuedouble : 0;
+	if (vr.pid && kill(vr.pid, 0) && errno == ESRCH)
+		return control_error("process %d does not exist", vr.pid);
+
+	old = registry_get(a->reg, vr.id);
+	if (old) {
+		vr.cap_grant = old->cap_grant;
+		vr.cap_revoke = old->cap_revoke;
+		if (!ifc)
+			memcpy(vr.iface, old->iface, sizeof(vr.iface));
+		if (!pidj)
+			vr.pid = old->pid;
+	}
+	if (ifc)
+		snprintf(vr.iface, sizeof(vr.iface), "%s", ifc->valuestring);
+
+	if (pidj) {
+		err = confine(a, vm, vr.pid, cg, sizeof(cg));
+		if (err)
+			return control_error("VM %u: cannot confine process %d: %s", vr.id, vr.pid,
+					     strerror(-err));
+		err = watch(a, vr.id, vr.pid);
+		if (err)
+			log_warn("VM %u: cannot watch process %d (%s): unregister it by hand",
+				 vr.id, vr.pid, strerror(-err));
+	}
+	err = registry_put(a->reg, &vr);
+	if (err)
+		log_warn("VM %u: registration not saved: %s", vr.id, strerror(-err));
+	if (vr.iface[0]) {
+		snprintf(vm->iface, sizeof(vm->iface), "%s", vr.iface);
+		ifwatch_reconcile(a->ifw, a->set);
+	}
+	if (pidj)
+		measure_launch(a, vr.id, vr.pid, uuid ? uuid->valuestring : NULL);
+	log_info("VM %u registered%s%s%s%s", vr.id, vr.iface[0] ? " on " : "", vr.iface,
+		 cg[0] ? ", process in " : "", cg);
+
+	r = ok_reply(vr.id);
+	cJSON_AddNumberToObject(r, "ifindex", loader_vm_ifindex(a->ld, vr.id));
+	if (cg[0])
+		cJSON_AddStringToObject(r, "cgroup", cg);
+	return r;
+}
+
+cJSON *vms_unregister(struct agent *a, const cJSON *req)
+{
+	uint32_t id;
+
+	if (req_vm_id(req, &id))
+		return control_error("\"id\" must be a VM id (1..4294967295)");
+	if (!registry_get(a->reg, id))
+		return control_error("VM %u is not registered", id);
+	log_info("VM %u unregistered on request", id);
+	release_vm(a, id, "unregistered");
+	return ok_reply(id);
+}
+
+cJSON *vms_info(struct agent *a, const cJSON *req)
+{
+	const struct policy_vm *vm;
+	char mac[18], ip[16];
+	uint32_t id;
+	cJSON *r;
+
+	if (req_vm_id(req, &id))
+		return control_error("\"id\" must be a VM id (1..4294967295)");
+	vm = policy_vm(a, id);
+	if (!vm)
+		return control_error("unknown VM %u: it is not in the applied policy (%s)", id,
+				     a->opts->policy_dir);
+	r = ok_reply(id);
+	cJSON_AddStringToObject(r, "name", vm->name);
+	cJSON_AddStringToObject(r, "interface", vm->iface);
+	cJSON_AddStringToObject(r, "bridge", vm->bridge);
+	if (vm->has_mac) {
+		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", vm->mac[0],
+			 vm->mac[1], vm->mac[2], vm->mac[3], vm->mac[4], vm->mac[5]);
+		cJSON_AddStringToObject(r, "mac", mac);
+	}
+	if (vm->has_ipv4) {
+		const uint8_t *b = (const uint8_t *)&vm->ipv4_be;
+
+		snprintf(ip, sizeof(ip), "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+		cJSON_AddStringToObject(r, "ipv4", ip);
+	}
+	return r;
+}
+
+/* cap.grant / cap.revoke {"id", "cap"}: next open sees it; audited; kept
+ * across publishes and restarts (the runtime entry). */
+cJSON *vms_cap(struct agent *a, const cJSON *req, bool grant)
+{
+	const cJSON *cap = cJSON_GetObjectItemCaseSensitive(req, "cap");
+	const struct vm_runtime *old;
+	struct vm_runtime vr = {};
+	char audit[PATH_MAX], err_msg[256];
+	uint64_t caps;
+	int bit, err;
+	cJSON *r;
+
+	if (req_vm_id(req, &vr.id))
+		return control_error("\"id\" must be a VM id (1..4294967295)");
+	if (!cJSON_IsString(cap))
+		return control_error("\"cap\" must be a capability name such as CAP_GPU");
+	bit = policy_cap_from_name(cap->valuestring);
+	if (bit < 0)
+		return control_error("unknown capability \"%s\"", cap->valuestring);
+	if (!policy_vm(a, vr.id))
+		return control_error("unknown VM %u: it is not in the applied policy", vr.id);
+	snprintf(audit, sizeof(audit), "%s/audit.log", a->opts->state_dir);
+	err = devices_cap_change(a->ld, vr.id, cap->valuestring, grant, audit, "control socket",
+				 &caps, err_msg, sizeof(err_msg));
+	if (err)
+		return control_error("%s", err_msg);
+	old = registry_get(a->reg, vr.id);
+	if (old)
+		vr = *old;
+	if (grant) {
+		vr.cap_grant |= 1ULL << bit;
+		vr.cap_revoke &= ~(1ULL << bit);
+	} else {
+		vr.cap_revoke |= 1ULL << bit;
+		vr.cap_grant &= ~(1ULL << bit);
+	}
+	registry_put(a->reg, &vr);
+	log_info("VM %u: %s %s (audit: %s)", vr.id, grant ? "granted" : "revoked",
+		 cap->valuestring, audit);
+	r = ok_reply(vr.id);
+	cJSON_AddNumberToObject(r, "caps", caps);
+	return r;
+}
+
+void vms_after_publish(struct agent *a)
+{
+	for (size_t i = 0; i < registry_count(a->reg); i++) {
+		const struct vm_runtime *vr = registry_at(a->reg, i);
+		struct rayos_vm rec;
+		uint64_t caps;
+
+		if ((!vr->cap_grant && !vr->cap_revoke) || loader_vm_record(a->ld, vr->id, &rec))
+			continue;
+		caps = (rec.caps | vr->cap_grant) & ~vr->cap_revoke;
+		if (caps != rec.caps)
+			loader_vm_set_caps(a->ld, vr->id, caps);
+	}
+}
+
+void vms_restore(struct agent *a)
+{
+	for (size_t i = 0; i < registry_count(a->reg);) {
+		const struct vm_runtime *vr = registry_at(a->reg, i);
+		uint32_t id = vr->id;
+
+		if (vr->pid && (kill(vr->pid, 0) && errno == ESRCH)) {
+			log_info("VM %u: its process %d ended while the agent was away", id,
+				 vr->pid);
+			release_vm(a, id, "process exited");	/* removes entry i */
+			continue;
+		}
+		if (vr->pid && watch(a, id, vr->pid))
+			log_warn("VM %u: cannot watch process %d", id, vr->pid);
+		i++;
+	}
+}
+
+void vms_close(struct agent *a)
+{
+	while (a->watches)
+		unwatch(a, a->watches->vm_id);
+}
