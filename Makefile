@@ -58,6 +58,13 @@ $(BUILD)/librayos.a: $(LIB_OBJS)
 $(AGENT): $(BUILD)/agent/main.o $(BUILD)/librayos.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# qemu-hooks/NAME.c: one program each (rayos-qemu, the libvirt hook).
+HOOK_SRCS := $(wildcard qemu-hooks/*.c)
+HOOK_BINS := $(patsubst qemu-hooks/%.c,$(BUILD)/%,$(HOOK_SRCS))
+
+$(BUILD)/%: $(BUILD)/qemu-hooks/%.o $(BUILD)/librayos.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # ---- tests -----------------------------------------------------------------
 # tests/<area>/test_*.c: one TAP binary each, linked with tests/lib and librayos.
 TEST_LIB_SRCS := $(wildcard tests/lib/*.c)
@@ -71,7 +78,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_LIB_OBJS) $(BUILD)/librayos.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---- top-level targets -----------------------------------------------------
-all: $(AGENT) $(BPF_LINKED) $(TEST_BINS) $(BENCH_BINS)
+all: $(AGENT) $(HOOK_BINS) $(BPF_LINKED) $(TEST_BINS) $(BENCH_BINS)
 
 # check, bench and run install their own dependencies first (tests/deps is
 # quick when nothing is missing), then build, then run.
@@ -91,8 +98,9 @@ run:
 	$(MAKE) all
 	$(AGENT) start --policy-dir policies/examples
 
-install: $(AGENT)
+install: $(AGENT) $(HOOK_BINS)
 	install -D -m 0755 $(AGENT) $(DESTDIR)$(PREFIX)/sbin/rayos-agent
+	for b in $(HOOK_BINS); do install -D -m 0755 $$b $(DESTDIR)$(PREFIX)/sbin/; done
 	install -d -m 0755 $(DESTDIR)/etc/rayos/policies
 	install -m 0644 policies/examples/*.json $(DESTDIR)/etc/rayos/policies/
 	install -D -m 0644 policies/rayos-policy.schema.json \

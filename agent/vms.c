@@ -226,6 +226,30 @@ static int confine(struct agent *a, const struct policy_vm *vm, pid_t pid, char 
 	return err;
 }
 
+/* Move every process of the VM's cgroup up to the parent, so the cgroup can
+ * go: an admin who unregisters a running VM takes it out of RayOS's hands.
+ * Returns how many processes were moved. */
+static int evict(uint32_t id)
+{
+	char path[PATH_MAX], procs[PATH_MAX + 16], parent[PATH_MAX];
+	int moved = 0;
+	pid_t pid;
+	FILE *f;
+
+	if (cgroup_vm_path(NULL, id, path, sizeof(path)))
+		return 0;
+	snprintf(procs, sizeof(procs), "%s/cgroup.procs", path);
+	snprintf(parent, sizeof(parent), "%s", path);
+	*strrchr(parent, '/') = '\0';
+	f = fopen(procs, "re");
+	if (!f)
+		return 0;
+	while (fscanf(f, "%d", &pid) == 1)
+		moved += !cgroup_move_pid(parent, pid);
+	fclose(f);
+	return moved;
+}
+
 /* Undo a registration: device side, tap, runtime entry; back to what the
  * policy alone says for this VM. */
 static void release_vm(struct agent *a, uint32_t id, const char *why)
@@ -236,6 +260,11 @@ static void release_vm(struct agent *a, uint32_t id, const char *why)
 
 	unwatch(a, id);
 	if (vr && vr->pid) {
+		int moved = evict(id);
+
+		if (moved)
+			log_warn("VM %u unregistered while %d of its processes run: they leave "
+				 "its cgroup and are no longer confined", id, moved);
 		loader_detach_cgroup(a->ld, id);
 		loader_dev_clear_images(a->ld, id);
 		err = cgroup_vm_remove(NULL, id);

@@ -15,7 +15,16 @@ agent_env
 CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
 if [[ -z $CG2 ]]; then
 	skip "no cgroup v2 mount" "VM lifecycle"
-	tap_done; exit 0
+	# Unregistering a VM whose process still runs takes the process out of RayOS.
+spawn QEMU2 sleep 300
+agent vm register 9 --pid "$QEMU2" >/dev/null
+ok $? "VM 9 registered again with another process"
+agent vm unregister 9 >/dev/null
+ok $? "vm unregister 9 while its process runs"
+check "... the process left the VM's cgroup" -- bash -c "! grep -q 'rayos/vm9$' /proc/$QEMU2/cgroup"
+check "... and the cgroup is gone" -- test ! -e "$CG2/rayos/vm9"
+
+tap_done; exit 0
 fi
 on_exit "rmdir '$CG2/rayos/vm9' 2>/dev/null"
 
@@ -93,5 +102,14 @@ ok $? "when the process exits the VM is unregistered (after a restart)"
 wait_for 5 test ! -e "$CG2/rayos/vm9"
 ok $? "... and its cgroup is removed"
 check "... and its device link is gone" -- test ! -e "$PIN/links/vm9_dev"
+
+# Unregistering a VM whose process still runs takes the process out of RayOS.
+spawn QEMU2 sleep 300
+agent vm register 9 --pid "$QEMU2" >/dev/null
+ok $? "VM 9 registered again with another process"
+agent vm unregister 9 >/dev/null
+ok $? "vm unregister 9 while its process runs"
+check "... the process left the VM's cgroup" -- bash -c "! grep -q 'rayos/vm9$' /proc/$QEMU2/cgroup"
+check "... and the cgroup is gone" -- test ! -e "$CG2/rayos/vm9"
 
 tap_done
