@@ -31,6 +31,8 @@
 #include <cjson/cJSON.h>
 
 #include "agent/dhcp_client.h"
+#include "agent/dhcp_io.h"
+#include "agent/nl.h"
 #include "agent/log.h"
 
 struct driver {
@@ -62,26 +64,6 @@ static double real_s(void)
 }
 
 /* ---- sockets ---- */
-
-static int packet_socket(int ifindex, uint16_t proto)
-{
-	struct sockaddr_ll sll = {
-		.sll_family = AF_PACKET,
-		.sll_protocol = htons(proto),
-		.sll_ifindex = ifindex,
-	};
-	int fd, err;
-
-	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(proto));
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll))) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
-}
 
 /* Only UDP to port 68, unfragmented, reaches the IP packet socket. */
 static int attach_dhcp_filter(int fd)
@@ -122,73 +104,20 @@ static int send_l2(int fd, int ifindex, const uint8_t mac[6], uint16_t proto,
 
 /* ---- rtnetlink ---- */
 
-struct nlreq {
-	struct nlmsghdr nh;
-	union {
-		struct ifaddrmsg ifa;
-		struct rtmsg rtm;
-	};
-	char attrs[256];
-};
-
-static void nl_put(struct nlreq *r, unsigned short type, const void *data, size_t len)
-{
-	struct rtattr *rta = (struct rtattr *)((char *)r + NLMSG_ALIGN(r->nh.nlmsg_len));
-
-	rta->rta_type = type;
-	rta->rta_len = (unsigned short)RTA_LENGTH(len);
-	memcpy(RTA_DATA(rta), data, len);
-	r->nh.nlmsg_len = NLMSG_ALIGN(r->nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
-}
-
-static int nl_talk(struct nlreq *r)
-{
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
-	char buf[4096];
-	ssize_t n;
-	int fd, err = 0;
-
-	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-	if (fd < 0)
-		return -errno;
-	r->nh.nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
-	r->nh.nlmsg_seq = 1;
-	if (sendto(fd, r, r->nh.nlmsg_len, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		err = -errno;
-		goto out;
-	}
-	n = recv(fd, buf, sizeof(buf), 0);
-	if (n < 0) {
-		err = -errno;
-		goto out;
-	}
-	for (struct nlmsghdr *nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)n);
-	     nh = NLMSG_NEXT(nh, n)) {
-		if (nh->nlmsg_type == NLMSG_ERROR &&
-		    nh->nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr))) {
-			err = ((struct nlmsgerr *)NLMSG_DATA(nh))->error;
-			break;
-		}
-	}
-out:
-	close(fd);
-	return err;
-}
-
 static int nl_addr(int cmd, int ifindex, const struct dhcpc_lease *l, uint32_t valid_s)
 {
-	struct nlreq r;
+	struct ifaddrmsg ifa = {
+		.ifa_family = AF_INET,
+		.ifa_prefixlen = l->prefix,
+		.ifa_scope = RT_SCOPE_UNIVERSE,
+		.ifa_index = (unsigned int)ifindex,
+	};
 	uint32_t bcast = l->ip_be | ~l->mask_be;
 	struct ifa_cacheinfo ci = { .ifa_prefered = valid_s, .ifa_valid = valid_s };
+	struct nl_req r;
 
-	memset(&r, 0, sizeof(r));
-	r.nh.nlmsg_len = NLMSG_LENGTH(sizeof(r.ifa));
-	r.nh.nlmsg_type = (unsigned short)cmd;
-	r.nh.nlmsg_flags = cmd == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_REPLACE : 0;
-	r.ifa.ifa_family = AF_INET;
-	r.ifa.ifa_prefixlen = l->prefix;
-	r.ifa.ifa_scope = RT_SCOPE_UNIVERSE;
-	r.ifa.ifa_index = (unsigned int)ifindex;
+	nl_req_init(&r, (unsigned short)cmd,
+		    cmd == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_REPLACE : 0, &ifa, sizeof(ifa));
 	nl_put(&r, IFA_LOCAL, &l->ip_be, 4);
 	nl_put(&r, IFA_ADDRESS, &l->ip_be, 4);
 	if (cmd == RTM_NEWADDR) {
@@ -203,18 +132,18 @@ static int nl_addr(int cmd, int ifindex, const struct dhcpc_lease *l, uint32_t v
 
 static int nl_route(int cmd, int ifindex, const struct dhcpc_lease *l)
 {
-	struct nlreq r;
+	struct rtmsg rtm = {
+		.rtm_family = AF_INET,
+		.rtm_table = RT_TABLE_MAIN,
+		.rtm_protocol = RTPROT_DHCP,
+		.rtm_scope = RT_SCOPE_UNIVERSE,
+		.rtm_type = RTN_UNICAST,
+	};
 	uint32_t oif = (uint32_t)ifindex;
+	struct nl_req r;
 
-	memset(&r, 0, sizeof(r));
-	r.nh.nlmsg_len = NLMSG_LENGTH(sizeof(r.rtm));
-	r.nh.nlmsg_type = (unsigned short)cmd;
-	r.nh.nlmsg_flags = cmd == RTM_NEWROUTE ? NLM_F_CREATE | NLM_F_REPLACE : 0;
-	r.rtm.rtm_family = AF_INET;
-	r.rtm.rtm_table = RT_TABLE_MAIN;
-	r.rtm.rtm_protocol = RTPROT_DHCP;
-	r.rtm.rtm_scope = RT_SCOPE_UNIVERSE;
-	r.rtm.rtm_type = RTN_UNICAST;
+	nl_req_init(&r, (unsigned short)cmd,
+		    cmd == RTM_NEWROUTE ? NLM_F_CREATE | NLM_F_REPLACE : 0, &rtm, sizeof(rtm));
 	nl_put(&r, RTA_GATEWAY, &l->router_be, 4);
 	nl_put(&r, RTA_OIF, &oif, 4);
 	nl_put(&r, RTA_PREFSRC, &l->ip_be, 4);
@@ -483,8 +412,8 @@ static int open_all(struct driver *d)
 		d->udp_fd = -1;
 	}
 
-	if ((d->pkt_fd = packet_socket(d->ifindex, ETH_P_IP)) < 0 ||
-	    (d->arp_fd = packet_socket(d->ifindex, ETH_P_ARP)) < 0) {
+	if ((d->pkt_fd = dhcp_io_packet_socket(d->ifindex, ETH_P_IP)) < 0 ||
+	    (d->arp_fd = dhcp_io_packet_socket(d->ifindex, ETH_P_ARP)) < 0) {
 		err = d->pkt_fd < 0 ? d->pkt_fd : d->arp_fd;
 		log_err("dhcp client %s: packet socket: %s (needs CAP_NET_RAW)", o->ifname,
 			strerror(-err));

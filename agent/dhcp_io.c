@@ -26,7 +26,7 @@ void dhcp_io_init(struct dhcp_io *io)
 	io->udp_fd = io->pkt_fd = io->arp_fd = -1;
 }
 
-static int packet_socket(int ifindex, uint16_t proto)
+int dhcp_io_packet_socket(int ifindex, uint16_t proto)
 {
 	struct sockaddr_ll sll = {
 		.sll_family = AF_PACKET,
@@ -79,14 +79,14 @@ int dhcp_io_open(struct dhcp_io *io, const char *ifname, bool arp)
 		goto fail_errno;
 
 	/* Protocol 0: this socket only sends, it never queues received frames. */
-	io->pkt_fd = packet_socket(io->ifindex, 0);
+	io->pkt_fd = dhcp_io_packet_socket(io->ifindex, 0);
 	if (io->pkt_fd < 0) {
 		err = io->pkt_fd;
 		io->pkt_fd = -1;
 		goto fail;
 	}
 	if (arp) {
-		io->arp_fd = packet_socket(io->ifindex, ETH_P_ARP);
+		io->arp_fd = dhcp_io_packet_socket(io->ifindex, ETH_P_ARP);
 		if (io->arp_fd < 0) {
 			err = io->arp_fd;
 			io->arp_fd = -1;

@@ -21,6 +21,8 @@ struct dhcp_io {
 };
 
 void dhcp_io_init(struct dhcp_io *io);
+/* A non-blocking AF_PACKET (SOCK_DGRAM) socket for proto on ifindex, or -errno. */
+int dhcp_io_packet_socket(int ifindex, uint16_t proto);
 /* Open the sockets on ifname; arp: also the ARP socket.  -ENODEV when the
  * interface does not exist. */
 int dhcp_io_open(struct dhcp_io *io, const char *ifname, bool arp);

@@ -4,7 +4,6 @@
  * whenever the kernel announces a link (RTM_NEWLINK), so a tap that QEMU
  * recreates is enforced again before the guest sends its first frame.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -111,28 +110,28 @@ static void attach_vm(struct ifwatch *w, const struct policy_vm *vm)
 			 vm->iface, ifindex);
 }
 
+struct strays {
+	struct ifwatch *w;
+	const struct policy_set *set;
+};
+
+static int detach_stray(void *ctx, uint32_t id)
+{
+	struct strays *st = ctx;
+
+	if (st->set && policy_set_find(st->set, id))
+		return 0;
+	log_info("VM %u left the policy: detaching its programs", id);
+	ifwatch_detach(st->w, id);
+	return 0;
+}
+
 /* Detach VMs that have links pinned but are not in set (NULL: every VM). */
 static void detach_strays(struct ifwatch *w, const struct policy_set *set)
 {
-	char dir[PATH_MAX];
-	struct dirent *de;
-	DIR *d;
+	struct strays st = { .w = w, .set = set };
 
-	snprintf(dir, sizeof(dir), "%s/links", loader_pin_root(w->ld));
-	d = opendir(dir);
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		unsigned int id;
-		char suffix[8];
-
-		if (sscanf(de->d_name, "vm%u_%7s", &id, suffix) != 2 ||
-		    strcmp(suffix, "from") || (set && policy_set_find(set, id)))
-			continue;
-		log_info("VM %u left the policy: detaching its programs", id);
-		ifwatch_detach(w, id);
-	}
-	closedir(d);
+	loader_for_each_vm_link(loader_pin_root(w->ld), detach_stray, &st);
 }
 
 void ifwatch_detach_all(struct ifwatch *w)

@@ -3,7 +3,6 @@
  * rayos-agent: the daemon (`start`) and the CLI that talks to it over the
  * control socket (`stop`, `status`, `policy ...`).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -332,24 +331,11 @@ static int cmd_status(struct cli *cli)
 }
 
 /* The shaper devices of every VM that has pinned links. */
-static void purge_shapers(const char *pin_root)
+static int purge_shaper(void *ctx, uint32_t vm_id)
 {
-	char dir[RAYOS_DIR_LEN + 8];
-	struct dirent *de;
-	DIR *d;
-
-	snprintf(dir, sizeof(dir), "%s/links", pin_root);
-	d = opendir(dir);
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		unsigned int id;
-		char suffix[8];
-
-		if (sscanf(de->d_name, "vm%u_%7s", &id, suffix) == 2 && !strcmp(suffix, "to"))
-			shaper_remove(id, 0);
-	}
-	closedir(d);
+	(void)ctx;
+	shaper_remove(vm_id, 0);
+	return 0;
 }
 
 static int cmd_stop(struct cli *cli)
@@ -383,7 +369,7 @@ static int cmd_stop(struct cli *cli)
 		return 1;
 	}
 	/* No agent: purge the pins and the VMs' shapers ourselves. */
-	purge_shapers(cli->ao.pin_root);
+	loader_for_each_vm_link(cli->ao.pin_root, purge_shaper, NULL);
 	int err = loader_purge(cli->ao.pin_root);
 
 	if (err) {

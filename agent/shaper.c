@@ -29,88 +29,22 @@
 #include <unistd.h>
 
 #include "agent/log.h"
+#include "agent/nl.h"
 #include "agent/shaper.h"
 
 #define SHAPER_HANDLE		(0x7261U << 16)
 #define SHAPER_LATENCY_NS	50000000ULL	/* queue at most 50 ms of traffic */
 
-struct nlreq {
-	struct nlmsghdr nh;
-	char buf[1024];
-};
-
-/* Where the next attribute goes: inside buf, which follows the header. */
-static void *nl_tail(struct nlreq *r)
+static void tc_init(struct nl_req *r, int type, int flags, int ifindex, __u32 handle)
 {
-	return r->buf + NLMSG_ALIGN(r->nh.nlmsg_len) - sizeof(r->nh);
-}
+	struct tcmsg tcm = {
+		.tcm_family = AF_UNSPEC,
+		.tcm_ifindex = ifindex,
+		.tcm_parent = TC_H_ROOT,
+		.tcm_handle = handle,
+	};
 
-static struct rtattr *nl_put(struct nlreq *r, unsigned short type, const void *data,
-			     size_t len)
-{
-	struct rtattr *rta = nl_tail(r);
-
-	rta->rta_type = type;
-	rta->rta_len = RTA_LENGTH(len);
-	if (len)
-		memcpy(RTA_DATA(rta), data, len);
-	r->nh.nlmsg_len = NLMSG_ALIGN(r->nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
-	return rta;
-}
-
-static void nl_end(struct nlreq *r, struct rtattr *nest)
-{
-	nest->rta_len = (char *)nl_tail(r) - (char *)nest;
-}
-
-/* Send one request and wait for its ack; returns the kernel's -errno. */
-static int nl_talk(struct nlreq *r)
-{
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
-	char buf[4096];
-	int fd, err;
-	ssize_t n;
-
-	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-	if (fd < 0)
-		return -errno;
-	r->nh.nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
-	r->nh.nlmsg_seq = 1;
-	if (sendto(fd, r, r->nh.nlmsg_len, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		err = -errno;
-		goto out;
-	}
-	n = recv(fd, buf, sizeof(buf), 0);
-	if (n < 0) {
-		err = -errno;
-		goto out;
-	}
-	err = -EPROTO;
-	for (struct nlmsghdr *nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)n);
-	     nh = NLMSG_NEXT(nh, n)) {
-		if (nh->nlmsg_type == NLMSG_ERROR) {
-			err = ((struct nlmsgerr *)NLMSG_DATA(nh))->error;
-			break;
-		}
-	}
-out:
-	close(fd);
-	return err;
-}
-
-static void tc_init(struct nlreq *r, int type, int flags, int ifindex, __u32 handle)
-{
-	struct tcmsg *tcm;
-
-	memset(r, 0, sizeof(*r));
-	r->nh.nlmsg_len = NLMSG_LENGTH(sizeof(*tcm));
-	r->nh.nlmsg_type = type;
-	r->nh.nlmsg_flags = flags;
-	tcm = NLMSG_DATA(&r->nh);
-	tcm->tcm_family = AF_UNSPEC;
-	tcm->tcm_ifindex = ifindex;
-	tcm->tcm_parent = TC_H_ROOT;
-	tcm->tcm_handle = handle;
+	nl_req_init(r, type, flags, &tcm, sizeof(tcm));
 }
 
 /* Put (or replace) our tbf as the root qdisc of ifindex. */
@@ -123,7 +57,7 @@ static int tbf_set(int ifindex, uint64_t rate, uint64_t burst)
 	uint64_t limit = rate * SHAPER_LATENCY_NS / 1000000000ULL + burst;
 	__u32 burst32 = burst > UINT32_MAX ? UINT32_MAX : (__u32)burst;
 	struct rtattr *opts;
-	struct nlreq r;
+	struct nl_req r;
 
 	q.limit = limit > UINT32_MAX ? UINT32_MAX : (__u32)limit;
 	tc_init(&r, RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE, ifindex, SHAPER_HANDLE);
@@ -133,14 +67,14 @@ static int tbf_set(int ifindex, uint64_t rate, uint64_t burst)
 	if (rate > UINT32_MAX)
 		nl_put(&r, TCA_TBF_RATE64, &rate, sizeof(rate));
 	nl_put(&r, TCA_TBF_BURST, &burst32, sizeof(burst32));
-	nl_end(&r, opts);
+	nl_nest_end(&r, opts);
 	return nl_talk(&r);
 }
 
 /* Remove our root qdisc; a qdisc with another handle is not ours. */
 static int tbf_del(int ifindex)
 {
-	struct nlreq r;
+	struct nl_req r;
 	int err;
 
 	tc_init(&r, RTM_DELQDISC, 0, ifindex, SHAPER_HANDLE);
@@ -155,35 +89,29 @@ static void ifb_name(uint32_t vm_id, char name[IF_NAMESIZE])
 
 static int link_up(int ifindex)
 {
-	struct ifinfomsg *ifi;
-	struct nlreq r = {};
+	struct ifinfomsg ifi = { .ifi_index = ifindex, .ifi_flags = IFF_UP, .ifi_change = IFF_UP };
+	struct nl_req r;
 
-	r.nh.nlmsg_len = NLMSG_LENGTH(sizeof(*ifi));
-	r.nh.nlmsg_type = RTM_NEWLINK;
-	ifi = NLMSG_DATA(&r.nh);
-	ifi->ifi_index = ifindex;
-	ifi->ifi_flags = IFF_UP;
-	ifi->ifi_change = IFF_UP;
+	nl_req_init(&r, RTM_NEWLINK, 0, &ifi, sizeof(ifi));
 	return nl_talk(&r);
 }
 
 static int ifb_ensure(uint32_t vm_id)
 {
+	struct ifinfomsg ifi = {};
 	char name[IF_NAMESIZE];
 	struct rtattr *info;
-	struct nlreq r = {};
+	struct nl_req r;
 	int ifindex, err;
 
 	ifb_name(vm_id, name);
 	ifindex = if_nametoindex(name);
 	if (!ifindex) {
-		r.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
-		r.nh.nlmsg_type = RTM_NEWLINK;
-		r.nh.nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+		nl_req_init(&r, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifi, sizeof(ifi));
 		nl_put(&r, IFLA_IFNAME, name, strlen(name) + 1);
 		info = nl_put(&r, IFLA_LINKINFO, NULL, 0);
 		nl_put(&r, IFLA_INFO_KIND, "ifb", 3);
-		nl_end(&r, info);
+		nl_nest_end(&r, info);
 		err = nl_talk(&r);
 		if (err && err != -EEXIST)
 			return err;
@@ -197,19 +125,15 @@ static int ifb_ensure(uint32_t vm_id)
 
 static void ifb_del(uint32_t vm_id)
 {
-	struct ifinfomsg *ifi;
+	struct ifinfomsg ifi = {};
 	char name[IF_NAMESIZE];
-	struct nlreq r = {};
-	int ifindex;
+	struct nl_req r;
 
 	ifb_name(vm_id, name);
-	ifindex = if_nametoindex(name);
-	if (!ifindex)
+	ifi.ifi_index = if_nametoindex(name);
+	if (!ifi.ifi_index)
 		return;
-	r.nh.nlmsg_len = NLMSG_LENGTH(sizeof(*ifi));
-	r.nh.nlmsg_type = RTM_DELLINK;
-	ifi = NLMSG_DATA(&r.nh);
-	ifi->ifi_index = ifindex;
+	nl_req_init(&r, RTM_DELLINK, 0, &ifi, sizeof(ifi));
 	nl_talk(&r);
 }
 

@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <net/if.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -193,5 +194,42 @@ int loader_refresh_links(struct loader *ld)
 		}
 	}
 	closedir(d);
+	return err;
+}
+
+int loader_for_each_vm_link(const char *pin_root, int (*fn)(void *ctx, uint32_t vm_id),
+			    void *ctx)
+{
+	char dir[LOADER_PIN_ROOT_LEN + 8];
+	uint32_t *ids = NULL, *grown;
+	size_t nr = 0;
+	struct dirent *de;
+	int err = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/links", pin_root);
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	/* Collect first: fn may remove the pins being listed. */
+	while ((de = readdir(d))) {
+		unsigned int id;
+		char suffix[8];
+
+		if (sscanf(de->d_name, "vm%u_%7s", &id, suffix) != 2 ||
+		    strcmp(suffix, hooks[0].suffix))
+			continue;
+		grown = realloc(ids, (nr + 1) * sizeof(*ids));
+		if (!grown) {
+			err = -ENOMEM;
+			break;
+		}
+		ids = grown;
+		ids[nr++] = id;
+	}
+	closedir(d);
+	for (size_t i = 0; i < nr && !err; i++)
+		err = fn(ctx, ids[i]);
+	free(ids);
 	return err;
 }

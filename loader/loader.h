@@ -121,6 +121,10 @@ int loader_attach_vm(struct loader *ld, uint32_t vm_id, int ifindex,
 		     int shaper_ifindex, uint32_t iface_flags);
 /* Remove the VM's links (this detaches) and its ifindex entry. */
 int loader_detach_vm(struct loader *ld, uint32_t vm_id);
+/* Call fn for every VM that has network links pinned under pin_root
+ * (works without a loaded loader: `stop --purge` with no agent). */
+int loader_for_each_vm_link(const char *pin_root, int (*fn)(void *ctx, uint32_t vm_id),
+			    void *ctx);
 /* The ifindex the VM's pinned link is attached to; 0 if none or gone. */
 int loader_vm_ifindex(const struct loader *ld, uint32_t vm_id);
 
