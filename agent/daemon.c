@@ -371,9 +371,9 @@ static const struct {
 	enum rayos_feature feat;
 	const char *what;
 } enforcement_points[] = {
-	{ "net.tc_from_vm", RAYOS_FEAT_SCHED_CLS, "firewall, anti-spoofing and rate "
+	{ "net.tc_from_vm", RAYOS_FEAT_TCX, "firewall, anti-spoofing and rate "
 						 "limit on guest->host traffic" },
-	{ "net.tc_to_vm", RAYOS_FEAT_SCHED_CLS, "firewall and rate limit on host->guest "
+	{ "net.tc_to_vm", RAYOS_FEAT_TCX, "firewall and rate limit on host->guest "
 					       "traffic" },
 };
 

@@ -308,8 +308,34 @@ static void print_status(const cJSON *r)
 		       jnum(it, "generation"), jnum(it, "policy_version"));
 	printf("enforcement:\n");
 	cJSON_ArrayForEach(it, ep)
-		printf("  %-16s %-11s %s\n", jstr(it, "point"), jstr(it, "state"),
+		printf("  %-20s %-11s %s\n", jstr(it, "point"), jstr(it, "state"),
 		       jstr(it, "detail"));
+	it = cJSON_GetObjectItemCaseSensitive(r, "tpm");
+	printf("tpm:        %s", jstr(it, "state"));
+	if (jstr(it, "tcti")[0])
+		printf(" via %s%s, PCR %.0f: %.0f records, %.0f extended, %.0f pending, "
+		       "%.0f failed", jstr(it, "tcti"),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "embedded"))
+			       ? " (embedded swtpm)" : "",
+		       jnum(it, "pcr"), jnum(it, "records"), jnum(it, "extended"),
+		       jnum(it, "pending"), jnum(it, "failed"));
+	if (jstr(it, "error")[0] || jstr(it, "last_error")[0])
+		printf(" (%s%s)", jstr(it, "error"), jstr(it, "last_error"));
+	it = cJSON_GetObjectItemCaseSensitive(r, "dhcp");
+	if (cJSON_GetObjectItemCaseSensitive(it, "bridges")) {
+		const cJSON *b;
+
+		printf("\ndhcp:       serving, lease db %s (%.0f commits)", jstr(it, "lease_db"),
+		       jnum(it, "commits"));
+		cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(it, "bridges"))
+			printf("; %s %s", jstr(b, "name"),
+			       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "up")) ? "up"
+										 : "waiting");
+		printf("\n");
+	} else {
+		printf("\ndhcp:       %s%s%s\n", jstr(it, "state"), jstr(it, "error")[0] ? ": " : "",
+		       jstr(it, "error"));
+	}
 }
 
 static int cmd_status(struct cli *cli)

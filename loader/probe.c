@@ -132,7 +132,7 @@ static void probe_tcx(struct rayos_feature_state *st)
 	}
 	link = bpf_link_create(prog, 1 /* lo */, RAYOS_BPF_TCX_INGRESS, NULL);
 	if (link < 0)
-		set(st, false, "no tcx links (%s): falling back to netlink tc filters",
+		set(st, false, "no tcx links (%s): taps cannot be enforced (tcx needs Linux 6.6)",
 		    strerror(errno));
 	else
 		set(st, true, "tcx links attach");
