@@ -18,6 +18,8 @@ static const cap_value_t kept[] = {
 	CAP_BPF,	/* map updates, link creation for new taps */
 	CAP_NET_ADMIN,	/* tc/tcx attach on taps that appear later */
 	CAP_NET_RAW,	/* DHCP server and ARP probes on guest bridges */
+	CAP_NET_BIND_SERVICE,	/* the DHCP server's UDP port 67, on bridges that
+				 * appear after start and on policy reloads */
 	CAP_PERFMON,	/* ring buffer and tracepoint programs attached later */
 };
 #define NR_KEPT (sizeof(kept) / sizeof(kept[0]))

@@ -73,7 +73,8 @@ agent_env() {
 agent_start() {
 	"$AGENT" start "${AGENT_ARGS[@]}" "$@" >>"$T/agent.log" 2>&1 &
 	AGENT_PID=$!
-	on_exit "kill -9 $AGENT_PID"
+	# A clean stop first: the agent ends the swtpm it started.
+	on_exit "'$AGENT' stop --run-dir '$T/run' >/dev/null 2>&1; kill -9 $AGENT_PID"
 	local i
 	for ((i = 0; i < 100; i++)); do
 		[[ -S $T/run/control.sock ]] && agent status --json >/dev/null 2>&1 && return 0

@@ -265,7 +265,7 @@ delivered() {	# delivered DIR: byte counter after the shaper
 		ip -n "$VMNS" -j -s link show "$VMIF" | jq '.[0].stats64.rx.bytes'
 	fi
 }
-iperf3 -s -B "$NET.1" -p 5201 -D -I "$T/iperf3.pid" --logfile "$T/iperf3.log" || exit 1
+iperf3 -s -J -B "$NET.1" -p 5201 -D -I "$T/iperf3.pid" --logfile "$T/iperf3.log" || exit 1
 wait_for 3 test -s "$T/iperf3.pid"
 on_exit "kill -9 \$(cat '$T/iperf3.pid')"
 wait_for 3 bash -c "ss -ltn | grep -q '$NET.1:5201'"
@@ -275,7 +275,7 @@ measure() {
 	local dir=$1 a b ta tb pid; shift
 	# The server takes a moment after a test before it accepts the next.
 	wait_for 3 bash -c "! ss -tn state established | grep -q '$NET.1:5201'"
-	vmx timeout 20 iperf3 -c "$NET.1" -t 6 -J "$@" >"$T/iperf3.json" 2>&1 &
+	vmx timeout 20 iperf3 -c "$NET.1" -t 6 -J --get-server-output "$@" >"$T/iperf3.json" 2>&1 &
 	pid=$!
 	sleep 1.5
 	# Timestamps around each read: the midpoint is when the counter was read.
@@ -293,13 +293,16 @@ measure() {
 	awk -v b="$bytes" -v ta="$ta" -v tb="$tb" -v g="${good:-0}" \
 		'BEGIN { printf "%.2f %.2f\n", b * 8 / (tb - ta) / 1e6, g }'
 }
-# TCP's wire rate from iperf3's goodput after its first second: the interface
-# counters see a GSO packet's headers once, but tbf charges every segment's
-# headers (qdisc_pkt_len), so for TCP the wire rate is payload * (MSS +
-# 14 Ethernet + 20 IP + 32 TCP with timestamps) / MSS.
-tcp_wire() {
-	jq -r '(.start.tcp_mss_default // 1448) as $mss
-	       | [.intervals[] | select(.sum.start >= 1) | .sum] as $iv
+# TCP's wire rate from the RECEIVER's per-second goodput after its first
+# second (the sender's intervals count writes into its socket buffer, not
+# what crossed the shaper): the interface counters see a GSO packet's headers
+# once, but tbf charges every segment's headers (qdisc_pkt_len), so the wire
+# rate is payload * (MSS + 14 Ethernet + 20 IP + 32 TCP with timestamps) / MSS.
+tcp_wire() {	# tcp_wire DIR
+	local recv=.server_output_json.intervals
+	[[ $1 == "$IN" ]] && recv=.intervals	# -R: the client receives
+	jq -r "(.start.tcp_mss_default // 1448) as \$mss
+	       | [$recv[] | select(.sum.start >= 1) | .sum] as \$iv"' 
 	       | ($iv | map(.bytes) | add) * 8 / ($iv | map(.seconds) | add)
 	         * ($mss + 66) / $mss / 1e6 * 100 | round / 100' "$T/iperf3.json"
 }
@@ -323,7 +326,7 @@ for rate in 10 100 1000; do
 		if [[ $d == out ]]; then dir=$OUT args=(); else dir=$IN args=(-R); fi
 		s0=$(stats)
 		read -r _ good < <(measure "$dir" "${args[@]}")
-		l2=$(tcp_wire)
+		l2=$(tcp_wire "$dir")
 		s1=$(stats)
 		drops=$(delta "$s0" "$s1" "$dir" $RATE)
 		err=$(awk -v m="$l2" -v r="$rate" 'BEGIN { printf "%+.1f", (m / r - 1) * 100 }')

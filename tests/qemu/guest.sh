@@ -18,6 +18,20 @@
 #                         "RAYOS-PROBE H:P open <first line>" or
 #                         "RAYOS-PROBE H:P closed"
 #   rayos.hold=S          stay up S seconds after the probes (default 0)
+#   rayos.dhcp=1          take eth0's address by DHCP (busybox udhcpc, the
+#                         script /bin/udhcpc.script sets address and default
+#                         route) instead of rayos.ip; prints
+#                         "RAYOS-DHCP-LEASE A.B.C.D/N router R server S in MS ms"
+#                         or "RAYOS-DHCP-FAIL after MS ms"
+#   rayos.gwmac=MAC       a permanent neighbour entry rayos.gw -> MAC, so that
+#                         the probes below send no ARP from their address
+#   rayos.preip=A.B.C.D/N with rayos.dhcp: before DHCP, eth0 gets this address
+#   rayos.preprobe=H:P    for the probes in rayos.preprobe ("RAYOS-PREPROBE
+#                         H:P open|closed"), then loses it again
+#   rayos.alias=+K        after the probes: a second address, eth0's address
+#                         plus K in the last octet ("RAYOS-ALIAS A.B.C.D")
+#   rayos.aprobe=H:P,...  TCP connections from that second address (a host
+#                         route with "src"): "RAYOS-APROBE H:P open|closed"
 # It prints RAYOS-NET-UP, RAYOS-PROBES-DONE and RAYOS-HOLD-END on the
 # serial console, then powers off.
 set -euo pipefail
@@ -117,27 +131,87 @@ i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 ip link set lo up
 ip link set eth0 up
-[ -n "$ip" ] && ip addr add "$ip" dev eth0
+ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
+# probe TAG H:P...: one TCP connection each, the first line it gets
+probe() {
+	tag=$1; shift
+	for hp in "$@"; do
+		h=${hp%:*} p=${hp#*:}
+		if line=$(timeout 8 nc -w 4 "$h" "$p" </dev/null 2>/dev/null | head -1) && [ -n "$line" ]; then
+			say "$tag $hp open $line"
+		else
+			say "$tag $hp closed"
+		fi
+	done
+}
+gwmac=$(arg rayos.gwmac)
+[ -n "$gwmac" ] && [ -n "$gw" ] && arp -i eth0 -s "$gw" "$gwmac"
+if [ "$(arg rayos.dhcp)" = 1 ]; then
+	preip=$(arg rayos.preip)
+	if [ -n "$preip" ]; then
+		ip addr add "$preip" dev eth0
+		probe RAYOS-PREPROBE $(arg rayos.preprobe | tr ',' ' ')
+		ip addr del "$preip" dev eth0
+	fi
+	t0=$(ms)
+	rm -f /tmp/lease
+	udhcpc -f -q -n -i eth0 -t 10 -T 1 -s /bin/udhcpc.script >/tmp/udhcpc.log 2>&1
+	t1=$(ms)
+	if [ -s /tmp/lease ]; then
+		read ip lrouter lserver </tmp/lease
+		say "RAYOS-DHCP-LEASE $ip router $lrouter server $lserver in $((t1 - t0)) ms"
+	else
+		say "RAYOS-DHCP-FAIL after $((t1 - t0)) ms"
+		sed 's/^/RAYOS-UDHCPC /' /tmp/udhcpc.log >/dev/ttyS0
+	fi
+fi
+[ -n "$ip" ] && [ "$(arg rayos.dhcp)" != 1 ] && ip addr add "$ip" dev eth0
 say "RAYOS-NET-UP $(cat /sys/class/net/eth0/address) $ip"
 for p in $(arg rayos.serve | tr ',' ' '); do
 	printf '#!/bin/sh\necho RAYOS-GUEST-%s\n' "$p" >/bin/serve-$p
 	chmod +x /bin/serve-$p
 	nc -ll -p "$p" -e /bin/serve-$p &
 done
-for hp in $(arg rayos.probe | tr ',' ' '); do
-	h=${hp%:*} p=${hp#*:}
-	if line=$(timeout 8 nc -w 4 "$h" "$p" </dev/null 2>/dev/null | head -1) && [ -n "$line" ]; then
-		say "RAYOS-PROBE $hp open $line"
-	else
-		say "RAYOS-PROBE $hp closed"
-	fi
-done
+probe RAYOS-PROBE $(arg rayos.probe | tr ',' ' ')
+alias=$(arg rayos.alias)
+if [ -n "$alias" ] && [ -n "$ip" ]; then
+	a=${ip%/*} n=${ip#*/}
+	[ "$n" = "$ip" ] && n=32
+	second=${a%.*}.$(( ${a##*.} + ${alias#+} ))
+	ip addr add "$second/$n" dev eth0
+	say "RAYOS-ALIAS $second"
+	for hp in $(arg rayos.aprobe | tr ',' ' '); do
+		ip route replace "${hp%:*}/32" dev eth0 src "$second"
+		probe RAYOS-APROBE "$hp"
+		ip route del "${hp%:*}/32" dev eth0
+	done
+fi
 say "RAYOS-PROBES-DONE"
 [ -n "$hold" ] && sleep "$hold"
 say "RAYOS-HOLD-END"
 poweroff -f
 INIT
 chmod +x "$root/init"
+# udhcpc's event script: the lease becomes eth0's address and default route;
+# /tmp/lease says "A.B.C.D/N ROUTER SERVER" for /init.
+cat >"$root/bin/udhcpc.script" <<'SCRIPT'
+#!/bin/busybox sh
+case "$1" in
+deconfig)
+	ip addr flush dev "$interface"
+	ip link set "$interface" up
+	;;
+bound|renew)
+	ip addr flush dev "$interface"
+	ip addr add "$ip/${mask:-24}" dev "$interface"
+	r=${router%% *}
+	[ -n "$r" ] && ip route replace default via "$r" dev "$interface"
+	echo "$ip/${mask:-24} ${r:-none} ${serverid:-none}" >/tmp/lease
+	;;
+esac
+exit 0
+SCRIPT
+chmod +x "$root/bin/udhcpc.script"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$DIR/initrd.gz.tmp"
 mv "$DIR/initrd.gz.tmp" "$DIR/initrd.gz"
 echo "$stamp" >"$DIR/initrd.stamp"
