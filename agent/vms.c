@@ -92,7 +92,8 @@ static int file_sha256(const char *path, char out[65])
 }
 
 /* The launch record: id, name, uuid, QEMU binary and argv digests. */
-static void measure_launch(struct agent *a, uint32_t id, pid_t pid, const char *uuid)
+static void measure_launch(struct agent *a, uint32_t id, pid_t pid, const char *uuid,
+			   const char *vtpm)
 {
 	const struct policy_vm *vm = policy_vm(a, id);
 	char path[64], exe[PATH_MAX] = "", digest[65];
@@ -108,6 +109,8 @@ static void measure_launch(struct agent *a, uint32_t id, pid_t pid, const char *
 	cJSON_AddStringToObject(c, "name", vm ? vm->name : "");
 	if (uuid)
 		cJSON_AddStringToObject(c, "uuid", uuid);
+	if (vtpm)	/* the guest's vTPM: its state directory, per uuid */
+		cJSON_AddStringToObject(c, "vtpm", vtpm);
 	if (pid > 0) {
 		cJSON_AddNumberToObject(c, "pid", pid);
 		snprintf(path, sizeof(path), "/proc/%d/exe", pid);
@@ -294,6 +297,7 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 	const cJSON *ifc = cJSON_GetObjectItemCaseSensitive(req, "interface");
 	const cJSON *pidj = cJSON_GetObjectItemCaseSensitive(req, "pid");
 	const cJSON *uuid = cJSON_GetObjectItemCaseSensitive(req, "uuid");
+	const cJSON *vtpm = cJSON_GetObjectItemCaseSensitive(req, "vtpm");
 	const struct vm_runtime *old;
 	struct vm_runtime vr = {};
 	struct policy_vm *vm;
@@ -316,6 +320,8 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 		return control_error("\"pid\" must be a process id");
 	if (uuid && !cJSON_IsString(uuid))
 		return control_error("\"uuid\" must be a string");
+	if (vtpm && !cJSON_IsString(vtpm))
+		return control_error("\"vtpm\" must be the vTPM's state directory");
 	if (!ifc && !pidj)
 		return control_error("nothing to register: give \"interface\" and/or \"pid\"");
 	vr.pid = pidj ? (pid_t)pidj->valuedouble : 0;
@@ -352,7 +358,8 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 		ifwatch_reconcile(a->ifw, a->set);
 	}
 	if (pidj)
-		measure_launch(a, vr.id, vr.pid, uuid ? uuid->valuestring : NULL);
+		measure_launch(a, vr.id, vr.pid, uuid ? uuid->valuestring : NULL,
+			       vtpm ? vtpm->valuestring : NULL);
 	log_info("VM %u registered%s%s%s%s", vr.id, vr.iface[0] ? " on " : "", vr.iface,
 		 cg[0] ? ", process in " : "", cg);
 

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <net/if.h>
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
@@ -34,6 +35,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,7 +43,10 @@
 
 #include "agent/agent.h"
 #include "agent/control.h"
+#include "agent/nl.h"
 #include "agent/sha256.h"
+#include "agent/spawn.h"
+#include "agent/util.h"
 
 #define PROG		"rayos-qemu"
 #define CALL_TIMEOUT_MS	10000
@@ -57,7 +62,8 @@ struct vm_net {
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: " PROG " --vm ID [--run-dir D] [--tap NAME] [--no-net] -- QEMU [ARGS...]\n"
+"usage: " PROG " --vm ID [--run-dir D] [--tap NAME] [--no-net] [--vtpm [--state-dir D]]\n"
+"                  -- QEMU [ARGS...]\n"
 "\n"
 "Registers VM ID with rayos-agent, creates its tap on the policy's bridge,\n"
 "and execs QEMU inside the VM's cgroup.  The agent unregisters the VM when\n"
@@ -66,9 +72,12 @@ static void usage(FILE *f)
 "  --run-dir D   the agent's run directory (default %s)\n"
 "  --tap NAME    tap name (default: the policy's \"interface\", else rt<ID>)\n"
 "  --no-net      no tap: register the VM for its cgroup and devices only\n"
+"  --vtpm        give the guest its own swtpm (state in STATE/vtpm/<-uuid>,\n"
+"                0700/0600; it ends with QEMU); needs QEMU's -uuid\n"
+"  --state-dir D where vTPM state lives (default %s)\n"
 "The text " TAP_FD_TOKEN " in ARGS becomes the tap's fd number; without a\n"
 "-netdev/-nic/-net of their own, ARGS get a virtio-net NIC on the tap with\n"
-"the policy's MAC.\n", RAYOS_RUN_DIR_DEFAULT);
+"the policy's MAC.\n", RAYOS_RUN_DIR_DEFAULT, RAYOS_STATE_DIR_DEFAULT);
 }
 
 /* One request to the agent; NULL (after a message) when it fails or says no. */
@@ -162,58 +171,67 @@ static int tap_open(const char *name)
 /* RTM_NEWLINK on ifindex: set IFLA_MASTER (when master > 0) and bring it up. */
 static int link_set_master_up(int ifindex, int master)
 {
-	struct {
-		struct nlmsghdr nh;
-		struct ifinfomsg ifi;
-		char attrs[64];
-	} req = { 0 };
-	struct {
-		struct nlmsghdr nh;
-		struct nlmsgerr err;
-		char pad[256];
-	} ack;
-	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
-	struct rtattr *rta;
-	ssize_t n;
-	int fd, err;
+	struct ifinfomsg ifi = {
+		.ifi_family = AF_UNSPEC,
+		.ifi_index = ifindex,
+		.ifi_flags = IFF_UP,
+		.ifi_change = IFF_UP,
+	};
+	struct nl_req r;
 
-	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(req.ifi));
-	req.nh.nlmsg_type = RTM_NEWLINK;
-	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-	req.nh.nlmsg_seq = 1;
-	req.ifi.ifi_family = AF_UNSPEC;
-	req.ifi.ifi_index = ifindex;
-	req.ifi.ifi_flags = IFF_UP;
-	req.ifi.ifi_change = IFF_UP;
-	if (master > 0) {
-		rta = (struct rtattr *)((char *)&req + NLMSG_ALIGN(req.nh.nlmsg_len));
-		rta->rta_type = IFLA_MASTER;
-		rta->rta_len = RTA_LENGTH(sizeof(int));
-		memcpy(RTA_DATA(rta), &master, sizeof(int));
-		req.nh.nlmsg_len = NLMSG_ALIGN(req.nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
-	}
+	nl_req_init(&r, RTM_NEWLINK, 0, &ifi, sizeof(ifi));
+	if (master > 0)
+		nl_put(&r, IFLA_MASTER, &master, sizeof(master));
+	return nl_talk(&r);
+}
 
-	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-	if (fd < 0)
-		return -errno;
-	if (sendto(fd, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&kernel,
-		   sizeof(kernel)) < 0) {
+/*
+ * --vtpm: one swtpm per VM, its state in <state>/vtpm/<uuid> (directory
+ * 0700, files 0600), on a unix socket QEMU connects to.  swtpm --terminate
+ * ends when QEMU closes the connection, so the vTPM lives exactly as long
+ * as the guest.  Appends QEMU's -chardev/-tpmdev/-device arguments.
+ */
+static int vtpm_start(const char *state_dir, const char *uuid, char dir[PATH_MAX],
+		      char chardev[PATH_MAX + 64], char **qargv, int *nq)
+{
+	char tpmstate[PATH_MAX + 16], ctrl[PATH_MAX + 32], pidf[PATH_MAX + 16],
+	     logf[PATH_MAX + 16], *err_out = NULL;
+	const char *argv[] = { "swtpm", "socket", "--tpm2", "--tpmstate", tpmstate,
+			       "--ctrl", ctrl, "--terminate", "--daemon", "--pid", pidf,
+			       "--log", logf, NULL };
+	mode_t old = umask(077);
+	int status = 0, err;
+
+	if (snprintf(dir, PATH_MAX, "%s/vtpm/%s", state_dir, uuid) >= PATH_MAX ||
+	    strchr(uuid, '/')) {
+		umask(old);
+		return -EINVAL;
+	}
+	err = mkdir_p(dir, 0700);
+	if (!err && chmod(dir, 0700))
 		err = -errno;
-		goto out;
+	snprintf(tpmstate, sizeof(tpmstate), "dir=%s,mode=0600", dir);
+	snprintf(ctrl, sizeof(ctrl), "type=unixio,path=%s/sock", dir);
+	snprintf(pidf, sizeof(pidf), "file=%s/swtpm.pid", dir);
+	snprintf(logf, sizeof(logf), "file=%s/swtpm.log", dir);
+	if (!err)
+		err = spawn_run(argv, NULL, 10000, NULL, 0, NULL, NULL, &err_out, &status);
+	umask(old);
+	if (err) {
+		fprintf(stderr, PROG ": cannot start swtpm for the vTPM in %s: %s%s%s\n", dir,
+			strerror(-err), err_out && *err_out ? ": " : "", err_out ? err_out : "");
+		free(err_out);
+		return err;
 	}
-	n = recv(fd, &ack, sizeof(ack), 0);
-	if (n < 0) {
-		err = -errno;
-		goto out;
-	}
-	if ((size_t)n < sizeof(ack.nh) + sizeof(ack.err) || ack.nh.nlmsg_type != NLMSG_ERROR) {
-		err = -EPROTO;
-		goto out;
-	}
-	err = ack.err.error;	/* 0 or -errno */
-out:
-	close(fd);
-	return err;
+	free(err_out);
+	snprintf(chardev, PATH_MAX + 64, "socket,id=rayostpm,path=%s/sock", dir);
+	qargv[(*nq)++] = "-chardev";
+	qargv[(*nq)++] = chardev;
+	qargv[(*nq)++] = "-tpmdev";
+	qargv[(*nq)++] = "emulator,id=rayostpm0,chardev=rayostpm";
+	qargv[(*nq)++] = "-device";
+	qargv[(*nq)++] = "tpm-tis,tpmdev=rayostpm0";
+	return 0;
 }
 
 /* Hex SHA-256 of the QEMU argv as exec'd: each argument followed by a NUL. */
@@ -275,10 +293,15 @@ int main(int argc, char **argv)
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "tap", required_argument, NULL, 't' },
 		{ "no-net", no_argument, NULL, 'n' },
+		{ "vtpm", no_argument, NULL, 'T' },
+		{ "state-dir", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *run_dir = RAYOS_RUN_DIR_DEFAULT, *tap = NULL, *uuid;
+	const char *run_dir = RAYOS_RUN_DIR_DEFAULT, *state_dir = RAYOS_STATE_DIR_DEFAULT;
+	const char *tap = NULL, *uuid;
+	char vtpm_dir[PATH_MAX] = "", chardev[PATH_MAX + 64];
+	bool vtpm = false;
 	char sock[4096], hex[2 * SHA256_DIGEST_LEN + 1], fdarg[64], devarg[128];
 	char **qargv = NULL, *end;
 	struct vm_net net = { 0 };
@@ -307,6 +330,12 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			no_net = true;
+			break;
+		case 'T':
+			vtpm = true;
+			break;
+		case 's':
+			state_dir = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -341,8 +370,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	/* Four extra arguments for our NIC, and the NULL. */
-	qargv = calloc(nq + 5, sizeof(*qargv));
+	/* Four extra arguments for our NIC, six for the vTPM, and the NULL. */
+	qargv = calloc(nq + 11, sizeof(*qargv));
 	if (!qargv)
 		return 1;
 
@@ -384,17 +413,31 @@ int main(int argc, char **argv)
 		qargv[nq++] = "-device";
 		qargv[nq++] = devarg;
 	}
+	if (vtpm) {
+		qargv[nq] = NULL;
+		uuid = qemu_uuid(qargv);
+		if (!uuid) {
+			fprintf(stderr, PROG ": --vtpm needs QEMU's -uuid: the vTPM state is kept "
+				"per VM uuid\n");
+			goto fail;
+		}
+		if (vtpm_start(state_dir, uuid, vtpm_dir, chardev, qargv, &nq))
+			goto fail;
+	}
 	qargv[nq] = NULL;
 
 	/* Register last: from here on the agent has moved us into the VM's cgroup. */
 	req = request("vm.register", id);
-	cJSON_AddStringToObject(req, "interface", tap);
+	if (!no_net)
+		cJSON_AddStringToObject(req, "interface", tap);
 	cJSON_AddNumberToObject(req, "pid", getpid());
 	uuid = qemu_uuid(qargv);
 	if (uuid)
 		cJSON_AddStringToObject(req, "uuid", uuid);
 	argv_digest(qargv, hex);
 	cJSON_AddStringToObject(req, "argv_sha256", hex);
+	if (vtpm_dir[0])
+		cJSON_AddStringToObject(req, "vtpm", vtpm_dir);
 	reply = agent_call(sock, req, id);
 	if (!reply)
 		goto fail;
@@ -402,7 +445,7 @@ int main(int argc, char **argv)
 		const cJSON *cg = cJSON_GetObjectItemCaseSensitive(reply, "cgroup");
 
 		fprintf(stderr, PROG ": VM %llu (%s) registered on %s%s%s, cgroup %s, in %.1f ms; "
-			"exec %s\n", id, net.name[0] ? net.name : "?", tap,
+			"exec %s\n", id, net.name[0] ? net.name : "?", no_net ? "no tap" : tap,
 			master ? " bridge " : "", master ? net.bridge : "",
 			cJSON_IsString(cg) ? cg->valuestring : "-", now_ms() - t0, qargv[0]);
 	}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# rayos-qemu --vtpm: the guest gets its own swtpm, its state kept per VM uuid
+# (directory 0700, files 0600), QEMU is wired to it, the launch record names
+# it, and it ends with QEMU.  QEMU runs paused (-S): no guest is needed.
+cd "$(dirname "$0")/../.." || exit 1
+source tests/lib/lib.sh
+need_root "vTPM"
+need_cmds "vTPM" qemu-system-x86_64 swtpm jq
+RQ=$BUILD/rayos-qemu
+[[ -x $RQ ]] || { skip "$RQ not built" "vTPM"; tap_done; exit 0; }
+agent_env
+
+UUID=6f1c0de4-7a1e-4c6b-9d2a-$(printf '%012d' $$)
+cat >"$T/policies/p.json" <<EOF
+{ "version": 1, "vms": [ { "id": 79, "name": "vtpm-guest", "capabilities": ["CAP_CONSOLE"] } ] }
+EOF
+check "agent starts" -- agent_start
+on_exit "rmdir '$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)/rayos/vm79' 2>/dev/null"
+
+out=$("$RQ" --vm 79 --run-dir "$T/run" --state-dir "$T/state" --vtpm --no-net -- \
+	qemu-system-x86_64 -machine q35,accel=tcg -m 64 -display none -S 2>&1)
+ok "$([[ $? == 1 && $out == *-uuid* ]]; echo $?)" "--vtpm without -uuid is refused ($out)"
+
+spawn QEMU "$RQ" --vm 79 --run-dir "$T/run" --state-dir "$T/state" --vtpm --no-net -- \
+	qemu-system-x86_64 -machine q35,accel=tcg -m 64 -display none -S -uuid "$UUID"
+D=$T/state/vtpm/$UUID
+wait_for 10 test -S "$D/sock"
+ok $? "swtpm listens in the VM's state directory"
+SWTPM=$(cat "$D/swtpm.pid" 2>/dev/null)
+on_exit "kill -9 ${SWTPM:-0}"
+check "swtpm runs (pid ${SWTPM:-?})" -- test -n "$SWTPM" -a -d "/proc/$SWTPM"
+ok "$([[ $(stat -c %a "$D") == 700 ]]; echo $?)" "the state directory is mode 0700"
+bad=$(find "$D" -type f ! -perm 600 | wc -l)
+ok "$((bad == 0 ? 0 : 1))" "every file in it is mode 0600 ($(find "$D" -type f | wc -l) files)"
+wait_for 10 grep -q "tpmdev" "/proc/$QEMU/cmdline"
+ok $? "QEMU (pid $QEMU, after exec) was given the vTPM"
+wait_for 10 bash -c "jq -e --arg d '$D' 'select(.content_type == \"rayos/vm-launch\" and .content.vtpm == \$d)' '$T/run/tpm-eventlog.jsonl' >/dev/null 2>&1"
+ok $? "the launch record of VM 79 names its vTPM"
+
+kill "$QEMU"
+wait_for 10 bash -c "! kill -0 $SWTPM 2>/dev/null"
+ok $? "swtpm ends with QEMU"
+check "the vTPM state stays for the next launch of this uuid" -- test -d "$D"
+
+tap_done
