@@ -37,8 +37,8 @@ static const struct {
 	{ RAYOS_PROG_TO_VM, "to", RAYOS_BPF_TCX_EGRESS },
 };
 
-static int link_pin_path(const struct loader *ld, uint32_t vm_id, const char *suffix,
-			 char *buf, size_t len)
+int loader_link_path(const struct loader *ld, uint32_t vm_id, const char *suffix,
+		     char *buf, size_t len)
 {
 	int n = snprintf(buf, len, "%s/links/vm%u_%s", ld->pin_root, vm_id, suffix);
 
@@ -67,7 +67,7 @@ static int attach_one(struct loader *ld, uint32_t vm_id, int ifindex, int h)
 	int old = -1, link, err;
 	__u32 cur_if = 0;
 
-	err = link_pin_path(ld, vm_id, hooks[h].suffix, path, sizeof(path));
+	err = loader_link_path(ld, vm_id, hooks[h].suffix, path, sizeof(path));
 	if (err)
 		return err;
 	old = bpf_obj_get(path);
@@ -127,7 +127,7 @@ int loader_vm_ifindex(const struct loader *ld, uint32_t vm_id)
 	__u32 ifindex = 0;
 	int fd;
 
-	if (link_pin_path(ld, vm_id, hooks[0].suffix, path, sizeof(path)))
+	if (loader_link_path(ld, vm_id, hooks[0].suffix, path, sizeof(path)))
 		return 0;
 	fd = bpf_obj_get(path);
 	if (fd < 0)
@@ -145,7 +145,7 @@ int loader_detach_vm(struct loader *ld, uint32_t vm_id)
 	int err = 0;
 
 	for (size_t h = 0; h < sizeof(hooks) / sizeof(hooks[0]); h++) {
-		if (link_pin_path(ld, vm_id, hooks[h].suffix, path, sizeof(path)))
+		if (loader_link_path(ld, vm_id, hooks[h].suffix, path, sizeof(path)))
 			continue;
 		/* The pin is the last reference: unlinking it detaches. */
 		if (unlink(path) && errno != ENOENT)

@@ -111,13 +111,6 @@ static int take_map_fds(struct loader *ld, struct bpf_object *obj)
 	return 0;
 }
 
-static int link_pin_path(const struct loader *ld, uint32_t vm_id, char *buf, size_t len)
-{
-	int n = snprintf(buf, len, "%s/links/vm%u_dev", ld->pin_root, vm_id);
-
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
 static int link_cgroup(int link_fd, __u64 *cgid)
 {
 	struct bpf_link_info info = {};
@@ -358,7 +351,7 @@ uint64_t loader_vm_cgroup_id(const struct loader *ld, uint32_t vm_id)
 	__u64 cgid = 0;
 	int fd;
 
-	if (link_pin_path(ld, vm_id, path, sizeof(path)))
+	if (loader_link_path(ld, vm_id, "dev", path, sizeof(path)))
 		return 0;
 	fd = bpf_obj_get(path);
 	if (fd < 0)
@@ -423,7 +416,7 @@ int loader_attach_cgroup(struct loader *ld, uint32_t vm_id, const char *cgroup_p
 		log_err("VM %u: cannot map cgroup %s: %s", vm_id, cgroup_path, strerror(-err));
 		goto out;
 	}
-	err = link_pin_path(ld, vm_id, path, sizeof(path));
+	err = loader_link_path(ld, vm_id, "dev", path, sizeof(path));
 	if (err)
 		goto out;
 	old = bpf_obj_get(path);
@@ -466,7 +459,7 @@ int loader_detach_cgroup(struct loader *ld, uint32_t vm_id)
 
 	if (ld->map_fds[RAYOS_MAP_CGROUPS] < 0)
 		return -EOPNOTSUPP;
-	if (!link_pin_path(ld, vm_id, path, sizeof(path)) && unlink(path) && errno != ENOENT)
+	if (!loader_link_path(ld, vm_id, "dev", path, sizeof(path)) && unlink(path) && errno != ENOENT)
 		err = -errno;
 	/* Detached first: forgetting the cgroup while attached would leave
 	 * the VM's tasks with the basics only. */
@@ -522,64 +515,29 @@ int loader_dev_clear_images(struct loader *ld, uint32_t vm_id)
 
 /* ---- counters ----------------------------------------------------------------- */
 
-static int sum_percpu(int fd, __u32 key, size_t nr_u64, __u64 *out)
-{
-	int ncpu = libbpf_num_possible_cpus();
-	__u64 *vals;
-
-	memset(out, 0, nr_u64 * sizeof(*out));
-	if (fd < 0)
-		return -ENOENT;
-	if (ncpu <= 0)
-		return ncpu ?: -EINVAL;
-	vals = calloc((size_t)ncpu, nr_u64 * sizeof(*vals));
-	if (!vals)
-		return -ENOMEM;
-	if (bpf_map_lookup_elem(fd, &key, vals)) {
-		int err = -errno;
-
-		free(vals);
-		return err;
-	}
-	for (int c = 0; c < ncpu; c++)
-		for (size_t i = 0; i < nr_u64; i++)
-			out[i] += vals[c * nr_u64 + i];
-	free(vals);
-	return 0;
-}
-
 int loader_dev_stats(const struct loader *ld, uint32_t slot, uint32_t cls,
 		     struct rayos_dev_ctr *out)
 {
 	if (cls >= RAYOS_DEVC_MAX)
 		return -EINVAL;
-	return sum_percpu(ld->map_fds[RAYOS_MAP_DEV_STATS], slot * RAYOS_DEVC_MAX + cls,
-			  sizeof(*out) / sizeof(__u64), (__u64 *)out);
+	if (ld->map_fds[RAYOS_MAP_DEV_STATS] < 0)
+		return -ENOENT;
+	return loader_percpu_sum(ld->map_fds[RAYOS_MAP_DEV_STATS], slot * RAYOS_DEVC_MAX + cls,
+				 (__u64 *)out, sizeof(*out) / sizeof(__u64));
 }
 
 int loader_kvm_stats(const struct loader *ld, uint32_t slot, struct rayos_kvm_ctr *out)
 {
-	return sum_percpu(ld->map_fds[RAYOS_MAP_KVM_STATS], slot,
-			  sizeof(*out) / sizeof(__u64), (__u64 *)out);
+	if (ld->map_fds[RAYOS_MAP_KVM_STATS] < 0)
+		return -ENOENT;
+	return loader_percpu_sum(ld->map_fds[RAYOS_MAP_KVM_STATS], slot,
+				 (__u64 *)out, sizeof(*out) / sizeof(__u64));
 }
 
+/* Device statistics may not be loaded (fd -1): nothing to clear then. */
 static int zero_percpu(int fd, __u32 key, size_t size)
 {
-	int ncpu = libbpf_num_possible_cpus();
-	void *zero;
-	int err = 0;
-
-	if (fd < 0)
-		return 0;
-	if (ncpu <= 0)
-		return ncpu ?: -EINVAL;
-	zero = calloc((size_t)ncpu, size);
-	if (!zero)
-		return -ENOMEM;
-	if (bpf_map_update_elem(fd, &key, zero, BPF_ANY))
-		err = -errno;
-	free(zero);
-	return err;
+	return fd < 0 ? 0 : loader_cell_zero(fd, key, size, true);
 }
 
 int loader_dev_zero_slot(struct loader *ld, uint32_t slot)

@@ -4,7 +4,11 @@
 #define RAYOS_LOADER_INTERNAL_H
 
 #include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#include <linux/types.h>
 
 #include "loader/loader.h"
 
@@ -28,6 +32,13 @@ const char *loader_prog_name(enum rayos_prog_id id);
 void loader_route_libbpf_logs(void);
 int loader_refresh_links(struct loader *ld);	/* attach.c */
 int loader_dev_for_each_object(const struct loader *ld, loader_object_fn fn, void *ctx);
+/* stats.c: one key of a per-CPU map summed over CPUs (nr_u64 counters), and
+ * zeroing one cell of a plain or per-CPU map. */
+int loader_percpu_sum(int fd, __u32 key, __u64 *sum, size_t nr_u64);
+int loader_cell_zero(int fd, __u32 key, size_t value_size, bool percpu);
+/* attach.c: <pin_root>/links/vm<ID>_<suffix> (bpffs forbids dots). */
+int loader_link_path(const struct loader *ld, uint32_t vm_id, const char *suffix,
+		     char *buf, size_t len);
 
 struct bpf_object;
 /* Size the VM-sized maps of obj (taking the pinned size of adopted ones). */

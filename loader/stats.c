@@ -26,7 +26,7 @@ static int nr_cpus(void)
 
 /* Look key up in a per-CPU map and add every CPU's value into sum, whose
  * layout is an array of nr_u64 counters. */
-static int percpu_sum(int fd, __u32 key, __u64 *sum, size_t nr_u64)
+int loader_percpu_sum(int fd, __u32 key, __u64 *sum, size_t nr_u64)
 {
 	size_t stride = (nr_u64 * sizeof(__u64) + 7) & ~7UL;
 	int cpus = nr_cpus();
@@ -53,7 +53,7 @@ static int percpu_sum(int fd, __u32 key, __u64 *sum, size_t nr_u64)
 
 int loader_vm_stats(const struct loader *ld, uint32_t slot, struct rayos_vm_stats *out)
 {
-	return percpu_sum(ld->map_fds[RAYOS_MAP_VM_STATS], slot, (__u64 *)out,
+	return loader_percpu_sum(ld->map_fds[RAYOS_MAP_VM_STATS], slot, (__u64 *)out,
 			  sizeof(*out) / sizeof(__u64));
 }
 
@@ -70,7 +70,7 @@ int loader_rule_stats(const struct loader *ld, uint32_t slot, int dir, int rule,
 int loader_net_counters(const struct loader *ld, __u64 out[RAYOS_NETC_MAX])
 {
 	for (__u32 i = 0; i < RAYOS_NETC_MAX; i++) {
-		int err = percpu_sum(ld->map_fds[RAYOS_MAP_NET_STATS], i, &out[i], 1);
+		int err = loader_percpu_sum(ld->map_fds[RAYOS_MAP_NET_STATS], i, &out[i], 1);
 
 		if (err)
 			return err;
@@ -79,7 +79,7 @@ int loader_net_counters(const struct loader *ld, __u64 out[RAYOS_NETC_MAX])
 }
 
 /* Write zeroes to key of a (per-CPU or plain) map. */
-static int zero_cell(int fd, __u32 key, size_t value_size, bool percpu)
+int loader_cell_zero(int fd, __u32 key, size_t value_size, bool percpu)
 {
 	size_t len = percpu ? nr_cpus() * ((value_size + 7) & ~7UL) : value_size;
 	void *zero = calloc(1, len);
@@ -117,14 +117,14 @@ int loader_zero_slot(struct loader *ld, uint32_t slot)
 {
 	int err = 0;
 
-	err = err ?: zero_cell(ld->map_fds[RAYOS_MAP_VM_STATS], slot,
+	err = err ?: loader_cell_zero(ld->map_fds[RAYOS_MAP_VM_STATS], slot,
 			       sizeof(struct rayos_vm_stats), true);
 	err = err ?: zero_rule_cells(ld->map_fds[RAYOS_MAP_RULE_STATS], slot);
 	/* A zeroed bucket refills to full on its first packet. */
 	for (int d = 0; d < RAYOS_DIR_MAX && !err; d++)
-		err = zero_cell(ld->map_fds[RAYOS_MAP_TBF], slot * RAYOS_DIR_MAX + d,
+		err = loader_cell_zero(ld->map_fds[RAYOS_MAP_TBF], slot * RAYOS_DIR_MAX + d,
 				sizeof(struct rayos_tbf), false);
-	err = err ?: zero_cell(ld->map_fds[RAYOS_MAP_EV_RATE], slot, sizeof(__u64), true);
+	err = err ?: loader_cell_zero(ld->map_fds[RAYOS_MAP_EV_RATE], slot, sizeof(__u64), true);
 	if (err)
 		log_warn("slot %u: cannot clear its counters: %s", slot, strerror(-err));
 	return err;
