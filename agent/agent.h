@@ -26,6 +26,7 @@ struct agent_opts {
 	uint32_t tpm_pcr;	/* 0 = 23 */
 	char tcti[256];		/* "" = $RAYOS_TCTI, /dev/tpmrm0, else embedded swtpm */
 	bool no_tpm;		/* measure nothing */
+	bool device_stats;	/* syscall/kvm tracepoints (cost every syscall) */
 	bool daemonize;
 	bool keep_caps;		/* debugging: do not drop capabilities */
 };

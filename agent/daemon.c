@@ -727,7 +727,7 @@ int agent_run(const struct agent_opts *o)
 {
 	char cache[PATH_MAX], regs[PATH_MAX];
 	struct loader_opts lo = { .pin_root = o->pin_root, .max_vms = o->max_vms,
-				  .feature_cache = cache };
+				  .feature_cache = cache, .no_dev_stats = !o->device_stats };
 	struct agent a = { .opts = o, .lock_fd = -1, .epfd = -1, .sig.fd = -1,
 			   .inotify.fd = -1, .debounce.fd = -1, .links.fd = -1,
 			   .events.fd = -1 };

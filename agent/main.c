@@ -36,6 +36,7 @@ static void usage(FILE *f)
 "\n"
 "  start [--policy-dir D] [--state-dir D] [--run-dir D] [--pin-root D]\n"
 "        [--max-vms N] [--metrics-port P] [--tpm-pcr N] [--tcti T] [--no-tpm]\n"
+"        [--device-stats]\n"
 "        [--daemon] [--verbose] [--keep-caps]\n"
 "                          load and pin the BPF programs, apply the policy\n"
 "                          directory and keep it applied (foreground)\n"
@@ -68,7 +69,7 @@ static void usage(FILE *f)
 enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_VMS,
        OPT_DAEMON, OPT_VERBOSE, OPT_KEEP_CAPS, OPT_JSON, OPT_PURGE, OPT_METRICS_PORT,
        OPT_IFACE, OPT_TPM_PCR, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
-       OPT_RANDOM, OPT_PID };
+       OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -91,6 +92,7 @@ static const struct option long_opts[] = {
 	{ "file", required_argument, NULL, OPT_FILE },
 	{ "random", no_argument, NULL, OPT_RANDOM },
 	{ "pid", required_argument, NULL, OPT_PID },
+	{ "device-stats", no_argument, NULL, OPT_DEVICE_STATS },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -199,6 +201,9 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_PID:
 			cli->pid = optarg;
+			break;
+		case OPT_DEVICE_STATS:
+			cli->ao.device_stats = true;
 			break;
 		case OPT_DAEMON:
 			cli->ao.daemonize = true;

@@ -82,6 +82,8 @@ check "device list shows VM 9" -- \
 	bash -c "'$AGENT' device list 9 --run-dir '$T/run' | jq -e '.vms' >/dev/null"
 check "status reports the device enforcement points" -- \
 	bash -c "'$AGENT' status --json --run-dir '$T/run' | jq -e '[.enforcement[] | select(.point == \"device.cgroup\" and .state == \"active\")] | length == 1' >/dev/null"
+check "syscall statistics are off by default and status says how to turn them on" -- \
+	bash -c "'$AGENT' status --json --run-dir '$T/run' | jq -e '.enforcement[] | select(.point == \"device.syscall_stats\") | .state == \"unavailable\" and (.detail | test(\"--device-stats\"))' >/dev/null"
 check "status says why the LSM point is or is not active" -- \
 	bash -c "'$AGENT' status --json --run-dir '$T/run' | jq -e '.enforcement[] | select(.point == \"device.lsm\") | .detail | length > 0' >/dev/null"
 
