@@ -27,6 +27,7 @@ struct agent_opts {
 	char tcti[256];		/* "" = $RAYOS_TCTI, /dev/tpmrm0, else embedded swtpm */
 	bool no_tpm;		/* measure nothing */
 	bool device_stats;	/* syscall/kvm tracepoints (cost every syscall) */
+	bool measure_disks;	/* hash VMs' disk image files into the TPM log */
 	bool daemonize;
 	bool keep_caps;		/* debugging: do not drop capabilities */
 };

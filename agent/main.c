@@ -36,7 +36,7 @@ static void usage(FILE *f)
 "\n"
 "  start [--policy-dir D] [--state-dir D] [--run-dir D] [--pin-root D]\n"
 "        [--max-vms N] [--metrics-port P] [--tpm-pcr N] [--tcti T] [--no-tpm]\n"
-"        [--device-stats]\n"
+"        [--device-stats] [--measure-disks]\n"
 "        [--daemon] [--verbose] [--keep-caps]\n"
 "                          load and pin the BPF programs, apply the policy\n"
 "                          directory and keep it applied (foreground)\n"
@@ -69,7 +69,7 @@ static void usage(FILE *f)
 enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_VMS,
        OPT_DAEMON, OPT_VERBOSE, OPT_KEEP_CAPS, OPT_JSON, OPT_PURGE, OPT_METRICS_PORT,
        OPT_IFACE, OPT_TPM_PCR, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
-       OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS };
+       OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS, OPT_MEASURE_DISKS };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -93,6 +93,7 @@ static const struct option long_opts[] = {
 	{ "random", no_argument, NULL, OPT_RANDOM },
 	{ "pid", required_argument, NULL, OPT_PID },
 	{ "device-stats", no_argument, NULL, OPT_DEVICE_STATS },
+	{ "measure-disks", no_argument, NULL, OPT_MEASURE_DISKS },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -204,6 +205,9 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_DEVICE_STATS:
 			cli->ao.device_stats = true;
+			break;
+		case OPT_MEASURE_DISKS:
+			cli->ao.measure_disks = true;
 			break;
 		case OPT_DAEMON:
 			cli->ao.daemonize = true;

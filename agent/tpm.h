@@ -38,6 +38,7 @@
 #define TPM_EV_POLICY		"rayos/policy"
 #define TPM_EV_VM_LAUNCH	"rayos/vm-launch"	/* content has "id" (number) */
 #define TPM_EV_VM_STOP		"rayos/vm-stop"
+#define TPM_EV_VM_DISK		"rayos/vm-disk"		/* content: id, path, sha256 */
 
 struct tpm_opts {
 	const char *state_dir;	/* embedded swtpm state, AK public key */

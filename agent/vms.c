@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -70,7 +72,11 @@ static void hex(const uint8_t *in, size_t n, char *out)
 		sprintf(out + 2 * i, "%02x", in[i]);
 }
 
-/* SHA-256 of a file, streamed; the QEMU binary is tens of MiB. */
+/* Set at shutdown: disk hashing threads stop between chunks. */
+static atomic_bool stopping;
+
+/* SHA-256 of a file, streamed; the QEMU binary is tens of MiB, disk images
+ * can be far larger. */
 static int file_sha256(const char *path, char out[65])
 {
 	struct sha256_ctx ctx;
@@ -81,14 +87,80 @@ static int file_sha256(const char *path, char out[65])
 	if (fd < 0)
 		return -errno;
 	sha256_init(&ctx);
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
+	while (!atomic_load(&stopping) && (n = read(fd, buf, sizeof(buf))) > 0)
 		sha256_update(&ctx, buf, n);
 	close(fd);
+	if (atomic_load(&stopping))
+		return -ECANCELED;
 	if (n < 0)
 		return -errno;
 	sha256_final(&ctx, d);
 	hex(d, sizeof(d), out);
 	return 0;
+}
+
+/* --measure-disks: the VM's disk image files are hashed off the event loop
+ * (an image can take minutes) and each digest queued as a "rayos/vm-disk"
+ * record after the launch record. */
+struct disk_job {
+	struct agent *a;
+	uint32_t vm_id;
+	size_t nr;
+	char **paths;
+	pthread_t thread;
+	struct disk_job *next;
+};
+
+static struct disk_job *disk_jobs;
+
+static void *hash_disks(void *arg)
+{
+	struct disk_job *j = arg;
+
+	for (size_t i = 0; i < j->nr; i++) {
+		char digest[65];
+		cJSON *c;
+		int err = file_sha256(j->paths[i], digest);
+
+		if (err == -ECANCELED)
+			break;
+		c = cJSON_CreateObject();
+		cJSON_AddNumberToObject(c, "id", j->vm_id);
+		cJSON_AddStringToObject(c, "path", j->paths[i]);
+		if (err)
+			cJSON_AddStringToObject(c, "error", strerror(-err));
+		else
+			cJSON_AddStringToObject(c, "sha256", digest);
+		tpm_measure(j->a->tpm, TPM_EV_VM_DISK, c);	/* thread-safe queue */
+		cJSON_Delete(c);
+	}
+	return NULL;
+}
+
+static void measure_disks(struct agent *a, const struct policy_vm *vm)
+{
+	struct disk_job *j;
+
+	if (!a->tpm || !a->opts->measure_disks)
+		return;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return;
+	j->a = a;
+	j->vm_id = vm->id;
+	j->paths = calloc(vm->nr_disks + 1, sizeof(*j->paths));
+	for (size_t i = 0; j->paths && i < vm->nr_disks; i++)
+		if (!vm->disks[i].is_block)
+			j->paths[j->nr++] = strdup(vm->disks[i].path);
+	if (!j->paths || !j->nr || pthread_create(&j->thread, NULL, hash_disks, j)) {
+		for (size_t i = 0; j->paths && i < j->nr; i++)
+			free(j->paths[i]);
+		free(j->paths);
+		free(j);
+		return;
+	}
+	j->next = disk_jobs;
+	disk_jobs = j;
 }
 
 /* The launch record: id, name, uuid, QEMU binary and argv digests. */
@@ -357,9 +429,11 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 		snprintf(vm->iface, sizeof(vm->iface), "%s", vr.iface);
 		ifwatch_reconcile(a->ifw, a->set);
 	}
-	if (pidj)
+	if (pidj) {
 		measure_launch(a, vr.id, vr.pid, uuid ? uuid->valuestring : NULL,
 			       vtpm ? vtpm->valuestring : NULL);
+		measure_disks(a, vm);
+	}
 	log_info("VM %u registered%s%s%s%s", vr.id, vr.iface[0] ? " on " : "", vr.iface,
 		 cg[0] ? ", process in " : "", cg);
 
@@ -495,4 +569,16 @@ void vms_close(struct agent *a)
 {
 	while (a->watches)
 		unwatch(a, a->watches->vm_id);
+	/* Before the TPM goes: the hashing threads queue into it. */
+	atomic_store(&stopping, true);
+	while (disk_jobs) {
+		struct disk_job *j = disk_jobs;
+
+		disk_jobs = j->next;
+		pthread_join(j->thread, NULL);
+		for (size_t i = 0; i < j->nr; i++)
+			free(j->paths[i]);
+		free(j->paths);
+		free(j);
+	}
 }
