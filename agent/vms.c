@@ -75,17 +75,16 @@ static void hex(const uint8_t *in, size_t n, char *out)
 /* Set at shutdown: disk hashing threads stop between chunks. */
 static atomic_bool stopping;
 
-/* SHA-256 of a file, streamed; the QEMU binary is tens of MiB, disk images
- * can be far larger. */
-static int file_sha256(const char *path, char out[65])
+/* SHA-256 of an open file, streamed (and the fd closed); the QEMU binary is
+ * tens of MiB, disk images can be far larger. */
+static int fd_sha256(int fd, char out[65])
 {
 	struct sha256_ctx ctx;
 	uint8_t buf[65536], d[32];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = 0;
 
 	if (fd < 0)
-		return -errno;
+		return fd;
 	sha256_init(&ctx);
 	while (!atomic_load(&stopping) && (n = read(fd, buf, sizeof(buf))) > 0)
 		sha256_update(&ctx, buf, n);
@@ -99,26 +98,43 @@ static int file_sha256(const char *path, char out[65])
 	return 0;
 }
 
-/* --measure-disks: the VM's disk image files are hashed off the event loop
- * (an image can take minutes) and each digest queued as a "rayos/vm-disk"
- * record after the launch record. */
-struct disk_job {
+static int file_sha256(const char *path, char out[65])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	return fd_sha256(fd < 0 ? -errno : fd, out);
+}
+
+/*
+ * The launch record needs the QEMU binary's digest (tens of MiB) and, with
+ * --measure-disks, the disk images' (far more): a thread hashes them off the
+ * event loop, then queues the launch record and one "rayos/vm-disk" record
+ * per image, in that order.  Registration returns without waiting.
+ */
+struct launch_job {
 	struct agent *a;
 	uint32_t vm_id;
+	cJSON *launch;		/* the launch record, less exe_sha256 */
+	int exe_fd;		/* the binary, opened at registration */
 	size_t nr;
-	char **paths;
+	char **paths;		/* disk images to hash */
 	pthread_t thread;
-	struct disk_job *next;
+	struct launch_job *next;
 };
 
-static struct disk_job *disk_jobs;
+static struct launch_job *jobs;
 
-static void *hash_disks(void *arg)
+static void *launch_worker(void *arg)
 {
-	struct disk_job *j = arg;
+	struct launch_job *j = arg;
+	char digest[65];
 
+	if (!fd_sha256(j->exe_fd, digest))
+		cJSON_AddStringToObject(j->launch, "exe_sha256", digest);
+	j->exe_fd = -1;		/* fd_sha256 closed it */
+	if (!atomic_load(&stopping))
+		tpm_measure(j->a->tpm, TPM_EV_VM_LAUNCH, j->launch);	/* thread-safe queue */
 	for (size_t i = 0; i < j->nr; i++) {
-		char digest[65];
 		cJSON *c;
 		int err = file_sha256(j->paths[i], digest);
 
@@ -137,60 +153,89 @@ static void *hash_disks(void *arg)
 	return NULL;
 }
 
-static void measure_disks(struct agent *a, const struct policy_vm *vm)
+static void job_free(struct launch_job *j)
 {
-	struct disk_job *j;
+	for (size_t i = 0; j->paths && i < j->nr; i++)
+		free(j->paths[i]);
+	free(j->paths);
+	if (j->exe_fd >= 0)
+		close(j->exe_fd);
+	cJSON_Delete(j->launch);
+	free(j);
+}
 
-	if (!a->tpm || !a->opts->measure_disks)
-		return;
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		return;
-	j->a = a;
-	j->vm_id = vm->id;
-	j->paths = calloc(vm->nr_disks + 1, sizeof(*j->paths));
-	for (size_t i = 0; j->paths && i < vm->nr_disks; i++)
-		if (!vm->disks[i].is_block)
-			j->paths[j->nr++] = strdup(vm->disks[i].path);
-	if (!j->paths || !j->nr || pthread_create(&j->thread, NULL, hash_disks, j)) {
-		for (size_t i = 0; j->paths && i < j->nr; i++)
-			free(j->paths[i]);
-		free(j->paths);
-		free(j);
+/* Hand the launch record (and the disks, with --measure-disks) to a thread. */
+static void measure_launch_async(struct agent *a, const struct policy_vm *vm, cJSON *launch,
+				 int exe_fd)
+{
+	struct launch_job *j = calloc(1, sizeof(*j));
+
+	if (!j) {
+		cJSON_Delete(launch);
+		if (exe_fd >= 0)
+			close(exe_fd);
 		return;
 	}
-	j->next = disk_jobs;
-	disk_jobs = j;
+	j->a = a;
+	j->vm_id = vm->id;
+	j->launch = launch;
+	j->exe_fd = exe_fd;
+	j->paths = calloc(vm->nr_disks + 1, sizeof(*j->paths));
+	for (size_t i = 0; a->opts->measure_disks && j->paths && i < vm->nr_disks; i++)
+		if (!vm->disks[i].is_block)
+			j->paths[j->nr++] = strdup(vm->disks[i].path);
+	if (!j->paths || pthread_create(&j->thread, NULL, launch_worker, j)) {
+		log_warn("VM %u: cannot start measuring its launch", vm->id);
+		job_free(j);
+		return;
+	}
+	j->next = jobs;
+	jobs = j;
 }
 
 /* The launch record: id, name, uuid, QEMU binary and argv digests. */
-static void measure_launch(struct agent *a, uint32_t id, pid_t pid, const char *uuid,
-			   const char *vtpm)
+/*
+ * The launch record: id, name, uuid, vTPM, and the QEMU binary and argv
+ * digests.  A wrapper that registers before it execs QEMU (rayos-qemu) says
+ * which binary and argv it will exec ("exe", "argv_sha256"); otherwise they
+ * are read from the running process.
+ */
+static void measure_launch(struct agent *a, const struct policy_vm *vm, pid_t pid,
+			   const cJSON *req)
 {
-	const struct policy_vm *vm = policy_vm(a, id);
+	const cJSON *uuid = cJSON_GetObjectItemCaseSensitive(req, "uuid");
+	const cJSON *vtpm = cJSON_GetObjectItemCaseSensitive(req, "vtpm");
+	const cJSON *exe_req = cJSON_GetObjectItemCaseSensitive(req, "exe");
+	const cJSON *argv_req = cJSON_GetObjectItemCaseSensitive(req, "argv_sha256");
 	char path[64], exe[PATH_MAX] = "", digest[65];
 	uint8_t argv[16384], d[32];
+	int fd, exe_fd;
 	cJSON *c;
 	ssize_t n;
-	int fd;
 
 	if (!a->tpm)
 		return;
 	c = cJSON_CreateObject();
-	cJSON_AddNumberToObject(c, "id", id);
-	cJSON_AddStringToObject(c, "name", vm ? vm->name : "");
-	if (uuid)
-		cJSON_AddStringToObject(c, "uuid", uuid);
-	if (vtpm)	/* the guest's vTPM: its state directory, per uuid */
-		cJSON_AddStringToObject(c, "vtpm", vtpm);
-	if (pid > 0) {
-		cJSON_AddNumberToObject(c, "pid", pid);
+	cJSON_AddNumberToObject(c, "id", vm->id);
+	cJSON_AddStringToObject(c, "name", vm->name);
+	if (cJSON_IsString(uuid))
+		cJSON_AddStringToObject(c, "uuid", uuid->valuestring);
+	if (cJSON_IsString(vtpm))	/* the guest's vTPM: its state directory, per uuid */
+		cJSON_AddStringToObject(c, "vtpm", vtpm->valuestring);
+	cJSON_AddNumberToObject(c, "pid", pid);
+	if (cJSON_IsString(exe_req)) {
+		snprintf(exe, sizeof(exe), "%s", exe_req->valuestring);
+	} else {
 		snprintf(path, sizeof(path), "/proc/%d/exe", pid);
 		n = readlink(path, exe, sizeof(exe) - 1);
 		exe[n > 0 ? n : 0] = '\0';
-		cJSON_AddStringToObject(c, "exe", exe);
-		if (!file_sha256(path, digest))
-			cJSON_AddStringToObject(c, "exe_sha256", digest);
+	}
+	cJSON_AddStringToObject(c, "exe", exe);
+	/* Opened now: the thread hashes what was there at registration. */
+	exe_fd = exe[0] ? open(exe, O_RDONLY | O_CLOEXEC) : -1;
+	if (cJSON_IsString(argv_req)) {
+		cJSON_AddStringToObject(c, "argv_sha256", argv_req->valuestring);
+	} else {
 		snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		n = fd >= 0 ? read(fd, argv, sizeof(argv)) : -1;
@@ -202,8 +247,7 @@ static void measure_launch(struct agent *a, uint32_t id, pid_t pid, const char *
 			cJSON_AddStringToObject(c, "argv_sha256", digest);
 		}
 	}
-	tpm_measure(a->tpm, TPM_EV_VM_LAUNCH, c);
-	cJSON_Delete(c);
+	measure_launch_async(a, vm, c, exe_fd);
 }
 
 static void measure_stop(struct agent *a, uint32_t id, const char *why)
@@ -370,6 +414,8 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 	const cJSON *pidj = cJSON_GetObjectItemCaseSensitive(req, "pid");
 	const cJSON *uuid = cJSON_GetObjectItemCaseSensitive(req, "uuid");
 	const cJSON *vtpm = cJSON_GetObjectItemCaseSensitive(req, "vtpm");
+	const cJSON *exe = cJSON_GetObjectItemCaseSensitive(req, "exe");
+	const cJSON *argv_sha = cJSON_GetObjectItemCaseSensitive(req, "argv_sha256");
 	const struct vm_runtime *old;
 	struct vm_runtime vr = {};
 	struct policy_vm *vm;
@@ -394,6 +440,11 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 		return control_error("\"uuid\" must be a string");
 	if (vtpm && !cJSON_IsString(vtpm))
 		return control_error("\"vtpm\" must be the vTPM's state directory");
+	if (exe && (!cJSON_IsString(exe) || exe->valuestring[0] != '/'))
+		return control_error("\"exe\" must be the absolute path of the QEMU binary");
+	if (argv_sha && (!cJSON_IsString(argv_sha) || strlen(argv_sha->valuestring) != 64 ||
+			 strspn(argv_sha->valuestring, "0123456789abcdef") != 64))
+		return control_error("\"argv_sha256\" must be 64 lowercase hex digits");
 	if (!ifc && !pidj)
 		return control_error("nothing to register: give \"interface\" and/or \"pid\"");
 	vr.pid = pidj ? (pid_t)pidj->valuedouble : 0;
@@ -429,11 +480,8 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 		snprintf(vm->iface, sizeof(vm->iface), "%s", vr.iface);
 		ifwatch_reconcile(a->ifw, a->set);
 	}
-	if (pidj) {
-		measure_launch(a, vr.id, vr.pid, uuid ? uuid->valuestring : NULL,
-			       vtpm ? vtpm->valuestring : NULL);
-		measure_disks(a, vm);
-	}
+	if (pidj)
+		measure_launch(a, vm, vr.pid, req);
 	log_info("VM %u registered%s%s%s%s", vr.id, vr.iface[0] ? " on " : "", vr.iface,
 		 cg[0] ? ", process in " : "", cg);
 
@@ -571,14 +619,11 @@ void vms_close(struct agent *a)
 		unwatch(a, a->watches->vm_id);
 	/* Before the TPM goes: the hashing threads queue into it. */
 	atomic_store(&stopping, true);
-	while (disk_jobs) {
-		struct disk_job *j = disk_jobs;
+	while (jobs) {
+		struct launch_job *j = jobs;
 
-		disk_jobs = j->next;
+		jobs = j->next;
 		pthread_join(j->thread, NULL);
-		for (size_t i = 0; i < j->nr; i++)
-			free(j->paths[i]);
-		free(j->paths);
-		free(j);
+		job_free(j);
 	}
 }

@@ -278,6 +278,26 @@ static const char *qemu_uuid(char *const argv[])
 	return NULL;
 }
 
+/* The file execvp will run: what the launch measurement must hash, since
+ * at registration this process is still rayos-qemu. */
+static bool resolve_exe(const char *cmd, char out[PATH_MAX])
+{
+	const char *path = getenv("PATH");
+	char buf[PATH_MAX];
+
+	if (strchr(cmd, '/'))
+		return realpath(cmd, out) != NULL;
+	for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+		size_t n = strcspn(p, ":");
+
+		if (snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, p, cmd) < (int)sizeof(buf) &&
+		    !access(buf, X_OK) && realpath(buf, out))
+			return true;
+		p += n + (p[n] == ':');
+	}
+	return false;
+}
+
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -300,7 +320,7 @@ int main(int argc, char **argv)
 	};
 	const char *run_dir = RAYOS_RUN_DIR_DEFAULT, *state_dir = RAYOS_STATE_DIR_DEFAULT;
 	const char *tap = NULL, *uuid;
-	char vtpm_dir[PATH_MAX] = "", chardev[PATH_MAX + 64];
+	char vtpm_dir[PATH_MAX] = "", chardev[PATH_MAX + 64], exe[PATH_MAX];
 	bool vtpm = false;
 	char sock[4096], hex[2 * SHA256_DIGEST_LEN + 1], fdarg[64], devarg[128];
 	char **qargv = NULL, *end;
@@ -436,6 +456,8 @@ int main(int argc, char **argv)
 		cJSON_AddStringToObject(req, "uuid", uuid);
 	argv_digest(qargv, hex);
 	cJSON_AddStringToObject(req, "argv_sha256", hex);
+	if (resolve_exe(qargv[0], exe))
+		cJSON_AddStringToObject(req, "exe", exe);
 	if (vtpm_dir[0])
 		cJSON_AddStringToObject(req, "vtpm", vtpm_dir);
 	reply = agent_call(sock, req, id);

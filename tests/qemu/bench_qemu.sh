@@ -33,7 +33,8 @@ cat >"$T/policies/b.json" <<EOF
 	{ "id": $((VM + 1)), "name": "bench-$((VM + 1))", "bridge": "$BR", "mac": "52:54:00:88:00:03",
 	  "interface": "rbq$$q", "capabilities": ["CAP_NETWORK"] } ] }
 EOF
-agent_start || { echo "# bench_qemu: the agent did not start"; exit 1; }
+# RAYOS_BENCH_AGENT_ARGS: e.g. --no-tpm, to compare launches without measurement.
+agent_start ${RAYOS_BENCH_AGENT_ARGS:-} || { echo "# bench_qemu: the agent did not start"; exit 1; }
 CG2=$(awk -F' - ' '$2 ~ /^cgroup2 / { split($1, a, " "); print a[5]; exit }' /proc/self/mountinfo)
 on_exit "rmdir '$CG2/rayos/vm$VM'"
 on_exit "sleep 0.3"

@@ -42,6 +42,10 @@ ok $? "QEMU (pid $QEMU, after exec) was given the vTPM"
 wait_for 10 bash -c "jq -s -e --arg d '$D' 'any(.[]; .content_type == \"rayos/vm-launch\" and .content.vtpm == \$d)' '$T/run/tpm-eventlog.jsonl' >/dev/null 2>&1"
 ok $? "the launch record of VM 79 names its vTPM"
 
+qemu=$(readlink -f "$(command -v qemu-system-x86_64)")
+qsum=$(sha256sum "$qemu" | cut -d' ' -f1)
+wait_for 15 bash -c "jq -s -e --arg e '$qemu' --arg h '$qsum' 'any(.[]; .content_type == \"rayos/vm-launch\" and .content.exe == \$e and .content.exe_sha256 == \$h)' '$T/run/tpm-eventlog.jsonl' >/dev/null 2>&1"
+ok $? "the launch record has the QEMU binary rayos-qemu execs ($qemu) and its digest"
 want=$(sha256sum "$T/disk.img" | cut -d' ' -f1)
 wait_for 10 bash -c "jq -s -e --arg h '$want' 'any(.[]; .content_type == \"rayos/vm-disk\" and .content.id == 79 and .content.sha256 == \$h)' '$T/run/tpm-eventlog.jsonl' >/dev/null 2>&1"
 ok $? "the disk image's digest is measured after the launch record"
