@@ -27,6 +27,7 @@
 #include "agent/dhcp_server.h"
 #include "agent/evloop.h"
 #include "agent/log.h"
+#include "agent/util.h"
 #include "agent/policy.h"
 
 #define RX_BATCH	64	/* recvmmsg at once */
@@ -40,18 +41,7 @@
 
 uint64_t dhcp_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t boottime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	return clock_ns(CLOCK_REALTIME) / 1000000;
 }
 
 /* ---- configuration ---- */
@@ -430,7 +420,7 @@ static void binding_cb(void *ctx, uint32_t vm_id, const uint8_t mac[6], uint32_t
 		return;
 	if (ip_be && expiry_ms) {
 		now = dhcp_now_ms();
-		ns = boottime_ns() + (expiry_ms > now ? (expiry_ms - now) * 1000000ULL : 0);
+		ns = clock_ns(CLOCK_BOOTTIME) + (expiry_ms > now ? (expiry_ms - now) * 1000000ULL : 0);
 	}
 	srv->hooks.binding(srv->hooks.ctx, vm_id, mac, ip_be, ns);
 }

@@ -33,6 +33,7 @@
 #include "agent/dhcp_client.h"
 #include "agent/dhcp_io.h"
 #include "agent/nl.h"
+#include "agent/util.h"
 #include "agent/log.h"
 
 struct driver {
@@ -49,18 +50,12 @@ struct driver {
 
 static uint64_t boot_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return clock_ns(CLOCK_BOOTTIME) / 1000000;
 }
 
 static double real_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return clock_ns(CLOCK_REALTIME) / 1e9;
 }
 
 /* ---- sockets ---- */
@@ -82,22 +77,6 @@ static int attach_dhcp_filter(int fd)
 	struct sock_fprog prog = { .len = sizeof(code) / sizeof(code[0]), .filter = code };
 
 	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)))
-		return -errno;
-	return 0;
-}
-
-static int send_l2(int fd, int ifindex, const uint8_t mac[6], uint16_t proto,
-		   const void *buf, size_t len)
-{
-	struct sockaddr_ll sll = {
-		.sll_family = AF_PACKET,
-		.sll_protocol = htons(proto),
-		.sll_ifindex = ifindex,
-		.sll_halen = 6,
-	};
-
-	memcpy(sll.sll_addr, mac, 6);
-	if (sendto(fd, buf, len, 0, (struct sockaddr *)&sll, sizeof(sll)) < 0)
 		return -errno;
 	return 0;
 }
@@ -237,7 +216,7 @@ static void cb_send(void *ctx, const struct dhcpc_tx *tx)
 			      DHCP_SERVER_PORT, tx->pkt, tx->len);
 	if (len < 0)
 		return;
-	err = send_l2(d->pkt_fd, d->ifindex,
+	err = dhcp_io_send_l2(d->pkt_fd, d->ifindex,
 		      tx->broadcast || !memcmp(tx->dst_mac, zero, 6) ? bcast : tx->dst_mac,
 		      ETH_P_IP, frame, (size_t)len);
 	if (err)
@@ -254,7 +233,7 @@ static void cb_arp(void *ctx, bool announce, uint32_t ip_be)
 	int err;
 
 	arp_build(pkt, 1, d->mac, announce ? ip_be : 0, zero, ip_be);
-	err = send_l2(d->arp_fd, d->ifindex, bcast, ETH_P_ARP, pkt, sizeof(pkt));
+	err = dhcp_io_send_l2(d->arp_fd, d->ifindex, bcast, ETH_P_ARP, pkt, sizeof(pkt));
 	if (err)
 		log_warn("dhcp client %s: ARP: %s", d->o->ifname, strerror(-err));
 }

@@ -114,7 +114,7 @@ void dhcp_io_close(struct dhcp_io *io)
 	io->udp_fd = io->pkt_fd = io->arp_fd = -1;
 }
 
-static int send_l2(int fd, int ifindex, const uint8_t mac[6], uint16_t proto,
+int dhcp_io_send_l2(int fd, int ifindex, const uint8_t mac[6], uint16_t proto,
 		   const void *buf, size_t len)
 {
 	struct sockaddr_ll sll = {
@@ -150,7 +150,7 @@ int dhcp_io_send(struct dhcp_io *io, uint32_t src_be, const struct dhcp_reply *r
 				      DHCP_SERVER_PORT, r->dst_port, r->pkt, r->len);
 		if (len < 0)
 			return len;
-		return send_l2(io->pkt_fd, io->ifindex,
+		return dhcp_io_send_l2(io->pkt_fd, io->ifindex,
 			       r->tx == DHCP_TX_BROADCAST ? bcast : r->dst_mac,
 			       ETH_P_IP, frame, (size_t)len);
 	default:
@@ -167,7 +167,7 @@ int dhcp_io_probe(struct dhcp_io *io, uint32_t ip_be)
 	if (io->arp_fd < 0)
 		return -ENOTCONN;
 	arp_build(pkt, 1, io->mac, 0, zero, ip_be);
-	return send_l2(io->arp_fd, io->ifindex, bcast, ETH_P_ARP, pkt, sizeof(pkt));
+	return dhcp_io_send_l2(io->arp_fd, io->ifindex, bcast, ETH_P_ARP, pkt, sizeof(pkt));
 }
 
 int dhcp_io_read_arp(struct dhcp_io *io, struct arp_pkt *a)

@@ -23,6 +23,9 @@ struct dhcp_io {
 void dhcp_io_init(struct dhcp_io *io);
 /* A non-blocking AF_PACKET (SOCK_DGRAM) socket for proto on ifindex, or -errno. */
 int dhcp_io_packet_socket(int ifindex, uint16_t proto);
+/* Send an L3 payload (buf) to mac on an AF_PACKET SOCK_DGRAM socket. */
+int dhcp_io_send_l2(int fd, int ifindex, const uint8_t mac[6], uint16_t proto,
+		    const void *buf, size_t len);
 /* Open the sockets on ifname; arp: also the ARP socket.  -ENODEV when the
  * interface does not exist. */
 int dhcp_io_open(struct dhcp_io *io, const char *ifname, bool arp);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent/spawn.h"
+#include "agent/util.h"
 
 extern char **environ;
 
@@ -25,10 +26,7 @@ extern char **environ;
 
 static long long now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+	return (long long)(clock_ns(CLOCK_MONOTONIC) / 1000000);
 }
 
 static int pidfd_open_compat(pid_t pid)

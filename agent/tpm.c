@@ -101,10 +101,7 @@ struct tpm {
 
 static long long now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+	return (long long)(clock_ns(CLOCK_MONOTONIC) / 1000000);
 }
 
 /* ---- tpm2-tools ---- */
@@ -815,6 +812,22 @@ static void backoff(struct tpm *t, long long *retry_at)
 	*retry_at = now_ms() + t->retry_ms;
 }
 
+/* Move the queue behind batch (under t->mu): the batch keeps its order
+ * behind any items left from a failed append. */
+static void take_queue(struct tpm *t, struct item **batch)
+{
+	struct item **tailp = batch;
+
+	if (!t->head)
+		return;
+	while (*tailp)
+		tailp = &(*tailp)->next;
+	*tailp = t->head;
+	t->head = t->tail = NULL;
+	t->in_batch += t->nr_queued;
+	t->nr_queued = 0;
+}
+
 static void *worker(void *arg)
 {
 	struct tpm *t = arg;
@@ -849,18 +862,8 @@ static void *worker(void *arg)
 				pthread_cond_wait(&t->cv, &t->mu);
 			}
 		}
-		/* Take the queue; the batch keeps its order behind any items
-		 * left from a failed append. */
-		if (inited && t->head) {
-			struct item **tailp = &batch;
-
-			while (*tailp)
-				tailp = &(*tailp)->next;
-			*tailp = t->head;
-			t->head = t->tail = NULL;
-			t->in_batch += t->nr_queued;
-			t->nr_queued = 0;
-		}
+		if (inited)
+			take_queue(t, &batch);
 		pthread_mutex_unlock(&t->mu);
 
 		if (!inited) {
@@ -901,16 +904,7 @@ static void *worker(void *arg)
 	 * next start extends it after checking its MAC. */
 	if (inited) {
 		pthread_mutex_lock(&t->mu);
-		if (t->head) {
-			struct item **tailp = &batch;
-
-			while (*tailp)
-				tailp = &(*tailp)->next;
-			*tailp = t->head;
-			t->head = t->tail = NULL;
-			t->in_batch += t->nr_queued;
-			t->nr_queued = 0;
-		}
+		take_queue(t, &batch);
 		pthread_mutex_unlock(&t->mu);
 		append_batch(t, &batch);
 	}

@@ -3,7 +3,12 @@
 #ifndef RAYOS_UTIL_H
 #define RAYOS_UTIL_H
 
+#include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
+
+/* The time of a clock in ns (CLOCK_MONOTONIC, CLOCK_BOOTTIME, ...). */
+uint64_t clock_ns(clockid_t clk);
 
 /* mkdir -p: parents get 0755, the last component gets mode. */
 int mkdir_p(const char *path, mode_t mode);

@@ -37,6 +37,23 @@ static const struct {
 	{ RAYOS_PROG_TO_VM, "to", RAYOS_BPF_TCX_EGRESS },
 };
 
+/* Pin link at path under a temporary name, then rename it over whatever is
+ * pinned there: the old link (another device or cgroup, or a vanished one)
+ * goes only once the new one holds. */
+int loader_link_pin_over(int link, const char *path)
+{
+	char tmp[PATH_MAX + 8];
+	int err = 0;
+
+	snprintf(tmp, sizeof(tmp), "%s_new", path);
+	unlink(tmp);
+	if (bpf_obj_pin(link, tmp) || rename(tmp, path)) {
+		err = -errno;
+		unlink(tmp);
+	}
+	return err;
+}
+
 int loader_link_path(const struct loader *ld, uint32_t vm_id, const char *suffix,
 		     char *buf, size_t len)
 {
@@ -62,7 +79,7 @@ static int link_ifindex(int link_fd, __u32 *ifindex)
 
 static int attach_one(struct loader *ld, uint32_t vm_id, int ifindex, int h)
 {
-	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	char path[PATH_MAX];
 	int prog_fd = ld->prog_fds[hooks[h].prog];
 	int old = -1, link, err;
 	__u32 cur_if = 0;
@@ -84,15 +101,9 @@ static int attach_one(struct loader *ld, uint32_t vm_id, int ifindex, int h)
 			loader_prog_name(hooks[h].prog), ifindex, strerror(-err));
 		goto out;
 	}
-	/* Pin under a temporary name and rename over the old pin: the old
-	 * link (another device, or a vanished one) goes only after. */
-	snprintf(tmp, sizeof(tmp), "%s_new", path);
-	unlink(tmp);
-	if (bpf_obj_pin(link, tmp) || rename(tmp, path)) {
-		err = -errno;
+	err = loader_link_pin_over(link, path);
+	if (err)
 		log_err("VM %u: cannot pin link %s: %s", vm_id, path, strerror(-err));
-		unlink(tmp);
-	}
 	close(link);
 out:
 	if (old >= 0)

@@ -192,7 +192,7 @@ static void open_lsm_part(struct loader *ld, struct loader_dev *d, uint32_t max_
 			  const struct rayos_feature_state *feat)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = ld->pin_root);
-	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	char path[PATH_MAX];
 	struct bpf_link *link;
 	int err;
 
@@ -222,13 +222,10 @@ static void open_lsm_part(struct loader *ld, struct loader_dev *d, uint32_t max_
 		goto fail;
 	}
 	snprintf(path, sizeof(path), "%s/links/lsm_file_open", ld->pin_root);
-	snprintf(tmp, sizeof(tmp), "%s_new", path);
-	unlink(tmp);
-	if (bpf_link__pin(link, tmp) || rename(tmp, path)) {
+	err = loader_link_pin_over(bpf_link__fd(link), path);
+	if (err)
 		log_warn("cannot pin %s: %s; the LSM program stops with the agent", path,
-			 strerror(errno));
-		unlink(tmp);
-	}
+			 strerror(-err));
 	bpf_link__disconnect(link);	/* the pin holds it */
 	bpf_link__destroy(link);
 	part_set(d, RAYOS_DEVP_LSM, true, "rayos_file_open attached (links/lsm_file_open)");
@@ -386,7 +383,7 @@ static void forget_cgroups(struct loader *ld, uint32_t vm_id, __u64 keep)
 int loader_attach_cgroup(struct loader *ld, uint32_t vm_id, const char *cgroup_path)
 {
 	struct rayos_cgroup_val val = { .vm_id = vm_id };
-	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	char path[PATH_MAX];
 	int cg = -1, old = -1, link, prog_fd, err;
 	__u64 cgid, cur = 0;
 	struct statfs sfs;
@@ -436,15 +433,9 @@ int loader_attach_cgroup(struct loader *ld, uint32_t vm_id, const char *cgroup_p
 			"BPF_F_ALLOW_MULTI forbids it)" : "");
 		goto out;
 	}
-	/* Pin under a temporary name and rename over the old pin: the old
-	 * link (another cgroup) goes only after the new one holds. */
-	snprintf(tmp, sizeof(tmp), "%s_new", path);
-	unlink(tmp);
-	if (bpf_obj_pin(link, tmp) || rename(tmp, path)) {
-		err = -errno;
+	err = loader_link_pin_over(link, path);
+	if (err)
 		log_err("VM %u: cannot pin link %s: %s", vm_id, path, strerror(-err));
-		unlink(tmp);
-	}
 	close(link);
 	if (!err && cur && cur != cgid)
 		forget_cgroups(ld, vm_id, cgid);

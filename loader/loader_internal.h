@@ -36,6 +36,8 @@ int loader_dev_for_each_object(const struct loader *ld, loader_object_fn fn, voi
  * zeroing one cell of a plain or per-CPU map. */
 int loader_percpu_sum(int fd, __u32 key, __u64 *sum, size_t nr_u64);
 int loader_cell_zero(int fd, __u32 key, size_t value_size, bool percpu);
+/* attach.c: pin a new link over an old pin, old link released only after. */
+int loader_link_pin_over(int link, const char *path);
 /* attach.c: <pin_root>/links/vm<ID>_<suffix> (bpffs forbids dots). */
 int loader_link_path(const struct loader *ld, uint32_t vm_id, const char *suffix,
 		     char *buf, size_t len);

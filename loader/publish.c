@@ -14,6 +14,7 @@
 #include <bpf/bpf.h>
 
 #include "agent/log.h"
+#include "agent/util.h"
 #include "loader/loader_internal.h"
 #include "loader/publish.h"
 #include "loader/stats.h"
@@ -323,14 +324,6 @@ struct plan_vm {
 	bool changed;
 };
 
-static uint64_t now_realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
 int publish_read_info(const struct loader *ld, struct rayos_policy_info *info)
 {
 	__u32 zero = 0;
@@ -555,7 +548,7 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 	ps->nr_vms = cp->nr_vms;
 	next = NULL;
 
-	info.applied_ns = now_realtime_ns();
+	info.applied_ns = clock_ns(CLOCK_REALTIME);
 	info.nr_vms = cp->nr_vms;
 	memcpy(info.digest, cp->digest, sizeof(info.digest));
 	if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_POLICY], &zero, &info, BPF_ANY))

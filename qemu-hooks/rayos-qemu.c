@@ -300,10 +300,7 @@ static bool resolve_exe(const char *cmd, char out[PATH_MAX])
 
 static double now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+	return clock_ns(CLOCK_MONOTONIC) / 1e6;
 }
 
 int main(int argc, char **argv)

@@ -12,7 +12,7 @@ need_root "VM lifecycle"
 need_cmds python3 jq
 agent_env
 
-CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+CG2=$(cgroup2_mount)
 if [[ -z $CG2 ]]; then
 	skip "no cgroup v2 mount" "VM lifecycle"
 	# Unregistering a VM whose process still runs takes the process out of RayOS.

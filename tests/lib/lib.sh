@@ -96,6 +96,51 @@ wait_for() {
 	done
 }
 
+# The cgroup v2 mount point (/sys/fs/cgroup, or /sys/fs/cgroup/unified on
+# hybrid hosts); empty when none.
+cgroup2_mount() { awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts; }
+
+# guest_launch VM APPEND: boot the test guest ($GUEST, built by
+# tests/qemu/guest.sh) under TCG through rayos-qemu; QPID is its pid, the
+# serial console goes to $T/console.log, rayos-qemu's output to $T/qemu.err.
+guest_launch() {
+	spawn QPID "$BUILD/rayos-qemu" --vm "$1" --run-dir "$T/run" -- qemu-system-x86_64 \
+		-machine q35,accel=tcg -m 256 -nodefaults -display none -no-reboot \
+		-serial "file:$T/console.log" -kernel "$GUEST/vmlinuz" -initrd "$GUEST/initrd.gz" \
+		-append "$2" >"$T/qemu.out" 2>"$T/qemu.err"
+}
+
+# vm_veth PREFIX MAC: a "VM" namespace $VMNS behind a veth, its host end
+# $HOST (the tap the agent enforces on) in this namespace, the VM end $VMIF
+# with MAC, addresses $NET.1 (host) and $NET.2 (VM) from a /24 of
+# 198.18.0.0/15 no interface here uses.  No IPv6 (its ND/MLD chatter would
+# land in counters) and permanent neighbours (no ARP), so every packet
+# counted is one the test sent.  vmx CMD runs CMD in the VM namespace.
+vm_veth() {
+	netns_new VMNS || return 1
+	HOST=$1$$a VMIF=$1$$b
+	local i
+	for ((i = 0; i < 50; i++)); do
+		NET=198.18.$((RANDOM % 250 + 2))
+		[[ -z $(ip -4 -o addr show to "$NET.0/24") &&
+		   -z $(ip -4 route show to match "$NET.1" | grep -v '^default') ]] && break
+	done
+	ip link add "$HOST" type veth peer name "$VMIF" netns "$VMNS" || return 1
+	on_exit "ip link del '$HOST'"
+	sysctl -qw "net.ipv6.conf.$HOST.disable_ipv6=1"
+	vmx sysctl -qw "net.ipv6.conf.all.disable_ipv6=1"
+	ip -n "$VMNS" link set "$VMIF" address "$2"
+	ip addr add "$NET.1/24" dev "$HOST"
+	ip -n "$VMNS" addr add "$NET.2/24" dev "$VMIF"
+	ip link set "$HOST" up
+	ip -n "$VMNS" link set "$VMIF" up
+	ip -n "$VMNS" link set lo up
+	HOST_MAC=$(cat "/sys/class/net/$HOST/address")
+	ip neigh replace "$NET.2" lladdr "$2" dev "$HOST" nud permanent
+	ip -n "$VMNS" neigh replace "$NET.1" lladdr "$HOST_MAC" dev "$VMIF" nud permanent
+}
+vmx() { ip netns exec "$VMNS" "$@"; }
+
 # netns_new VAR: a network namespace with a unique name, stored in VAR and
 # deleted on exit together with every process still running inside it.  It
 # sets a variable instead of printing the name because an on_exit registered

@@ -17,27 +17,9 @@ done
 SECS=${BENCH_SECS:-3} REPS=${BENCH_REPS:-2}
 
 agent_env
-netns_new VMNS || exit 1
-HOST=rb$$a VMIF=rb$$b VM_MAC=52:54:00:5e:00:03 NFT_TABLE=rayos_bench_$$
-for ((i = 0; i < 50; i++)); do
-	NET=198.18.$((RANDOM % 250 + 2))
-	[[ -z $(ip -4 -o addr show to "$NET.0/24") ]] && break
-done
-ip link add "$HOST" type veth peer name "$VMIF" netns "$VMNS" || exit 1
-on_exit "ip link del '$HOST'"
+VM_MAC=52:54:00:5e:00:03 NFT_TABLE=rayos_bench_$$
+vm_veth rb "$VM_MAC" || exit 1
 on_exit "nft delete table netdev '$NFT_TABLE'"
-vmx() { ip netns exec "$VMNS" "$@"; }
-sysctl -qw "net.ipv6.conf.$HOST.disable_ipv6=1"
-vmx sysctl -qw "net.ipv6.conf.all.disable_ipv6=1"
-ip -n "$VMNS" link set "$VMIF" address "$VM_MAC"
-ip addr add "$NET.1/24" dev "$HOST"
-ip -n "$VMNS" addr add "$NET.2/24" dev "$VMIF"
-ip link set "$HOST" up
-ip -n "$VMNS" link set "$VMIF" up
-ip -n "$VMNS" link set lo up
-ip neigh replace "$NET.2" lladdr "$VM_MAC" dev "$HOST" nud permanent
-ip -n "$VMNS" neigh replace "$NET.1" lladdr "$(cat "/sys/class/net/$HOST/address")" \
-	dev "$VMIF" nud permanent
 
 taskset -c 1 iperf3 -s -B "$NET.1" -p 5201 -D -I "$T/iperf3.pid" --logfile "$T/iperf3.log" || exit 1
 wait_for 3 test -s "$T/iperf3.pid"

@@ -12,31 +12,8 @@ need_root "live network enforcement"
 need_cmds "live network enforcement" ip nc iperf3 python3 jq bpftool ping timeout
 
 agent_env
-netns_new VMNS || exit 1
-HOST=rv$$a VMIF=rv$$b
 VM_ID=42 VM_MAC=52:54:00:5e:00:02 BAD_MAC=52:54:00:5e:00:99
-# A /24 of 198.18.0.0/15 that no interface of this host uses yet.
-for ((i = 0; i < 50; i++)); do
-	NET=198.18.$((RANDOM % 250 + 2))
-	[[ -z $(ip -4 -o addr show to "$NET.0/24") && -z $(ip -4 route show to match "$NET.1" | grep -v '^default') ]] && break
-done
-ip link add "$HOST" type veth peer name "$VMIF" netns "$VMNS" || exit 1
-on_exit "ip link del '$HOST'"
-vmx() { ip netns exec "$VMNS" "$@"; }
-
-# No IPv6 (its ND/MLD chatter would land in the counters) and permanent
-# neighbours (no ARP), so that every counted packet is one the test sent.
-sysctl -qw "net.ipv6.conf.$HOST.disable_ipv6=1"
-vmx sysctl -qw "net.ipv6.conf.all.disable_ipv6=1"
-ip -n "$VMNS" link set "$VMIF" address "$VM_MAC"
-ip addr add "$NET.1/24" dev "$HOST"
-ip -n "$VMNS" addr add "$NET.2/24" dev "$VMIF"
-ip link set "$HOST" up
-ip -n "$VMNS" link set "$VMIF" up
-ip -n "$VMNS" link set lo up
-HOST_MAC=$(cat "/sys/class/net/$HOST/address")
-ip neigh replace "$NET.2" lladdr "$VM_MAC" dev "$HOST" nud permanent
-ip -n "$VMNS" neigh replace "$NET.1" lladdr "$HOST_MAC" dev "$VMIF" nud permanent
+vm_veth rv "$VM_MAC" || exit 1
 
 # write_policy [BANDWIDTH-JSON]: VM 42 on $HOST.  In: TCP 8080 from
 # 198.18.0.0/15 only.  Out: TCP 9000 and 5201, UDP 5201 to the host, ICMP.

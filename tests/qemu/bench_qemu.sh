@@ -35,7 +35,7 @@ cat >"$T/policies/b.json" <<EOF
 EOF
 # RAYOS_BENCH_AGENT_ARGS: e.g. --no-tpm, to compare launches without measurement.
 agent_start ${RAYOS_BENCH_AGENT_ARGS:-} || { echo "# bench_qemu: the agent did not start"; exit 1; }
-CG2=$(awk -F' - ' '$2 ~ /^cgroup2 / { split($1, a, " "); print a[5]; exit }' /proc/self/mountinfo)
+CG2=$(cgroup2_mount)
 on_exit "rmdir '$CG2/rayos/vm$VM'"
 on_exit "sleep 0.3"
 spawn SLEEPER sleep 600

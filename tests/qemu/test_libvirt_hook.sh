@@ -17,7 +17,7 @@ if [[ ! -x $HOOK ]]; then
 	tap_done; exit 0
 fi
 agent_env
-CG2=$(awk -F' - ' '$2 ~ /^cgroup2 / { split($1, a, " "); print a[5]; exit }' /proc/self/mountinfo)
+CG2=$(cgroup2_mount)
 # The "QEMU" sleeps are killed first, then their VMs' cgroups go.
 on_exit "rmdir '$CG2/rayos/vm61' '$CG2/rayos/vm62'"
 on_exit "sleep 0.3"

@@ -117,17 +117,14 @@ spawn SRV python3 "$T/serve.py" "$NET.1" "$T/served.log" 9000 >/dev/null 2>&1
 wait_for 5 test -e "$T/served.log.ready" || diag "host listener did not come up"
 
 # ---- launch --------------------------------------------------------------
-CG2=$(awk -F' - ' '$2 ~ /^cgroup2 / { split($1, a, " "); print a[5]; exit }' /proc/self/mountinfo)
+CG2=$(cgroup2_mount)
 on_exit "rmdir '$CG2/rayos/vm$VM'"
 on_exit "sleep 0.3"
 APPEND="console=ttyS0 quiet panic=-1 rayos.dhcp=1 rayos.gw=$NET.1 rayos.gwmac=$BR_MAC"
 APPEND+=" rayos.preip=$PREIP/24 rayos.preprobe=$NET.1:9000"
 APPEND+=" rayos.probe=$NET.1:9000 rayos.alias=+1 rayos.aprobe=$NET.1:9000 rayos.hold=60"
 t0=$EPOCHREALTIME
-spawn QPID "$RAYOS_QEMU" --vm "$VM" --run-dir "$T/run" -- qemu-system-x86_64 \
-	-machine q35,accel=tcg -m 256 -nodefaults -display none -no-reboot \
-	-serial "file:$T/console.log" -kernel "$GUEST/vmlinuz" -initrd "$GUEST/initrd.gz" \
-	-append "$APPEND" >"$T/qemu.out" 2>"$T/qemu.err"
+guest_launch "$VM" "$APPEND"
 wait_for 15 grep -q 'registered on' "$T/qemu.err"
 ok $? "rayos-qemu registered VM $VM ($(head -1 "$T/qemu.err"))" || {
 	sed 's/^/#   /' "$T/qemu.err" "$T/agent.log"; tap_done; exit 1; }

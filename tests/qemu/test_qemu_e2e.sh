@@ -95,17 +95,14 @@ spawn SRV python3 "$T/serve.py" "$NET.1" "$T/served.log" 9000 9001 >/dev/null 2>
 wait_for 5 test -e "$T/served.log.ready" || diag "host listeners did not come up"
 
 # ---- launch --------------------------------------------------------------
-CG2=$(awk -F' - ' '$2 ~ /^cgroup2 / { split($1, a, " "); print a[5]; exit }' /proc/self/mountinfo)
+CG2=$(cgroup2_mount)
 # If anything fails, kill QEMU and remove the VM's cgroup the agent made.
 on_exit "rmdir '$CG2/rayos/vm$VM'"
 on_exit "sleep 0.3"
 APPEND="console=ttyS0 quiet panic=-1 rayos.ip=$NET.2/24 rayos.gw=$NET.1 rayos.serve=8080,8081"
 APPEND+=" rayos.probe=$NET.1:9000,$NET.1:9001 rayos.hold=120"
 t0=$EPOCHREALTIME
-spawn QPID "$RAYOS_QEMU" --vm "$VM" --run-dir "$T/run" -- qemu-system-x86_64 \
-	-machine q35,accel=tcg -m 256 -nodefaults -display none -no-reboot \
-	-serial "file:$T/console.log" -kernel "$GUEST/vmlinuz" -initrd "$GUEST/initrd.gz" \
-	-append "$APPEND" >"$T/qemu.out" 2>"$T/qemu.err"
+guest_launch "$VM" "$APPEND"
 # The guest powers itself off after rayos.hold; the cleanup kills QEMU by pid.
 wait_for 15 grep -q 'registered on' "$T/qemu.err"
 ok $? "rayos-qemu registered VM $VM ($(head -1 "$T/qemu.err"))" || {

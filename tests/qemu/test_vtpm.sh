@@ -19,7 +19,7 @@ cat >"$T/policies/p.json" <<EOF
   "disks": [ { "path": "$T/disk.img", "mode": "rw" } ] } ] }
 EOF
 check "agent starts (measuring disk images)" -- agent_start --measure-disks
-on_exit "rmdir '$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)/rayos/vm79' 2>/dev/null"
+on_exit "rmdir '$(cgroup2_mount)/rayos/vm79' 2>/dev/null"
 
 out=$("$RQ" --vm 79 --run-dir "$T/run" --state-dir "$T/state" --vtpm --no-net -- \
 	qemu-system-x86_64 -machine q35,accel=tcg -m 64 -display none -S 2>&1)
