@@ -145,9 +145,9 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			errno = 0;
 			unsigned long v = strtoul(optarg, &end, 10);
 
-			if (errno || *end || v < 1 || v > 65536) {
-				fprintf(stderr, "rayos-agent: --max-vms %s: want 1..65536\n",
-					optarg);
+			if (errno || *end || v < 1 || v > RAYOS_MAX_VMS_LIMIT) {
+				fprintf(stderr, "rayos-agent: --max-vms %s: want 1..%u\n",
+					optarg, RAYOS_MAX_VMS_LIMIT);
 				return -EINVAL;
 			}
 			cli->ao.max_vms = v;

@@ -192,6 +192,12 @@ struct compiled_cidr6 {
 	struct rayos_fw_bits val;
 };
 
+/* One rayos_fw_tab entry: a direction's ranges and CIDRs as interval tables. */
+struct compiled_tab {
+	struct rayos_fw_tab_key key;	/* key.gen is filled by the publisher */
+	struct rayos_fw_tab val;
+};
+
 /* One rayos_dev_rules entry: explicit rules and block disks merged per key. */
 struct compiled_dev {
 	struct rayos_dev_key key;	/* key.gen is filled by the publisher */
@@ -202,11 +208,12 @@ struct compiled_vm {
 	struct rayos_vm vm;		/* vm.gen, vm.slot, policy_version filled by the publisher */
 	bool has_bind;
 	struct rayos_ip_bind bind;	/* static address from the policy */
-	size_t nr_ports, nr_ranges, nr_cidr4, nr_cidr6;
+	size_t nr_ports, nr_ranges, nr_cidr4, nr_cidr6, nr_tabs;
 	struct compiled_port *ports;
-	struct compiled_range *ranges;
-	struct compiled_cidr4 *cidr4;
+	struct compiled_range *ranges;	/* LPM entries of dimensions too big */
+	struct compiled_cidr4 *cidr4;	/* for their interval table */
 	struct compiled_cidr6 *cidr6;
+	struct compiled_tab *tabs;	/* at most one per direction */
 	size_t nr_dev;			/* rayos_dev_rules entries, sorted by key */
 	struct compiled_dev *dev;
 	uint8_t digest[32];		/* SHA-256 of this VM's canonical compiled form */
@@ -222,5 +229,18 @@ struct compiled_policy {
 int policy_compile(const struct policy_set *set, struct compiled_policy **out,
 		   struct policy_error *err);
 void compiled_policy_free(struct compiled_policy *cp);
+
+/*
+ * Interval tables (agent/policy_tab.c) for the LPM entries of direction dir
+ * among the given ones (entries of the other direction are ignored).  Fills
+ * the dimensions that fit and returns their RAYOS_DIRF_*_TAB bits; a
+ * dimension without entries, or with more intervals than its table holds,
+ * is left out.  Searching a filled table (bpf/include/fwtab.bpf.h) gives
+ * what the LPM lookup gives.
+ */
+unsigned int fw_tab_build(struct rayos_fw_tab *tab, int dir,
+			  const struct compiled_range *ranges, size_t nr_ranges,
+			  const struct compiled_cidr4 *cidr4, size_t nr_cidr4,
+			  const struct compiled_cidr6 *cidr6, size_t nr_cidr6);
 
 #endif /* RAYOS_POLICY_H */

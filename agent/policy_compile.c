@@ -26,6 +26,8 @@ _Static_assert(offsetof(struct rayos_fw_range_key, port_be) == 12, "range port_b
 _Static_assert(sizeof(struct rayos_fw_cidr4_key) == 16, "rayos_fw_cidr4_key layout");
 _Static_assert(sizeof(struct rayos_fw_cidr6_key) == 28, "rayos_fw_cidr6_key layout");
 _Static_assert(sizeof(struct rayos_policy_info) == 56, "rayos_policy_info layout");
+_Static_assert(sizeof(struct rayos_fw_tab_key) == 8, "rayos_fw_tab_key layout");
+_Static_assert(sizeof(struct rayos_fw_tab) == 1920, "rayos_fw_tab layout");
 _Static_assert(sizeof(struct rayos_ip_bind) == 32, "rayos_ip_bind layout");
 _Static_assert(offsetof(struct rayos_ip_bind, lease_expiry_ns) == 24, "ip_bind expiry offset");
 _Static_assert(sizeof(struct rayos_iface) == 16, "rayos_iface layout");
@@ -55,7 +57,7 @@ _Static_assert(CIDR_KEY_BITS == (offsetof(struct rayos_fw_cidr6_key, addr) -
 /* Growable entry arrays of one VM. */
 struct builder {
 	struct compiled_vm *cvm;
-	size_t cap_ports, cap_ranges, cap_cidr4, cap_cidr6;
+	size_t cap_ports, cap_ranges, cap_cidr4, cap_cidr6, cap_tabs;
 };
 
 static int grow(void **arr, size_t *cap, size_t nr, size_t elem)
@@ -433,7 +435,7 @@ static void hash_count(struct sha256_ctx *ctx, size_t n)
 
 static void digest_vm(struct compiled_vm *cvm)
 {
-	static const char tag[] = "rayos compiled vm v1";
+	static const char tag[] = "rayos compiled vm v2";
 	uint8_t has_bind = cvm->has_bind;
 	struct sha256_ctx ctx;
 
@@ -446,6 +448,7 @@ static void digest_vm(struct compiled_vm *cvm)
 	HASH_TABLE(&ctx, cvm->ranges, cvm->nr_ranges);
 	HASH_TABLE(&ctx, cvm->cidr4, cvm->nr_cidr4);
 	HASH_TABLE(&ctx, cvm->cidr6, cvm->nr_cidr6);
+	HASH_TABLE(&ctx, cvm->tabs, cvm->nr_tabs);
 	HASH_TABLE(&ctx, cvm->dev, cvm->nr_dev);
 	sha256_final(&ctx, cvm->digest);
 }
@@ -564,6 +567,58 @@ static void free_compiled_vm(struct compiled_vm *cvm)
 	free(cvm->ranges);
 	free(cvm->cidr4);
 	free(cvm->cidr6);
+	free(cvm->tabs);
+}
+
+/* Entries of arr[0..*nr) outside direction dir, kept in order. */
+#define KEEP_OTHER_DIR(arr, nr, dir) do {					\
+	size_t __o = 0;								\
+	for (size_t __i = 0; __i < *(nr); __i++)				\
+		if ((arr)[__i].key.dir != (dir))				\
+			(arr)[__o++] = (arr)[__i];				\
+	*(nr) = __o;								\
+} while (0)
+
+/*
+ * Move direction dir's ranges and CIDRs from the LPM entries into an
+ * interval table where they fit (DESIGN.md: a trie walk costs in proportion
+ * to the whole host's entries, a table search in proportion to its own
+ * size).  Dimensions that do not fit stay in their tries.
+ */
+static int tabulate(struct builder *b, int dir)
+{
+	struct compiled_vm *cvm = b->cvm;
+	struct rayos_dir_policy *dp = &cvm->vm.dir[dir];
+	struct compiled_tab *t;
+	unsigned int got;
+
+	if (!(dp->flags & (RAYOS_DIRF_PORT_RANGES | RAYOS_DIRF_CIDR4 | RAYOS_DIRF_CIDR6)))
+		return 0;
+	if (grow((void **)&cvm->tabs, &b->cap_tabs, cvm->nr_tabs, sizeof(*t)))
+		return -ENOMEM;
+	t = &cvm->tabs[cvm->nr_tabs];
+	memset(&t->key, 0, sizeof(t->key));
+	got = fw_tab_build(&t->val, dir, cvm->ranges, cvm->nr_ranges, cvm->cidr4, cvm->nr_cidr4,
+			   cvm->cidr6, cvm->nr_cidr6);
+	if (!got)
+		return 0;
+	t->key.vm_id = cvm->vm.vm_id;
+	t->key.dir = (uint8_t)dir;
+	cvm->nr_tabs++;
+	dp->flags |= got;
+	if (got & RAYOS_DIRF_RANGE_TAB) {
+		KEEP_OTHER_DIR(cvm->ranges, &cvm->nr_ranges, dir);
+		dp->flags &= ~RAYOS_DIRF_PORT_RANGES;
+	}
+	if (got & RAYOS_DIRF_CIDR4_TAB) {
+		KEEP_OTHER_DIR(cvm->cidr4, &cvm->nr_cidr4, dir);
+		dp->flags &= ~RAYOS_DIRF_CIDR4;
+	}
+	if (got & RAYOS_DIRF_CIDR6_TAB) {
+		KEEP_OTHER_DIR(cvm->cidr6, &cvm->nr_cidr6, dir);
+		dp->flags &= ~RAYOS_DIRF_CIDR6;
+	}
+	return 0;
 }
 
 static int compile_vm(const struct policy_vm *vm, struct compiled_vm *cvm,
@@ -599,6 +654,10 @@ static int compile_vm(const struct policy_vm *vm, struct compiled_vm *cvm,
 		qsort(cvm->cidr4, cvm->nr_cidr4, sizeof(*cvm->cidr4), cmp_cidr4);
 	if (cvm->nr_cidr6)
 		qsort(cvm->cidr6, cvm->nr_cidr6, sizeof(*cvm->cidr6), cmp_cidr6);
+	for (d = 0; !ret && d < RAYOS_DIR_MAX; d++)
+		ret = tabulate(&b, d);
+	if (ret)
+		return ret;
 	digest_vm(cvm);
 	return 0;
 }

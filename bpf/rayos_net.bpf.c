@@ -78,7 +78,7 @@ static __always_inline int judge(struct __sk_buff *skb, const struct rayos_vm *v
 				 __u8 dir, struct rayos_pkt *p, __u64 now, __u8 *rule)
 {
 	const struct rayos_dir_policy *dp = &vm->dir[dir & 1];
-	struct rayos_ct_key ck;
+	struct rayos_ct_ref ck;
 	bool tracked;
 	int rsn;
 
@@ -106,7 +106,7 @@ static __always_inline int judge(struct __sk_buff *skb, const struct rayos_vm *v
 							     : RAYOS_RSN_DROP_DEFAULT;
 
 	frag_track(vm_id, dir, p, now);
-	tracked = ct_key_build(&ck, vm_id, dir, p);
+	tracked = ct_key_build(&ck, vm->slot, dir, p);
 	if (tracked && ct_pass(&ck, vm, dir, p, now))
 		return RAYOS_RSN_PASS_FLOW;
 

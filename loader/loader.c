@@ -38,6 +38,7 @@ static const char *const map_names[RAYOS_MAP_MAX] = {
 	[RAYOS_MAP_FW_RANGE]	= "rayos_fw_range",
 	[RAYOS_MAP_FW_CIDR4]	= "rayos_fw_cidr4",
 	[RAYOS_MAP_FW_CIDR6]	= "rayos_fw_cidr6",
+	[RAYOS_MAP_FW_TAB]	= "rayos_fw_tab",
 	[RAYOS_MAP_POLICY]	= "rayos_policy",
 	[RAYOS_MAP_IFACES]	= "rayos_ifaces",
 	[RAYOS_MAP_IP_BIND]	= "rayos_ip_bind",
@@ -45,7 +46,8 @@ static const char *const map_names[RAYOS_MAP_MAX] = {
 	[RAYOS_MAP_VM_STATS]	= "rayos_vm_stats",
 	[RAYOS_MAP_RULE_STATS]	= "rayos_rule_stats",
 	[RAYOS_MAP_NET_STATS]	= "rayos_net_stats",
-	[RAYOS_MAP_CT]		= "rayos_ct",
+	[RAYOS_MAP_CT4]		= "rayos_ct4",
+	[RAYOS_MAP_CT6]		= "rayos_ct6",
 	[RAYOS_MAP_FRAG]	= "rayos_frag",
 	[RAYOS_MAP_TBF]		= "rayos_tbf",
 	[RAYOS_MAP_EV_RATE]	= "rayos_ev_rate",
@@ -65,6 +67,7 @@ static const struct {
 	unsigned int per_vm;
 } vm_sized_maps[] = {
 	{ RAYOS_MAP_VMS, 1 },
+	{ RAYOS_MAP_FW_TAB, RAYOS_DIR_MAX * 2 },	/* directions x generations */
 	{ RAYOS_MAP_IFACES, 2 },
 	{ RAYOS_MAP_IP_BIND, 1 },
 	/* rayos_net per-slot arrays: one cell per slot (and direction, rule) */
@@ -238,6 +241,10 @@ int loader_open(const struct loader_opts *opts, struct loader **out)
 	int err;
 
 	*out = NULL;
+	if (max_vms > RAYOS_MAX_VMS_LIMIT) {
+		log_err("max_vms %u: at most %u", max_vms, RAYOS_MAX_VMS_LIMIT);
+		return -EINVAL;
+	}
 	loader_route_libbpf_logs();
 	ld = calloc(1, sizeof(*ld));
 	if (!ld)

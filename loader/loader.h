@@ -28,6 +28,7 @@ enum rayos_map_id {
 	RAYOS_MAP_FW_RANGE,
 	RAYOS_MAP_FW_CIDR4,
 	RAYOS_MAP_FW_CIDR6,
+	RAYOS_MAP_FW_TAB,	/* HASH rayos_fw_tab_key -> rayos_fw_tab */
 	RAYOS_MAP_POLICY,
 	RAYOS_MAP_IFACES,
 	RAYOS_MAP_IP_BIND,
@@ -35,7 +36,8 @@ enum rayos_map_id {
 	RAYOS_MAP_VM_STATS,	/* PERCPU_ARRAY slot -> struct rayos_vm_stats */
 	RAYOS_MAP_RULE_STATS,	/* ARRAY (atomic adds) RAYOS_RULE_STATS_IDX -> struct rayos_ctr */
 	RAYOS_MAP_NET_STATS,	/* PERCPU_ARRAY enum rayos_net_counter -> __u64 */
-	RAYOS_MAP_CT,		/* LRU_HASH rayos_ct_key -> rayos_ct_val */
+	RAYOS_MAP_CT4,		/* LRU_HASH rayos_ct4_key -> rayos_ct_val */
+	RAYOS_MAP_CT6,		/* LRU_HASH rayos_ct6_key -> rayos_ct_val */
 	RAYOS_MAP_FRAG,		/* LRU_HASH rayos_frag_key -> rayos_frag_val */
 	RAYOS_MAP_TBF,		/* ARRAY slot * 2 + dir -> struct rayos_tbf */
 	RAYOS_MAP_EV_RATE,	/* PERCPU_ARRAY slot -> __u64 GCRA time */

@@ -36,7 +36,7 @@ struct pub_state {
 	uint32_t nr_slots;
 };
 
-/* The four kinds of rule entries, described once so every step loops over
+/* The kinds of rule entries, described once so every step loops over
  * them the same way. */
 struct entry_kind {
 	enum rayos_map_id map;
@@ -54,6 +54,7 @@ static const struct entry_kind kinds[] = {
 	KIND(RAYOS_MAP_FW_RANGE, ranges, nr_ranges, compiled_range, rayos_fw_range_key),
 	KIND(RAYOS_MAP_FW_CIDR4, cidr4, nr_cidr4, compiled_cidr4, rayos_fw_cidr4_key),
 	KIND(RAYOS_MAP_FW_CIDR6, cidr6, nr_cidr6, compiled_cidr6, rayos_fw_cidr6_key),
+	KIND(RAYOS_MAP_FW_TAB, tabs, nr_tabs, compiled_tab, rayos_fw_tab_key),
 	/* device rules; skipped while the device objects are not loaded */
 	KIND(RAYOS_MAP_DEV_RULES, dev, nr_dev, compiled_dev, rayos_dev_key),
 };

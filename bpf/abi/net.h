@@ -138,19 +138,33 @@ struct rayos_event {
 };
 
 /*
- * rayos_ct (LRU_HASH): flows the firewall allowed, keyed from the VM's side
- * so that both directions of a flow build the same key.  ICMP echo uses the
- * identifier as vm_port and 0 as remote_port.
+ * rayos_ct4 / rayos_ct6 (LRU_HASH): flows the firewall allowed, keyed from
+ * the VM's side so that both directions of a flow build the same key.  ICMP
+ * echo uses the identifier as vm_port and 0 as remote_port.  One map per
+ * family because the hash and the compare run over the whole key: a 16-byte
+ * IPv4 key looks up ~10 ns faster than one sized for IPv6 (tests/net/
+ * bench_fw; DESIGN.md).  The VM is named by its slot (16 bits: --max-vms
+ * is at most 65536); rayos_ct_val.vm_id tells a reused slot's old flows
+ * from its new VM's.
  */
-struct rayos_ct_key {
-	__u32 vm_id;
-	__u8  family;		/* AF_INET / AF_INET6 */
-	__u8  proto;
+struct rayos_ct4_key {
+	__u32 vm_addr;		/* network order */
+	__u32 remote_addr;
 	__u16 vm_port;		/* host order */
 	__u16 remote_port;	/* host order */
-	__u16 pad;
-	__u8  vm_addr[16];	/* network order, IPv4 in the first 4 bytes */
+	__u16 slot;		/* rayos_vm.slot */
+	__u8  proto;
+	__u8  pad;
+};
+
+struct rayos_ct6_key {
+	__u8  vm_addr[16];	/* network order */
 	__u8  remote_addr[16];
+	__u16 vm_port;		/* host order */
+	__u16 remote_port;	/* host order */
+	__u16 slot;		/* rayos_vm.slot */
+	__u8  proto;
+	__u8  pad;
 };
 
 /* rayos_ct_val.flags */
@@ -158,16 +172,17 @@ struct rayos_ct_key {
 #define RAYOS_CTF_CLOSING	(1U << 1)	/* TCP FIN or RST seen */
 
 /*
- * rayos_ct value.  policy_version stamps the policy that allowed the flow: a
+ * Flow value.  policy_version stamps the policy that allowed the flow: a
  * newer policy makes the entry stale until a packet of the flow passes the
  * new rules again, so revoking a rule also ends its established flows.
  */
 struct rayos_ct_val {
 	__u64 last_ns;		/* CLOCK_MONOTONIC_COARSE of the last packet (to 1 s) */
 	__u64 policy_version;
+	__u32 vm_id;		/* the VM that owned the slot when the flow opened */
 	__u8  origin_dir;	/* direction of the packet that created it */
 	__u8  flags;		/* RAYOS_CTF_* */
-	__u8  pad[6];
+	__u8  pad[2];
 };
 
 /* Flow timeouts (ns), fixed: conservative conntrack-like values. */

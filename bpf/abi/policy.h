@@ -12,6 +12,8 @@
 #endif
 
 #define RAYOS_MAX_VMS_DEFAULT	4096
+/* Slots are 16 bits in flow keys (rayos_ct4_key). */
+#define RAYOS_MAX_VMS_LIMIT	65536
 /* Rules of one VM and direction are numbered 0..63: one bit each in a __u64. */
 #define RAYOS_MAX_RULES		64
 #define RAYOS_NAME_LEN		64
@@ -44,10 +46,17 @@ enum rayos_cap {
 /* IP protocol "any": IPPROTO_RAW (255) never appears on the wire as L4. */
 #define RAYOS_PROTO_ANY		255
 
-/* rayos_dir_policy.flags: which optional lookups a packet needs. */
+/* rayos_dir_policy.flags: which optional lookups a packet needs.  Each of
+ * the three dimensions lives either in its LPM trie or, when it fits, in the
+ * direction's interval table (rayos_fw_tab), never in both. */
 #define RAYOS_DIRF_PORT_RANGES	(1U << 0)	/* rayos_fw_range has entries */
 #define RAYOS_DIRF_CIDR4	(1U << 1)	/* rayos_fw_cidr4 has entries */
 #define RAYOS_DIRF_CIDR6	(1U << 2)	/* rayos_fw_cidr6 has entries */
+#define RAYOS_DIRF_RANGE_TAB	(1U << 3)	/* port ranges: rayos_fw_tab */
+#define RAYOS_DIRF_CIDR4_TAB	(1U << 4)	/* IPv4 CIDRs: rayos_fw_tab */
+#define RAYOS_DIRF_CIDR6_TAB	(1U << 5)	/* IPv6 CIDRs: rayos_fw_tab */
+#define RAYOS_DIRF_TABS		(RAYOS_DIRF_RANGE_TAB | RAYOS_DIRF_CIDR4_TAB | \
+				 RAYOS_DIRF_CIDR6_TAB)
 
 /*
  * Firewall of one direction.  A packet's verdict is the lowest-numbered rule
@@ -141,6 +150,42 @@ struct rayos_fw_cidr6_key {
 	__u8  addr[16];
 };
 #define RAYOS_FW_CIDR_PREFIX	64	/* bits of vm_id, gen, dir, pad */
+
+/*
+ * rayos_fw_tab (HASH): the same port-range and CIDR bitmaps as the LPM tries
+ * above, for one VM, generation and direction, as interval tables searched
+ * in a fixed number of steps (log2 of the size) inside one map value.  The
+ * cost of a lookup then depends on the table size only, not on how many
+ * entries other VMs have in the shared tries: the tries are walked in
+ * proportion to the whole host's entries (DESIGN.md).  A dimension with
+ * more intervals than its table holds stays in its trie.
+ *
+ * Each table lists interval starts in ascending order, the first one 0; an
+ * interval runs to the next start, and its bits are what the LPM lookup
+ * would return there (0: no entry).  Unused cells repeat the last interval,
+ * so "the last start <= x" can be found without knowing the count.
+ * Values are host order: ranges as proto << 16 | port, IPv6 as [high 64
+ * bits, low 64 bits].
+ */
+#define RAYOS_TAB_RANGES	32	/* powers of two */
+#define RAYOS_TAB_CIDR4		64
+#define RAYOS_TAB_CIDR6		32
+
+struct rayos_fw_tab_key {
+	__u32 vm_id;
+	__u8  gen;
+	__u8  dir;		/* enum rayos_dir */
+	__u16 pad;
+};
+
+struct rayos_fw_tab {
+	__u32 range_lo[RAYOS_TAB_RANGES];
+	__u32 cidr4_lo[RAYOS_TAB_CIDR4];
+	__u64 range_bits[RAYOS_TAB_RANGES];
+	__u64 cidr4_bits[RAYOS_TAB_CIDR4];
+	__u64 cidr6_lo[RAYOS_TAB_CIDR6][2];
+	__u64 cidr6_bits[RAYOS_TAB_CIDR6];
+};
 
 /* rayos_policy: ARRAY of one. The version the agent applied last. */
 struct rayos_policy_info {

@@ -35,32 +35,60 @@ static __always_inline bool icmp_is_echo(const struct rayos_pkt *p, bool *reply)
 	return false;
 }
 
+/* A flow key of either family; v6 says which map it belongs to. */
+struct rayos_ct_ref {
+	union {
+		struct rayos_ct4_key k4;
+		struct rayos_ct6_key k6;
+	};
+	bool v6;
+};
+
 /* Build the flow key from the VM's side.  Returns false for packets that
  * are not tracked (no ports, ICMP other than echo): those always meet the
  * rules. */
-static __always_inline bool ct_key_build(struct rayos_ct_key *k, __u32 vm_id, __u8 dir,
+static __always_inline bool ct_key_build(struct rayos_ct_ref *k, __u32 slot, __u8 dir,
 					 const struct rayos_pkt *p)
 {
 	bool out = dir == RAYOS_DIR_OUT, reply;
+	__u16 vm_port, remote_port;
 
 	if (!p->has_ports)
 		return false;
-	k->vm_id = vm_id;
-	k->family = p->family;
-	k->proto = p->proto;
-	k->pad = 0;
 	if (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) {
-		k->vm_port = out ? p->sport : p->dport;
-		k->remote_port = out ? p->dport : p->sport;
+		vm_port = out ? p->sport : p->dport;
+		remote_port = out ? p->dport : p->sport;
 	} else if (icmp_is_echo(p, &reply)) {
-		k->vm_port = p->icmp_id;
-		k->remote_port = 0;
+		vm_port = p->icmp_id;
+		remote_port = 0;
 	} else {
 		return false;
 	}
-	__builtin_memcpy(k->vm_addr, out ? p->saddr : p->daddr, 16);
-	__builtin_memcpy(k->remote_addr, out ? p->daddr : p->saddr, 16);
+	k->v6 = p->family == RAYOS_AF_INET6;
+	if (k->v6) {
+		k->k6.vm_port = vm_port;
+		k->k6.remote_port = remote_port;
+		k->k6.slot = slot;
+		k->k6.proto = p->proto;
+		k->k6.pad = 0;
+		__builtin_memcpy(k->k6.vm_addr, out ? p->saddr : p->daddr, 16);
+		__builtin_memcpy(k->k6.remote_addr, out ? p->daddr : p->saddr, 16);
+	} else {
+		k->k4.vm_port = vm_port;
+		k->k4.remote_port = remote_port;
+		k->k4.slot = slot;
+		k->k4.proto = p->proto;
+		k->k4.pad = 0;
+		k->k4.vm_addr = out ? p->saddr[0] : p->daddr[0];
+		k->k4.remote_addr = out ? p->daddr[0] : p->saddr[0];
+	}
 	return true;
+}
+
+static __always_inline struct rayos_ct_val *ct_lookup(const struct rayos_ct_ref *k)
+{
+	return k->v6 ? bpf_map_lookup_elem(&rayos_ct6, &k->k6)
+		     : bpf_map_lookup_elem(&rayos_ct4, &k->k4);
 }
 
 static __always_inline __u64 ct_timeout(const struct rayos_ct_val *v, __u8 proto)
@@ -80,18 +108,21 @@ static __always_inline __u64 ct_timeout(const struct rayos_ct_val *v, __u8 proto
  * belong to established flows and one hash hit (~13 ns) is cheaper than the
  * port lookups plus an LPM walk.
  */
-static __always_inline bool ct_pass(const struct rayos_ct_key *k, const struct rayos_vm *vm,
+static __always_inline bool ct_pass(const struct rayos_ct_ref *k, const struct rayos_vm *vm,
 				    __u8 dir, const struct rayos_pkt *p, __u64 now)
 {
-	struct rayos_ct_val *v = bpf_map_lookup_elem(&rayos_ct, k);
+	struct rayos_ct_val *v = ct_lookup(k);
 	bool reply;
 
-	if (!v || v->policy_version != vm->policy_version)
+	if (!v || v->policy_version != vm->policy_version || v->vm_id != vm->vm_id)
 		return false;
 	/* Another CPU may have stamped the entry after this CPU read its
 	 * clock: a last_ns ahead of now is fresh, not 2^64 ns old. */
-	if (now > v->last_ns && now - v->last_ns > ct_timeout(v, k->proto)) {
-		bpf_map_delete_elem(&rayos_ct, k);
+	if (now > v->last_ns && now - v->last_ns > ct_timeout(v, p->proto)) {
+		if (k->v6)
+			bpf_map_delete_elem(&rayos_ct6, &k->k6);
+		else
+			bpf_map_delete_elem(&rayos_ct4, &k->k4);
 		return false;
 	}
 	/* Echo flows pass requests one way and replies the other only. */
@@ -112,17 +143,20 @@ static __always_inline bool ct_pass(const struct rayos_ct_key *k, const struct r
 }
 
 /* Open (or re-stamp) a flow for a packet the rules allowed. */
-static __always_inline void ct_open(const struct rayos_ct_key *k, const struct rayos_vm *vm,
+static __always_inline void ct_open(const struct rayos_ct_ref *k, const struct rayos_vm *vm,
 				    __u8 dir, const struct rayos_pkt *p, __u64 now)
 {
 	struct rayos_ct_val v = {
 		.last_ns = now,
 		.policy_version = vm->policy_version,
+		.vm_id = vm->vm_id,
 		.origin_dir = dir,
 		.flags = (p->tcp_flags & (RAYOS_TCP_FIN | RAYOS_TCP_RST)) ? RAYOS_CTF_CLOSING : 0,
 	};
+	long err = k->v6 ? bpf_map_update_elem(&rayos_ct6, &k->k6, &v, BPF_ANY)
+			 : bpf_map_update_elem(&rayos_ct4, &k->k4, &v, BPF_ANY);
 
-	if (bpf_map_update_elem(&rayos_ct, k, &v, BPF_ANY))
+	if (err)
 		net_count(RAYOS_NETC_CT_FAIL);
 }
 

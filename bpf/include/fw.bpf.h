@@ -12,6 +12,7 @@
 
 #include "maps.bpf.h"
 #include "parse.bpf.h"
+#include "fwtab.bpf.h"
 
 /*
  * Port-dimension bitmap.  Without ports (non-TCP/UDP/ICMP protocols, later
@@ -20,8 +21,9 @@
  * mentions this protocol: bitmap 0, so the default action decides.
  */
 static __always_inline __u64 fw_port_bits(__u32 vm_id, const struct rayos_vm *vm, __u8 dir,
-					  const struct rayos_pkt *p)
+					  const struct rayos_pkt *p, const struct rayos_fw_tab *tab)
 {
+	const struct rayos_dir_policy *dp = &vm->dir[dir & 1];
 	struct rayos_fw_port_key k = {
 		.vm_id = vm_id,
 		.gen = vm->gen,
@@ -36,7 +38,12 @@ static __always_inline __u64 fw_port_bits(__u32 vm_id, const struct rayos_vm *vm
 		bits = bpf_map_lookup_elem(&rayos_fw_port, &k);
 		if (bits)
 			return bits->rules;
-		if (vm->dir[dir & 1].flags & RAYOS_DIRF_PORT_RANGES) {
+		if (tab && (dp->flags & RAYOS_DIRF_RANGE_TAB)) {
+			__u64 r = fwtab_range(tab, (__u32)p->proto << 16 | p->dport);
+
+			if (r)
+				return r;
+		} else if (dp->flags & RAYOS_DIRF_PORT_RANGES) {
 			struct rayos_fw_range_key rk = {
 				.prefixlen = RAYOS_FW_RANGE_PREFIX + 16,
 				.vm_id = vm_id,
@@ -69,16 +76,22 @@ static __always_inline __u64 fw_port_bits(__u32 vm_id, const struct rayos_vm *vm
 #define RAYOS_CIDR6_LOOKUP_BITS	((sizeof(struct rayos_fw_cidr6_key) - sizeof(__u32)) * 8)
 
 /* CIDR-dimension bitmap over the remote address (OUT: destination, IN:
- * source).  The LPM walk is paid only by VMs that have CIDR rules. */
+ * source).  A table search, or an LPM walk for a VM whose CIDRs do not
+ * fit its table; nothing for a VM without CIDR rules. */
 static __always_inline __u64 fw_cidr_bits(__u32 vm_id, const struct rayos_vm *vm, __u8 dir,
-					  const struct rayos_pkt *p)
+					  const struct rayos_pkt *p, const struct rayos_fw_tab *tab)
 {
 	const struct rayos_dir_policy *dp = &vm->dir[dir & 1];
 	const __u32 *remote = dir == RAYOS_DIR_OUT ? p->daddr : p->saddr;
 	__u64 bits = dp->cidr_wild_bits;
 	struct rayos_fw_bits *hit = NULL;
 
-	if (p->family == RAYOS_AF_INET && (dp->flags & RAYOS_DIRF_CIDR4)) {
+	if (tab && p->family == RAYOS_AF_INET && (dp->flags & RAYOS_DIRF_CIDR4_TAB)) {
+		bits |= fwtab_cidr4(tab, bpf_ntohl(remote[0]));
+	} else if (tab && p->family == RAYOS_AF_INET6 && (dp->flags & RAYOS_DIRF_CIDR6_TAB)) {
+		bits |= fwtab_cidr6(tab, (__u64)bpf_ntohl(remote[0]) << 32 | bpf_ntohl(remote[1]),
+				    (__u64)bpf_ntohl(remote[2]) << 32 | bpf_ntohl(remote[3]));
+	} else if (p->family == RAYOS_AF_INET && (dp->flags & RAYOS_DIRF_CIDR4)) {
 		struct rayos_fw_cidr4_key k = {
 			.prefixlen = RAYOS_CIDR4_LOOKUP_BITS,
 			.vm_id = vm_id,
@@ -134,16 +147,25 @@ static __always_inline int fw_eval(__u32 vm_id, const struct rayos_vm *vm, __u8 
 				   const struct rayos_pkt *p, __u8 *rule)
 {
 	const struct rayos_dir_policy *dp = &vm->dir[dir & 1];
+	const struct rayos_fw_tab *tab = NULL;
 	__u64 match;
 	__u32 r;
 
+	/* A missing table (never written: the agent writes it before the
+	 * record that points at it) reads as "no entries" for its dimensions,
+	 * like a miss in their tries: the default action decides. */
+	if (dp->flags & RAYOS_DIRF_TABS) {
+		struct rayos_fw_tab_key tk = { .vm_id = vm_id, .gen = vm->gen, .dir = dir };
+
+		tab = bpf_map_lookup_elem(&rayos_fw_tab, &tk);
+	}
 	*rule = RAYOS_EV_RULE_NONE;
-	match = fw_port_bits(vm_id, vm, dir, p);
+	match = fw_port_bits(vm_id, vm, dir, p, tab);
 	/* Skip the LPM walk when it cannot change the answer: no candidate
 	 * rule, or the first candidate has no CIDR (it matches every address,
 	 * and only the lowest surviving bit decides). */
 	if (match && !(match & -match & dp->cidr_wild_bits))
-		match &= fw_cidr_bits(vm_id, vm, dir, p);
+		match &= fw_cidr_bits(vm_id, vm, dir, p, tab);
 	if (!match)
 		return dp->default_action == RAYOS_ACT_ALLOW ? RAYOS_RSN_PASS_DEFAULT
 							     : RAYOS_RSN_DROP_DEFAULT;

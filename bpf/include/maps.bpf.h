@@ -62,6 +62,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rayos_fw_cidr6 SEC(".maps");
 
+/* Four per VM: two generations, two directions; only VMs with ranges or
+ * CIDRs have them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4 * RAYOS_MAX_VMS_DEFAULT);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct rayos_fw_tab_key);
+	__type(value, struct rayos_fw_tab);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rayos_fw_tab SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -131,10 +142,18 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1U << 18);
-	__type(key, struct rayos_ct_key);
+	__type(key, struct rayos_ct4_key);
 	__type(value, struct rayos_ct_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} rayos_ct SEC(".maps");
+} rayos_ct4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1U << 16);
+	__type(key, struct rayos_ct6_key);
+	__type(value, struct rayos_ct_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rayos_ct6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -2,11 +2,15 @@
 /*
  * Per-packet cost of rayos_from_vm / rayos_to_vm under BPF_PROG_TEST_RUN
  * (the kernel's own ns/run over many repeats), next to an empty tc and an
- * empty XDP program measured in the same run.  Two dimensions: total rule
- * entries host-wide (10 .. 1M, spread over VMs, all in the maps the measured
- * VM's lookups go to) and number of VMs (8 .. 4096).  Maps are filled the way
- * the agent fills them: JSON policy files -> policy_load_dir ->
- * policy_compile -> publish_policy.  Prints figures; never fails on timing.
+ * empty XDP program.  Two dimensions: rules host-wide (10 .. 1M, spread
+ * over VMs, all in the maps the measured VM's lookups go to) and number of
+ * VMs (8 .. 4096).  Maps are filled the way the agent fills them: JSON
+ * policy files -> policy_load_dir -> policy_compile -> publish_policy.
+ *
+ * Every scenario is loaded at once (each under its own pin root) and each
+ * round measures all of them, so a change in the machine's speed during the
+ * run (these hosts have slow and fast phases) hits every figure alike and
+ * the ratios compare like with like.  Prints figures; never fails on timing.
  */
 #include <errno.h>
 #include <sched.h>
@@ -30,18 +34,20 @@
 
 #define MEASURED_ID	1		/* the VM whose packets are timed */
 #define TAP_IFINDEX	1		/* lo: test_run runs tc programs "on" it */
+#define FILLER_ID	2		/* a VM whose CIDRs live in the LPM trie */
 #define REPEAT		200000
-#define ROUNDS		5		/* median of this many runs per figure */
+#define ROUNDS		7		/* median of this many runs per figure */
 #define VMS_PER_FILE	256		/* keeps filler files under 1 MiB */
 #define MAX_VMS		4096
 
-enum pkind { P_FLOW, P_RULE_DENY, P_DEFAULT_DENY, P_RULE_ALLOW, P_MAX };
+enum pkind { P_FLOW, P_RULE_DENY, P_DEFAULT_DENY, P_RULE_ALLOW, P_TRIE, P_MAX };
 
 static const char *const pkind_name[P_MAX] = {
 	[P_FLOW]	 = "flow hit (TCP ACK, out)",
-	[P_RULE_DENY]	 = "SYN, deny rule (range+cidr LPM)",
+	[P_RULE_DENY]	 = "SYN, deny rule (range+cidr)",
 	[P_DEFAULT_DENY] = "SYN, no rule: default deny",
 	[P_RULE_ALLOW]	 = "GRE, allow rule (+rule ctr)",
+	[P_TRIE]	 = "SYN, CIDR in LPM trie: default",
 };
 
 static double now_s(void)
@@ -76,8 +82,9 @@ static int put_vm(char *buf, size_t cap, unsigned int id, bool filler)
 			"{\"action\":\"allow\",\"protocol\":47},"
 			"{\"action\":\"deny\",\"cidrs\":[\"203.0.113.0/24\"]}");
 	} else {
-		/* ~256 entries: 128 exact ports (hash), 16 ranges of 3 ports
-		 * (2 LPM prefixes each), 96 CIDRs (LPM). */
+		/* 241 rules as nftables would count them (one per port,
+		 * range and CIDR): 128 exact ports (hash), 16 ranges of 3
+		 * ports (interval table), 96 CIDRs (LPM trie). */
 		n += snprintf(buf + n, cap - n, "{\"action\":\"allow\",\"protocol\":\"tcp\",\"ports\":[");
 		for (int i = 0; i < 128; i++)
 			n += snprintf(buf + n, cap - n, "%s%d", i ? "," : "", 1000 + i);
@@ -87,8 +94,10 @@ static int put_vm(char *buf, size_t cap, unsigned int id, bool filler)
 				      2001 + 8 * i, 2003 + 8 * i);
 		n += snprintf(buf + n, cap - n, "]},{\"action\":\"allow\",\"protocol\":\"tcp\","
 			      "\"ports\":[443],\"cidrs\":[");
+		/* every other /24: 96 intervals apart, more than an
+		 * interval table holds, so these stay in the LPM trie */
 		for (int i = 0; i < 96; i++)
-			n += snprintf(buf + n, cap - n, "%s\"172.16.%d.0/24\"", i ? "," : "", i);
+			n += snprintf(buf + n, cap - n, "%s\"172.16.%d.0/24\"", i ? "," : "", 2 * i);
 		n += snprintf(buf + n, cap - n, "]}");
 	}
 	n += snprintf(buf + n, cap - n,
@@ -149,13 +158,18 @@ static int load_policy(unsigned int nr_vms, unsigned int nr_plain, struct policy
 	return err;
 }
 
-static size_t nr_entries(const struct compiled_policy *cp)
+/* Rules as nftables would count them: one per port or range and CIDR. */
+static size_t nr_rules(const struct policy_set *set)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; i < cp->nr_vms; i++)
-		n += cp->vms[i].nr_ports + cp->vms[i].nr_ranges +
-		     cp->vms[i].nr_cidr4 + cp->vms[i].nr_cidr6;
+	for (size_t i = 0; i < set->nr_vms; i++)
+		for (int d = 0; d < RAYOS_DIR_MAX; d++)
+			for (size_t r = 0; r < set->vms[i].fw[d].nr_rules; r++) {
+				const struct fw_rule *fr = &set->vms[i].fw[d].rules[r];
+
+				n += (fr->nr_ports ?: 1) * (fr->nr_cidrs ?: 1);
+			}
 	return n;
 }
 
@@ -176,6 +190,11 @@ static void build(struct pkt *p, enum pkind k, bool syn_for_flow)
 		if (k == P_RULE_ALLOW) {
 			pkt_ipv4(p, "10.1.2.3", "10.0.0.2", 47, 0, 0, 1);
 			pkt_payload(p, 4, 0);
+		} else if (k == P_TRIE) {
+			/* the filler's "tcp 443 from 96 CIDRs": a port hit,
+			 * then the trie walk, which misses */
+			pkt_ipv4(p, "198.51.100.1", "10.0.0.2", 6, 0, 0, 1);
+			pkt_tcp(p, 40000, 443, 0x02);
 		} else {
 			pkt_ipv4(p, "198.51.100.1", "10.0.0.2", 6, 0, 0, 1);
 			pkt_tcp(p, 40000, k == P_RULE_DENY ? 6020 : 9999, 0x02);
@@ -210,135 +229,142 @@ static int run_xdp(int fd, const struct pkt *p, uint32_t repeat, uint32_t *ns)
 	return 0;
 }
 
-struct figures {
-	uint32_t empty_tc, empty_xdp;
-	uint32_t ns[P_MAX];
-	uint32_t verdict[P_MAX];
-};
-
-static int measure(struct rayos_bench *empty, int prog_out, int prog_in, struct figures *f)
-{
-	uint32_t tc[ROUNDS], xdp[ROUNDS], ns[P_MAX][ROUNDS], rv;
-	int tc_fd = bpf_program__fd(empty->progs.rayos_bench_tc);
-	int xdp_fd = bpf_program__fd(empty->progs.rayos_bench_xdp);
-	struct pkt pk[P_MAX], syn;
-	int err;
-
-	for (int k = 0; k < P_MAX; k++)
-		build(&pk[k], k, false);
-	/* Open the flow the ACKs belong to. */
-	build(&syn, P_FLOW, true);
-	err = pkt_run_tc(prog_out, &syn, TAP_IFINDEX, 1, &rv, NULL);
-	if (err)
-		return err;
-	/* Rounds interleave every figure so drift hits them alike. */
-	for (int r = 0; r < ROUNDS; r++) {
-		err = pkt_run_tc(tc_fd, &pk[P_RULE_DENY], TAP_IFINDEX, REPEAT, &rv, &tc[r]);
-		err = err ?: run_xdp(xdp_fd, &pk[P_RULE_DENY], REPEAT, &xdp[r]);
-		for (int k = 0; k < P_MAX && !err; k++)
-			err = pkt_run_tc(k == P_FLOW ? prog_out : prog_in, &pk[k], TAP_IFINDEX,
-					 REPEAT, &f->verdict[k], &ns[k][r]);
-		if (err)
-			return err;
-	}
-	f->empty_tc = median(tc, ROUNDS);
-	f->empty_xdp = median(xdp, ROUNDS);
-	for (int k = 0; k < P_MAX; k++)
-		f->ns[k] = median(ns[k], ROUNDS);
-	return 0;
-}
-
 /* ---- scenarios -------------------------------------------------------------- */
 
 struct scenario {
 	const char *label;
 	unsigned int nr_vms, nr_plain, max_vms;
-	size_t entries;		/* filled in */
-	struct figures f;
+	size_t rules, entries, tabs;	/* filled in */
+	struct loader *ld;
+	char pin[96];
+	uint32_t empty_tc[ROUNDS], empty_xdp[ROUNDS], ns[P_MAX][ROUNDS];
+	uint32_t verdict[P_MAX];
+	/* medians */
+	uint32_t m_tc, m_xdp, m[P_MAX];
 };
 
-static int run_scenario(struct rayos_bench *empty, struct scenario *s, int idx)
+static int iface_to(struct scenario *s, uint32_t vm_id)
 {
-	char pin[96];
-	struct loader_opts lo = { .pin_root = pin, .max_vms = s->max_vms };
+	struct rayos_iface iface = { .vm_id = vm_id };
+	uint32_t ifindex = TAP_IFINDEX;
+
+	return bpf_map_update_elem(loader_map_fd(s->ld, RAYOS_MAP_IFACES), &ifindex, &iface,
+				   BPF_ANY) ? -errno : 0;
+}
+
+/* Load, compile and publish the scenario's policy; open the measured flow. */
+static int setup(struct scenario *s, int idx)
+{
+	struct loader_opts lo = { .pin_root = s->pin, .max_vms = s->max_vms };
 	struct compiled_policy *cp = NULL;
 	struct policy_set *set = NULL;
 	struct policy_error perr = { 0 };
 	struct publish_stats st;
-	struct loader *ld = NULL;
-	struct rayos_iface iface = { .vm_id = MEASURED_ID };
-	uint32_t ifindex = TAP_IFINDEX;
 	double t0 = now_s(), t_load, t_pub;
+	struct pkt syn;
+	uint32_t rv;
 	int err;
 
-	snprintf(pin, sizeof(pin), "/sys/fs/bpf/rayos-bench-fw-%d-%d", getpid(), idx);
+	snprintf(s->pin, sizeof(s->pin), "/sys/fs/bpf/rayos-bench-fw-%d-%d", getpid(), idx);
 	err = load_policy(s->nr_vms, s->nr_plain, &set);
 	err = err ?: policy_compile(set, &cp, &perr);
 	if (err)
 		goto out;
-	s->entries = nr_entries(cp);
+	s->rules = nr_rules(set);
+	for (size_t i = 0; i < cp->nr_vms; i++) {
+		s->entries += cp->vms[i].nr_ports + cp->vms[i].nr_ranges +
+			      cp->vms[i].nr_cidr4 + cp->vms[i].nr_cidr6;
+		s->tabs += cp->vms[i].nr_tabs;
+	}
 	t_load = now_s() - t0;
-	err = loader_open(&lo, &ld);
+	err = loader_open(&lo, &s->ld);
 	if (err) {
 		fprintf(stderr, "bench_fw: loader_open: %s\n", strerror(-err));
 		goto out;
 	}
 	t0 = now_s();
-	err = publish_policy(ld, cp, &st);
+	err = publish_policy(s->ld, cp, &st);
 	t_pub = now_s() - t0;
 	if (err) {
 		fprintf(stderr, "bench_fw: publish_policy: %s\n", strerror(-err));
 		goto out;
 	}
 	/* The tap -> VM link, as loader_attach_vm writes it (without
-	 * attaching anything to lo). */
-	if (bpf_map_update_elem(loader_map_fd(ld, RAYOS_MAP_IFACES), &ifindex, &iface, BPF_ANY)) {
-		err = -errno;
-		goto out;
-	}
-	err = measure(empty, loader_prog_fd(ld, RAYOS_PROG_FROM_VM),
-		      loader_prog_fd(ld, RAYOS_PROG_TO_VM), &s->f);
-	if (getenv("BENCH_FW_DEBUG")) {
-		struct rayos_vm_stats vs;
-
-		if (!loader_vm_stats(ld, cp->vms[0].vm.slot, &vs))
-			for (int d = 0; d < RAYOS_DIR_MAX; d++)
-				for (int r = 0; r < RAYOS_RSN_MAX; r++)
-					if (vs.c[d][r].packets)
-						fprintf(stderr, "#   dir %d reason %d: %llu\n", d, r,
-							(unsigned long long)vs.c[d][r].packets);
-	}
-	fprintf(stderr, "# %s: %zu entries, %u VMs: parse+compile %.2f s, publish %.2f s\n",
-		s->label, s->entries, s->nr_vms, t_load, t_pub);
+	 * attaching anything to lo); then the flow the ACKs belong to. */
+	build(&syn, P_FLOW, true);
+	err = iface_to(s, MEASURED_ID) ?:
+	      pkt_run_tc(loader_prog_fd(s->ld, RAYOS_PROG_FROM_VM), &syn, TAP_IFINDEX, 1, &rv, NULL);
+	fprintf(stderr, "# %s: %zu rules, %zu trie/hash entries, %zu interval tables, %u VMs: "
+		"parse+compile %.2f s, publish %.2f s\n", s->label, s->rules, s->entries, s->tabs,
+		s->nr_vms, t_load, t_pub);
 out:
-	loader_close(ld);
-	loader_purge(pin);
 	compiled_policy_free(cp);
 	policy_set_free(set);
 	return err;
 }
 
+static void teardown(struct scenario *s)
+{
+	loader_close(s->ld);
+	if (s->pin[0])
+		loader_purge(s->pin);
+}
+
+/* One round of every figure of one scenario. */
+static int measure_round(struct rayos_bench *empty, struct scenario *s, int r)
+{
+	int out = loader_prog_fd(s->ld, RAYOS_PROG_FROM_VM);
+	int in = loader_prog_fd(s->ld, RAYOS_PROG_TO_VM);
+	struct pkt pk[P_MAX];
+	uint32_t rv;
+	int err;
+
+	for (int k = 0; k < P_MAX; k++)
+		build(&pk[k], k, false);
+	err = pkt_run_tc(bpf_program__fd(empty->progs.rayos_bench_tc), &pk[P_RULE_DENY],
+			 TAP_IFINDEX, REPEAT, &rv, &s->empty_tc[r]);
+	err = err ?: run_xdp(bpf_program__fd(empty->progs.rayos_bench_xdp), &pk[P_RULE_DENY],
+			     REPEAT, &s->empty_xdp[r]);
+	for (int k = 0; k < P_MAX && !err; k++) {
+		/* The trie packet goes to a filler VM's tap. */
+		if (k == P_TRIE && s->nr_vms < FILLER_ID)
+			continue;
+		if (k == P_TRIE)
+			err = iface_to(s, FILLER_ID);
+		err = err ?: pkt_run_tc(k == P_FLOW ? out : in, &pk[k], TAP_IFINDEX, REPEAT,
+					&s->verdict[k], &s->ns[k][r]);
+		if (k == P_TRIE)
+			err = err ?: iface_to(s, MEASURED_ID);
+	}
+	return err;
+}
+
 static void print_row(const struct scenario *s)
 {
-	for (int k = 0; k < P_MAX; k++)
-		printf("%-10s %8zu %5u  %-32s %7u %+9d %+9d   %s\n", s->label, s->entries, s->nr_vms,
-		       pkind_name[k], s->f.ns[k], (int)s->f.ns[k] - (int)s->f.empty_tc,
-		       (int)s->f.ns[k] - (int)s->f.empty_xdp,
-		       s->f.verdict[k] == 0 ? "pass" : s->f.verdict[k] == 2 ? "drop" : "?");
+	for (int k = 0; k < P_MAX; k++) {
+		if (!s->m[k])
+			continue;
+		printf("%-10s %8zu %5u  %-32s %7u %+9d %+9d   %s\n", s->label, s->rules, s->nr_vms,
+		       pkind_name[k], s->m[k], (int)s->m[k] - (int)s->m_tc,
+		       (int)s->m[k] - (int)s->m_xdp,
+		       s->verdict[k] == 0 ? "pass" : s->verdict[k] == 2 ? "drop" : "?");
+	}
 	printf("%-10s %8s %5s  %-32s %7u %+9d %+9d\n", s->label, "", "", "(empty tc)",
-	       s->f.empty_tc, 0, (int)s->f.empty_tc - (int)s->f.empty_xdp);
+	       s->m_tc, 0, (int)s->m_tc - (int)s->m_xdp);
 	printf("%-10s %8s %5s  %-32s %7u %+9d %+9d\n", s->label, "", "", "(empty xdp)",
-	       s->f.empty_xdp, (int)s->f.empty_xdp - (int)s->f.empty_tc, 0);
+	       s->m_xdp, (int)s->m_xdp - (int)s->m_tc, 0);
 }
 
 static void print_ratio(const char *what, const struct scenario *lo, const struct scenario *hi)
 {
 	for (int k = 0; k < P_MAX; k++) {
-		double dl = (double)lo->f.ns[k] - lo->f.empty_tc;
-		double dh = (double)hi->f.ns[k] - hi->f.empty_tc;
+		double dl = (double)lo->m[k] - lo->m_tc;
+		double dh = (double)hi->m[k] - hi->m_tc;
 
+		if (!lo->m[k] || !hi->m[k])
+			continue;
 		printf("ratio %-9s %-32s ns/packet %.2fx   over empty tc %.2fx\n", what,
-		       pkind_name[k], (double)hi->f.ns[k] / lo->f.ns[k], dl > 0 ? dh / dl : 0.0);
+		       pkind_name[k], (double)hi->m[k] / lo->m[k], dl > 0 ? dh / dl : 0.0);
 	}
 }
 
@@ -346,27 +372,25 @@ static void print_ratio(const char *what, const struct scenario *lo, const struc
 int main(int argc, char **argv)
 {
 	const char *filter = argc > 1 ? argv[1] : NULL;
-	/* Rule dimension: one realistic VM plus fillers of ~256 entries each,
-	 * max_vms fixed so only the entry count changes. */
-	struct scenario rules[] = {
+	/* Rule dimension: one realistic VM plus fillers of 241 rules each,
+	 * max_vms fixed so only the rule count changes.  VM dimension: every
+	 * VM has the realistic set, maps sized to fit. */
+	struct scenario sc[] = {
 		{ "rules=10", 1, 1, MAX_VMS },
 		{ "rules=1k", 5, 1, MAX_VMS },
-		{ "rules=100k", 392, 1, MAX_VMS },
+		{ "rules=100k", 416, 1, MAX_VMS },
 		{ "rules=1M", MAX_VMS, 1, MAX_VMS },
-	};
-	/* VM dimension: every VM has the realistic set, maps sized to fit. */
-	struct scenario vms[] = {
 		{ "vms=8", 8, 8, 8 },
 		{ "vms=64", 64, 64, 64 },
 		{ "vms=1024", 1024, 1024, 1024 },
 		{ "vms=4096", 4096, 4096, 4096 },
 	};
-	const size_t nr_rules = sizeof(rules) / sizeof(rules[0]);
-	const size_t nr_vms = sizeof(vms) / sizeof(vms[0]);
+	enum { R10, R1K, R100K, R1M, V8, V64, V1024, V4096, NR_SC };
+	bool on[NR_SC];
 	struct rayos_bench *empty;
 	double t0 = now_s();
 	cpu_set_t cpus;
-	int idx = 0, err = 0;
+	int err = 0;
 
 	log_set_level(LOG_LVL_WARN);
 	/* One CPU: per-CPU maps and caches behave the same for every figure. */
@@ -380,30 +404,41 @@ int main(int argc, char **argv)
 			strerror(errno));
 		return 1;
 	}
-	printf("# rayos_net per packet, BPF_PROG_TEST_RUN, %d repeats, median of %d; "
-	       "60-byte frames\n", REPEAT, ROUNDS);
-	printf("%-10s %8s %5s  %-32s %7s %9s %9s   %s\n", "scenario", "entries", "VMs",
-	       "packet", "ns/pkt", "-emptytc", "-emptyxdp", "verdict");
-	for (size_t i = 0; i < nr_rules && !err; i++) {
-		if (filter && !strstr(rules[i].label, filter))
-			continue;
-		err = run_scenario(empty, &rules[i], idx++);
-		if (!err)
-			print_row(&rules[i]);
-		fflush(stdout);
+	for (int i = 0; i < NR_SC && !err; i++) {
+		on[i] = !filter || strstr(sc[i].label, filter);
+		if (on[i])
+			err = setup(&sc[i], i);
 	}
-	for (size_t i = 0; i < nr_vms && !err; i++) {
-		if (filter && !strstr(vms[i].label, filter))
+	/* Rounds interleave every scenario and figure. */
+	for (int r = 0; r < ROUNDS && !err; r++)
+		for (int i = 0; i < NR_SC && !err; i++)
+			if (on[i])
+				err = measure_round(empty, &sc[i], r);
+	if (!err) {
+		printf("# rayos_net per packet, BPF_PROG_TEST_RUN, %d repeats, median of %d "
+		       "interleaved rounds; 60-byte frames\n", REPEAT, ROUNDS);
+		printf("%-10s %8s %5s  %-32s %7s %9s %9s   %s\n", "scenario", "rules", "VMs",
+		       "packet", "ns/pkt", "-emptytc", "-emptyxdp", "verdict");
+	}
+	for (int i = 0; i < NR_SC && !err; i++) {
+		struct scenario *s = &sc[i];
+
+		if (!on[i])
 			continue;
-		err = run_scenario(empty, &vms[i], idx++);
-		if (!err)
-			print_row(&vms[i]);
-		fflush(stdout);
+		s->m_tc = median(s->empty_tc, ROUNDS);
+		s->m_xdp = median(s->empty_xdp, ROUNDS);
+		for (int k = 0; k < P_MAX; k++)
+			s->m[k] = s->ns[k][0] ? median(s->ns[k], ROUNDS) : 0;
+		print_row(s);
 	}
 	if (!err && !filter) {
-		print_ratio("1M/10", &rules[0], &rules[nr_rules - 1]);
-		print_ratio("4096/8", &vms[0], &vms[nr_vms - 1]);
+		print_ratio("1M/10", &sc[R10], &sc[R1M]);
+		print_ratio("100k/10", &sc[R10], &sc[R100K]);
+		print_ratio("4096/8", &sc[V8], &sc[V4096]);
 	}
+	for (int i = 0; i < NR_SC; i++)
+		if (on[i])
+			teardown(&sc[i]);
 	printf("# total %.1f s\n", now_s() - t0);
 	rayos_bench__destroy(empty);
 	return err ? 1 : 0;

@@ -31,7 +31,8 @@
 
 /* The ABI as the BPF side lays it out (clang -target bpf, same rules). */
 _Static_assert(sizeof(struct rayos_event) == 64, "rayos_event layout");
-_Static_assert(sizeof(struct rayos_ct_key) == 44, "rayos_ct_key layout");
+_Static_assert(sizeof(struct rayos_ct4_key) == 16, "rayos_ct4_key layout");
+_Static_assert(sizeof(struct rayos_ct6_key) == 40, "rayos_ct6_key layout");
 _Static_assert(sizeof(struct rayos_ct_val) == 24, "rayos_ct_val layout");
 _Static_assert(sizeof(struct rayos_frag_key) == 44, "rayos_frag_key layout");
 _Static_assert(sizeof(struct rayos_frag_val) == 16, "rayos_frag_val layout");

@@ -7,6 +7,7 @@
  * agent does, runs frames and checks verdict, reason counter and rule counter.
  */
 #include "tests/net/net_fixture.h"
+#include "agent/policy.h"
 
 #include <stddef.h>
 
@@ -239,19 +240,87 @@ static uint8_t compile_dir(uint8_t dir, const struct tdir *d, struct rayos_dir_p
 	return flags;
 }
 
+/* Every entry of one LPM map, keys and values, as the compiler's structs. */
+#define READ_ALL(fd, arr, nr) do {						\
+	__typeof__((arr)[0].key) __k, __prev;					\
+	bool __first = true;							\
+	(nr) = 0;								\
+	while ((nr) < sizeof(arr) / sizeof((arr)[0]) &&				\
+	       !bpf_map_get_next_key(fd, __first ? NULL : &__prev, &__k)) {	\
+		__first = false;						\
+		__prev = __k;							\
+		(arr)[nr].key = __k;						\
+		if (!bpf_map_lookup_elem(fd, &__k, &(arr)[nr].val))		\
+			(nr)++;							\
+	}									\
+} while (0)
+
+/*
+ * Do what the agent's compiler does after folding (agent/policy_compile.c
+ * tabulate()): move each direction's ranges and CIDRs into its interval
+ * table where they fit, and take them out of the tries.  The cases then run
+ * again through fwtab.bpf.h instead of the LPM lookups.  Returns whether
+ * anything moved.
+ */
+static bool tabulate(struct rayos_vm *vm)
+{
+	static struct compiled_range r[256];
+	static struct compiled_cidr4 c4[64];
+	static struct compiled_cidr6 c6[64];
+	size_t nr, n4, n6;
+	bool moved = false;
+
+	READ_ALL(fx.map[RAYOS_MAP_FW_RANGE], r, nr);
+	READ_ALL(fx.map[RAYOS_MAP_FW_CIDR4], c4, n4);
+	READ_ALL(fx.map[RAYOS_MAP_FW_CIDR6], c6, n6);
+	for (int d = 0; d < RAYOS_DIR_MAX; d++) {
+		struct rayos_fw_tab_key k = { .vm_id = VM_ID, .dir = d };
+		struct rayos_fw_tab tab;
+		unsigned int got = fw_tab_build(&tab, d, r, nr, c4, n4, c6, n6);
+
+		if (!got)
+			continue;
+		if (bpf_map_update_elem(fx.map[RAYOS_MAP_FW_TAB], &k, &tab, BPF_ANY))
+			tap_diag("rayos_fw_tab update: %s", strerror(errno));
+		vm->dir[d].flags |= got;
+		for (size_t i = 0; (got & RAYOS_DIRF_RANGE_TAB) && i < nr; i++)
+			if (r[i].key.dir == d)
+				bpf_map_delete_elem(fx.map[RAYOS_MAP_FW_RANGE], &r[i].key);
+		for (size_t i = 0; (got & RAYOS_DIRF_CIDR4_TAB) && i < n4; i++)
+			if (c4[i].key.dir == d)
+				bpf_map_delete_elem(fx.map[RAYOS_MAP_FW_CIDR4], &c4[i].key);
+		for (size_t i = 0; (got & RAYOS_DIRF_CIDR6_TAB) && i < n6; i++)
+			if (c6[i].key.dir == d)
+				bpf_map_delete_elem(fx.map[RAYOS_MAP_FW_CIDR6], &c6[i].key);
+		if (got & RAYOS_DIRF_RANGE_TAB)
+			vm->dir[d].flags &= ~RAYOS_DIRF_PORT_RANGES;
+		if (got & RAYOS_DIRF_CIDR4_TAB)
+			vm->dir[d].flags &= ~RAYOS_DIRF_CIDR4;
+		if (got & RAYOS_DIRF_CIDR6_TAB)
+			vm->dir[d].flags &= ~RAYOS_DIRF_CIDR6;
+		moved = true;
+	}
+	return moved;
+}
+
 /* Replace the VM's whole state: rules, record (new policy_version), binding,
- * and forget flows, fragments, buckets and the event limiter. */
-static void policy_apply(const struct tpolicy *pol)
+ * and forget flows, fragments, buckets and the event limiter.  With
+ * with_tabs, ranges and CIDRs go to interval tables; returns whether any
+ * did. */
+static bool policy_apply_tabs(const struct tpolicy *pol, bool with_tabs)
 {
 	struct rayos_vm vm = { .vm_id = VM_ID, .slot = VM_SLOT, .gen = 0,
 			       .flags = pol->vm_flags, .policy_version = fx.version++ };
 	uint32_t id = VM_ID;
+	bool moved = false;
 
 	map_clear(fx.map[RAYOS_MAP_FW_PORT], sizeof(struct rayos_fw_port_key));
 	map_clear(fx.map[RAYOS_MAP_FW_RANGE], sizeof(struct rayos_fw_range_key));
 	map_clear(fx.map[RAYOS_MAP_FW_CIDR4], sizeof(struct rayos_fw_cidr4_key));
 	map_clear(fx.map[RAYOS_MAP_FW_CIDR6], sizeof(struct rayos_fw_cidr6_key));
-	map_clear(fx.map[RAYOS_MAP_CT], sizeof(struct rayos_ct_key));
+	map_clear(fx.map[RAYOS_MAP_FW_TAB], sizeof(struct rayos_fw_tab_key));
+	map_clear(fx.map[RAYOS_MAP_CT4], sizeof(struct rayos_ct4_key));
+	map_clear(fx.map[RAYOS_MAP_CT6], sizeof(struct rayos_ct6_key));
 	map_clear(fx.map[RAYOS_MAP_FRAG], sizeof(struct rayos_frag_key));
 	for (int d = 0; d < RAYOS_DIR_MAX; d++)
 		array_zero(fx.map[RAYOS_MAP_TBF], VM_SLOT * RAYOS_DIR_MAX + d,
@@ -261,10 +330,18 @@ static void policy_apply(const struct tpolicy *pol)
 	pkt_mac(vm.mac, VM_MAC);
 	for (int d = 0; d < RAYOS_DIR_MAX; d++)
 		vm.dir[d].flags = compile_dir(d, &pol->dir[d], &vm.dir[d]);
+	if (with_tabs)
+		moved = tabulate(&vm);
 	if (bpf_map_update_elem(fx.map[RAYOS_MAP_VMS], &id, &vm, BPF_ANY))
 		tap_diag("rayos_vms update: %s", strerror(errno));
 	bind_set(pol->bind, 0);
 	iface_set(true);
+	return moved;
+}
+
+static void policy_apply(const struct tpolicy *pol)
+{
+	policy_apply_tabs(pol, false);
 }
 
 /* What the publisher does to a VM whose policy changed: rewrite its record
@@ -748,15 +825,20 @@ static bool run_step(const char *name, int idx, const struct step *s)
 	return ok;
 }
 
-static void run_table(void)
+/* Every case with its ranges and CIDRs in the LPM tries; then again, with
+ * them in interval tables, each case whose policy has any. */
+static void run_table(bool with_tabs)
 {
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct fw_case *c = &cases[i];
+		char name[160];
 
-		policy_apply(c->pol);
+		if (!policy_apply_tabs(c->pol, with_tabs) && with_tabs)
+			continue;
+		snprintf(name, sizeof(name), "%s%s", c->name, with_tabs ? " (interval table)" : "");
 		/* Unused steps are all zero: K_IP without addresses. */
 		for (int s = 0; s < 4 && (c->steps[s].pkt.kind != K_IP || c->steps[s].pkt.src); s++)
-			if (!run_step(c->name, s, &c->steps[s]))
+			if (!run_step(name, s, &c->steps[s]))
 				break;
 	}
 }
@@ -804,7 +886,8 @@ static void test_lease_expiry(void)
 	run_one(OUT, &d, 1, &retval);
 	ASSERT_EQ(retval, TC_ACT_OK, "lease in the future: bound address passes");
 	bind_set(RAYOS_BINDF_IPV4, now_boot_ns() - 1);
-	map_clear(fx.map[RAYOS_MAP_CT], sizeof(struct rayos_ct_key));
+	map_clear(fx.map[RAYOS_MAP_CT4], sizeof(struct rayos_ct4_key));
+	map_clear(fx.map[RAYOS_MAP_CT6], sizeof(struct rayos_ct6_key));
 	run_one(OUT, &d, 1, &retval);
 	ASSERT_EQ(retval, TC_ACT_SHOT, "lease expired: address no longer honoured");
 }
@@ -812,19 +895,15 @@ static void test_lease_expiry(void)
 /* Rewrite the last_ns of the flow a packet created. */
 static bool ct_age(const struct pd *d, uint64_t age_ns)
 {
-	struct rayos_ct_key k = { .vm_id = VM_ID, .family = AF_INET, .proto = d->proto,
-				  .vm_port = d->sport, .remote_port = d->dport };
+	struct rayos_ct4_key k = { .vm_addr = pkt_ip4(d->src), .remote_addr = pkt_ip4(d->dst),
+				   .vm_port = d->sport, .remote_port = d->dport,
+				   .slot = VM_SLOT, .proto = d->proto };
 	struct rayos_ct_val v;
-	uint32_t a;
 
-	a = pkt_ip4(d->src);
-	memcpy(k.vm_addr, &a, 4);
-	a = pkt_ip4(d->dst);
-	memcpy(k.remote_addr, &a, 4);
-	if (bpf_map_lookup_elem(fx.map[RAYOS_MAP_CT], &k, &v))
+	if (bpf_map_lookup_elem(fx.map[RAYOS_MAP_CT4], &k, &v) || v.vm_id != VM_ID)
 		return false;
 	v.last_ns = now_coarse_ns() - age_ns;
-	return !bpf_map_update_elem(fx.map[RAYOS_MAP_CT], &k, &v, BPF_EXIST);
+	return !bpf_map_update_elem(fx.map[RAYOS_MAP_CT4], &k, &v, BPF_EXIST);
 }
 
 static void test_flow_expiry_and_policy_change(void)
@@ -1010,7 +1089,8 @@ int main(void)
 		tap_skip(why, "rayos_net test-run cases");
 		return tap_done();
 	}
-	run_table();
+	run_table(false);
+	run_table(true);
 	test_unknown_iface_and_missing_vm();
 	test_lease_expiry();
 	test_flow_expiry_and_policy_change();

@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "agent/policy.h"
+#include "bpf/include/fwtab.bpf.h"
 #include "tests/lib/tap.h"
 
 #define BAD_DIR		"policies/bad"
@@ -512,8 +513,23 @@ static const struct compiled_port *port_lookup(const struct compiled_vm *cvm,
 	return find_key(cvm->ports, cvm->nr_ports, sizeof(*cvm->ports), k, sizeof(*k));
 }
 
+/* The direction's interval table, as rayos_fw_eval() looks it up. */
+static const struct rayos_fw_tab *tab_lookup(const struct compiled_vm *cvm, int dir)
+{
+	for (size_t i = 0; i < cvm->nr_tabs; i++)
+		if (cvm->tabs[i].key.dir == dir)
+			return &cvm->tabs[i].val;
+	return NULL;
+}
+
+static uint32_t be32_at(const uint8_t *a)
+{
+	return (uint32_t)a[0] << 24 | a[1] << 16 | a[2] << 8 | a[3];
+}
+
 static uint64_t kernel_port_bits(const struct compiled_vm *cvm, const struct packet *p)
 {
+	const struct rayos_fw_tab *tab = tab_lookup(cvm, p->dir);
 	const struct rayos_dir_policy *dp = &cvm->vm.dir[p->dir];
 	struct rayos_fw_port_key k;
 	struct rayos_fw_range_key rk;
@@ -528,7 +544,12 @@ static uint64_t kernel_port_bits(const struct compiled_vm *cvm, const struct pac
 	k.port_host = p->port;
 	if ((hit = port_lookup(cvm, &k)))
 		return hit->val.rules;
-	if (dp->flags & RAYOS_DIRF_PORT_RANGES) {
+	if (tab && (dp->flags & RAYOS_DIRF_RANGE_TAB)) {
+		uint64_t r = fwtab_range(tab, (uint32_t)p->proto << 16 | p->port);
+
+		if (r)
+			return r;
+	} else if (dp->flags & RAYOS_DIRF_PORT_RANGES) {
 		memset(&rk, 0, sizeof(rk));
 		rk.prefixlen = (sizeof(rk) - 4) * 8;
 		rk.vm_id = cvm->vm.vm_id;
@@ -551,9 +572,15 @@ static uint64_t kernel_port_bits(const struct compiled_vm *cvm, const struct pac
 static uint64_t kernel_cidr_bits(const struct compiled_vm *cvm, const struct packet *p)
 {
 	const struct rayos_dir_policy *dp = &cvm->vm.dir[p->dir];
+	const struct rayos_fw_tab *tab = tab_lookup(cvm, p->dir);
 	uint64_t bits = dp->cidr_wild_bits;
 
-	if (p->family == AF_INET && (dp->flags & RAYOS_DIRF_CIDR4)) {
+	if (tab && p->family == AF_INET && (dp->flags & RAYOS_DIRF_CIDR4_TAB)) {
+		bits |= fwtab_cidr4(tab, be32_at(p->addr));
+	} else if (tab && p->family == AF_INET6 && (dp->flags & RAYOS_DIRF_CIDR6_TAB)) {
+		bits |= fwtab_cidr6(tab, (uint64_t)be32_at(p->addr) << 32 | be32_at(p->addr + 4),
+				    (uint64_t)be32_at(p->addr + 8) << 32 | be32_at(p->addr + 12));
+	} else if (p->family == AF_INET && (dp->flags & RAYOS_DIRF_CIDR4)) {
 		struct rayos_fw_cidr4_key k;
 		const struct compiled_cidr4 *e;
 
@@ -834,9 +861,14 @@ static const char *const cidr_pool[] = {
 	"::/0", "fd00::/8", "fd00:1::/32", "2001:db8::/32", "2001:db8::1", "2001:db8:0:1::/64",
 };
 
+/* Set for policies whose ports and prefixes are drawn from the whole space:
+ * they have more intervals than a rayos_fw_tab holds, so those dimensions
+ * stay in the LPM tries and that path is compared too. */
+static bool scatter;
+
 static uint16_t random_port(void)
 {
-	return rnd() % 4 ? port_pool[rnd() % (sizeof(port_pool) / sizeof(port_pool[0]))] :
+	return !scatter && rnd() % 4 ? port_pool[rnd() % (sizeof(port_pool) / sizeof(port_pool[0]))] :
 	       (uint16_t)(rnd() % 65535 + 1);
 }
 
@@ -871,6 +903,18 @@ static void random_rule(struct fw_rule *r, struct fw_port_range *ports, struct f
 			const char *s = cidr_pool[rnd() % (sizeof(cidr_pool) / sizeof(cidr_pool[0]))];
 			char buf[64], *slash;
 
+			if (scatter) {
+				memset(&cidrs[i], 0, sizeof(cidrs[i]));
+				cidrs[i].family = rnd() % 3 ? AF_INET : AF_INET6;
+				for (int b = 0; b < (cidrs[i].family == AF_INET ? 4 : 16); b++)
+					cidrs[i].addr[b] = (uint8_t)rnd();
+				cidrs[i].prefixlen = cidrs[i].family == AF_INET ? 20 + rnd() % 13 :
+						     48 + rnd() % 81;
+				/* host bits clear, as the parser requires */
+				for (int bit = cidrs[i].prefixlen; bit < 128; bit++)
+					cidrs[i].addr[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
+				continue;
+			}
 			snprintf(buf, sizeof(buf), "%s", s);
 			slash = strchr(buf, '/');
 			if (slash)
@@ -894,14 +938,15 @@ static void test_compile_random(void)
 	struct policy_set set = { .nr_vms = 1, .vms = &vm };
 	struct compiled_policy *cp;
 	struct policy_error err;
-	size_t n, bad = 0, checked = 0, failed_compiles = 0;
+	size_t n, bad = 0, checked = 0, failed_compiles = 0, in_tab = 0, in_trie = 0;
 	int d;
 
 	for (n = 0; n < NR_POLICIES; n++) {
 		memset(&vm, 0, sizeof(vm));
 		vm.id = 1000 + (uint32_t)n;
+		scatter = n % 8 == 7;
 		for (d = 0; d < RAYOS_DIR_MAX; d++) {
-			size_t i, nr = n == 0 ? RAYOS_MAX_RULES : 1 + rnd() % 24;
+			size_t i, nr = n == 0 || scatter ? RAYOS_MAX_RULES : 1 + rnd() % 24;
 
 			vm.fw[d].default_action = rnd() & 1;
 			vm.fw[d].nr_rules = nr;
@@ -914,9 +959,18 @@ static void test_compile_random(void)
 			continue;
 		}
 		bad += compare_set(&set, cp, 300, &checked);
+		for (d = 0; d < RAYOS_DIR_MAX; d++) {
+			unsigned int f = cp->vms[0].vm.dir[d].flags;
+
+			in_tab += !!(f & RAYOS_DIRF_CIDR4_TAB) + !!(f & RAYOS_DIRF_RANGE_TAB);
+			in_trie += !!(f & RAYOS_DIRF_CIDR4) + !!(f & RAYOS_DIRF_PORT_RANGES);
+		}
 		compiled_policy_free(cp);
 	}
 	ASSERT_EQ(failed_compiles, 0, "random policies compile");
+	scatter = false;
+	tap_ok(in_tab > 0 && in_trie > 0, "random policies: some dimensions in interval "
+	       "tables (%zu), some too big and in LPM tries (%zu)", in_tab, in_trie);
 	if (!ASSERT_EQ(bad, 0, "random policies: maps give the rules' verdict on every packet"))
 		tap_diag("  %zu of %zu packets disagree", bad, checked);
 	tap_diag("  %d random policies, %zu packets compared", NR_POLICIES, checked);
@@ -942,9 +996,8 @@ static void test_compile_overlap(void)
 	if (!ASSERT_EQ(bad, 0, "overlapping ranges, nested CIDRs: maps agree with the rules"))
 		tap_diag("  %zu of %zu packets disagree", bad, checked);
 	tap_diag("  %zu packets compared", checked);
-	ASSERT_TRUE(cp->vms[0].vm.dir[RAYOS_DIR_IN].flags ==
-		    (RAYOS_DIRF_PORT_RANGES | RAYOS_DIRF_CIDR4 | RAYOS_DIRF_CIDR6),
-		    "in: range, cidr4 and cidr6 lookups flagged");
+	ASSERT_TRUE(cp->vms[0].vm.dir[RAYOS_DIR_IN].flags == RAYOS_DIRF_TABS,
+		    "in: range, cidr4 and cidr6 lookups flagged, all three in the table");
 
 	/* The comparison must be able to fail: drop the folded range rules from
 	 * the exact entry of tcp 443 (also inside a range) and expect a miss. */
