@@ -87,8 +87,14 @@ static __always_inline bool ct_key_build(struct rayos_ct_ref *k, __u32 slot, __u
 
 static __always_inline struct rayos_ct_val *ct_lookup(const struct rayos_ct_ref *k)
 {
-	return k->v6 ? bpf_map_lookup_elem(&rayos_ct6, &k->k6)
-		     : bpf_map_lookup_elem(&rayos_ct4, &k->k4);
+	struct rayos_ct_val *v;
+
+	if (k->v6) {
+		v = bpf_map_lookup_elem(&rayos_ct6, &k->k6);
+		RAYOS_KEEP_CALL(v);
+		return v;
+	}
+	return bpf_map_lookup_elem(&rayos_ct4, &k->k4);
 }
 
 static __always_inline __u64 ct_timeout(const struct rayos_ct_val *v, __u8 proto)
@@ -119,10 +125,14 @@ static __always_inline bool ct_pass(const struct rayos_ct_ref *k, const struct r
 	/* Another CPU may have stamped the entry after this CPU read its
 	 * clock: a last_ns ahead of now is fresh, not 2^64 ns old. */
 	if (now > v->last_ns && now - v->last_ns > ct_timeout(v, p->proto)) {
-		if (k->v6)
-			bpf_map_delete_elem(&rayos_ct6, &k->k6);
-		else
+		long err;
+
+		if (k->v6) {
+			err = bpf_map_delete_elem(&rayos_ct6, &k->k6);
+			RAYOS_KEEP_CALL(err);
+		} else {
 			bpf_map_delete_elem(&rayos_ct4, &k->k4);
+		}
 		return false;
 	}
 	/* Echo flows pass requests one way and replies the other only. */
@@ -153,9 +163,14 @@ static __always_inline void ct_open(const struct rayos_ct_ref *k, const struct r
 		.origin_dir = dir,
 		.flags = (p->tcp_flags & (RAYOS_TCP_FIN | RAYOS_TCP_RST)) ? RAYOS_CTF_CLOSING : 0,
 	};
-	long err = k->v6 ? bpf_map_update_elem(&rayos_ct6, &k->k6, &v, BPF_ANY)
-			 : bpf_map_update_elem(&rayos_ct4, &k->k4, &v, BPF_ANY);
+	long err;
 
+	if (k->v6) {
+		err = bpf_map_update_elem(&rayos_ct6, &k->k6, &v, BPF_ANY);
+		RAYOS_KEEP_CALL(err);
+	} else {
+		err = bpf_map_update_elem(&rayos_ct4, &k->k4, &v, BPF_ANY);
+	}
 	if (err)
 		net_count(RAYOS_NETC_CT_FAIL);
 }

@@ -111,6 +111,7 @@ static __always_inline __u64 fw_cidr_bits(__u32 vm_id, const struct rayos_vm *vm
 
 		__builtin_memcpy(k.addr, remote, 16);
 		hit = bpf_map_lookup_elem(&rayos_fw_cidr6, &k);
+		RAYOS_KEEP_CALL(hit);
 	}
 	if (hit)
 		bits |= hit->rules;
