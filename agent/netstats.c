@@ -19,6 +19,7 @@ static const char *const reason_names[RAYOS_RSN_MAX] = {
 	[RAYOS_RSN_PASS_DEFAULT]	= "pass_default",
 	[RAYOS_RSN_PASS_FLOW]		= "pass_flow",
 	[RAYOS_RSN_PASS_CTRL]		= "pass_control",
+	[RAYOS_RSN_PASS_RELATED]	= "pass_related",
 	[RAYOS_RSN_DROP_RULE]		= "drop_rule",
 	[RAYOS_RSN_DROP_DEFAULT]	= "drop_default",
 	[RAYOS_RSN_MALFORMED]		= "drop_malformed",

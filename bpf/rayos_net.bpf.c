@@ -70,6 +70,16 @@ __noinline int rayos_fw_eval(__u32 vm_id, const struct rayos_vm *vm, __u32 dir,
 	return rsn | rule << 8;
 }
 
+/* An ICMP error about a tracked flow of the VM: 1, else 0. */
+__noinline int rayos_icmp_related(struct __sk_buff *skb, const struct rayos_vm *vm, __u32 dir,
+				  const struct rayos_pkt *p, __u64 now)
+{
+	if (!skb || !vm || !p)
+		return 0;
+	return ct_related((void *)(long)skb->data, (void *)(long)skb->data_end, vm, dir & 1, p,
+			  now);
+}
+
 /*
  * Decide a parsed packet of a known VM.  Returns an enum rayos_reason; *rule
  * is the deciding rule or RAYOS_EV_RULE_NONE.
@@ -109,6 +119,10 @@ static __always_inline int judge(struct __sk_buff *skb, const struct rayos_vm *v
 	tracked = ct_key_build(&ck, vm->slot, dir, p);
 	if (tracked && ct_pass(&ck, vm, dir, p, now))
 		return RAYOS_RSN_PASS_FLOW;
+	/* Like conntrack's RELATED: without it a VM whose inbound default is
+	 * deny never hears "fragmentation needed" and PMTU discovery stalls. */
+	if (!tracked && icmp_is_error(p) && rayos_icmp_related(skb, vm, dir, p, now))
+		return RAYOS_RSN_PASS_RELATED;
 
 	rsn = rayos_fw_eval(vm_id, vm, dir, p);
 	*rule = rsn >> 8;

@@ -57,6 +57,7 @@ enum rayos_reason {
 	RAYOS_RSN_PASS_DEFAULT = 1,	/* no rule matched, default allow */
 	RAYOS_RSN_PASS_FLOW = 2,	/* belongs to a tracked flow */
 	RAYOS_RSN_PASS_CTRL = 3,	/* ARP, ND, MLD, DHCP: outside the firewall */
+	RAYOS_RSN_PASS_RELATED = 4,	/* ICMP error about a tracked flow (PMTU, unreachable) */
 	RAYOS_RSN_DROP = 8,		/* first drop reason */
 	RAYOS_RSN_DROP_RULE = 8,	/* a firewall rule denied it */
 	RAYOS_RSN_DROP_DEFAULT = 9,	/* no rule matched, default deny */

@@ -175,6 +175,73 @@ static __always_inline void ct_open(const struct rayos_ct_ref *k, const struct r
 		net_count(RAYOS_NETC_CT_FAIL);
 }
 
+/* ICMP errors that quote a packet of a flow: unreachable (incl. PMTU's
+ * "fragmentation needed"), time exceeded, parameter problem; for ICMPv6
+ * also packet too big. */
+static __always_inline bool icmp_is_error(const struct rayos_pkt *p)
+{
+	if (p->proto == IPPROTO_ICMP)
+		return p->dport == 3 || p->dport == 11 || p->dport == 12;
+	if (p->proto == RAYOS_IPPROTO_ICMPV6)
+		return p->dport >= 1 && p->dport <= 4;
+	return false;
+}
+
+/*
+ * Is this ICMP error about a live flow of the VM?  The quoted packet went
+ * the other way (an error to the VM quotes what the VM sent), so its flow
+ * key is built as a packet of the opposite direction.  The quote must hold
+ * a whole IP header and the first 8 bytes of L4 (RFC 792; RFC 4443 quotes
+ * more); IPv6 quotes with extension headers and quoted later fragments are
+ * not followed: those errors meet the rules like any packet.
+ */
+static __always_inline bool ct_related(void *data, void *data_end, const struct rayos_vm *vm,
+				       __u8 dir, const struct rayos_pkt *p, __u64 now)
+{
+	struct rayos_pkt q = { .family = p->family };
+	__u32 off = p->l4_off + 8;	/* ICMP/ICMPv6 error header */
+	struct rayos_ct_ref k;
+	struct rayos_ct_val *v;
+	__u8 *l4;
+
+	if (p->family == RAYOS_AF_INET) {
+		struct iphdr *ih = pkt_ptr(data, data_end, off, sizeof(*ih));
+
+		if (!ih || ih->version != 4 || ih->ihl < 5 ||
+		    (ih->frag_off & bpf_htons(RAYOS_IP_OFFSET)))
+			return false;
+		q.proto = ih->protocol;
+		q.saddr[0] = ih->saddr;
+		q.daddr[0] = ih->daddr;
+		off += ih->ihl * 4;
+	} else {
+		struct ipv6hdr *ih = pkt_ptr(data, data_end, off, sizeof(*ih));
+
+		if (!ih || ih->version != 6)
+			return false;
+		q.proto = ih->nexthdr;
+		__builtin_memcpy(q.saddr, &ih->saddr, 16);
+		__builtin_memcpy(q.daddr, &ih->daddr, 16);
+		off += sizeof(*ih);
+	}
+	l4 = pkt_ptr(data, data_end, off, 8);
+	if (!l4)
+		return false;
+	q.has_ports = 1;
+	if (q.proto == IPPROTO_TCP || q.proto == IPPROTO_UDP) {
+		q.sport = (__u16)l4[0] << 8 | l4[1];
+		q.dport = (__u16)l4[2] << 8 | l4[3];
+	} else {
+		q.dport = l4[0];	/* ICMP type; only echo is tracked */
+		q.icmp_id = (__u16)l4[4] << 8 | l4[5];
+	}
+	if (!ct_key_build(&k, vm->slot, dir ^ 1, &q))
+		return false;
+	v = ct_lookup(&k);
+	return v && v->policy_version == vm->policy_version && v->vm_id == vm->vm_id &&
+	       !(now > v->last_ns && now - v->last_ns > ct_timeout(v, q.proto));
+}
+
 static __always_inline void frag_key_build(struct rayos_frag_key *k, __u32 vm_id, __u8 dir,
 					   const struct rayos_pkt *p)
 {

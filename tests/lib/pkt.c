@@ -243,6 +243,11 @@ void pkt_payload(struct pkt *p, size_t n, uint8_t fill)
 	memset(put(p, n), fill, n);
 }
 
+void pkt_bytes(struct pkt *p, const void *data, size_t n)
+{
+	memcpy(put(p, n), data, n);
+}
+
 static uint16_t csum16(const uint8_t *d, size_t n)
 {
 	uint32_t sum = 0;

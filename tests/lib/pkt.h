@@ -55,6 +55,8 @@ void pkt_arp(struct pkt *p, uint16_t op, const uint8_t sha[6], const char *spa,
 /* BOOTP/DHCP message (op 1 request, 2 reply) with a message-type option. */
 void pkt_dhcp(struct pkt *p, uint8_t op, uint8_t msg_type, const uint8_t chaddr[6]);
 void pkt_payload(struct pkt *p, size_t n, uint8_t fill);
+/* Raw bytes, e.g. the packet an ICMP error quotes (built as its own pkt). */
+void pkt_bytes(struct pkt *p, const void *data, size_t n);
 
 /* Fill IPv4 tot_len + checksum, IPv6 payload_len, UDP length. */
 void pkt_finish(struct pkt *p);

@@ -906,6 +906,103 @@ static bool ct_age(const struct pd *d, uint64_t age_ns)
 	return !bpf_map_update_elem(fx.map[RAYOS_MAP_CT4], &k, &v, BPF_EXIST);
 }
 
+/*
+ * An ICMP error to the VM from a router on the path (from_ip), quoting the
+ * first quote_len bytes of what the VM sent: an IPv4 or IPv6 header and its
+ * L4 header.  Returns the program's verdict; *moved is the reason counter
+ * that moved.
+ */
+static uint32_t icmp_error_in(const char *from_ip, uint8_t type, uint8_t code,
+			      const char *vm_ip, const char *remote, uint8_t proto,
+			      uint16_t sport, uint16_t dport, size_t quote_len, int *moved)
+{
+	struct rayos_ctr before[RAYOS_RSN_MAX];
+	uint8_t vm_mac[6], host_mac[6];
+	bool v6 = strchr(vm_ip, ':');
+	struct pkt q, p;
+	uint32_t retval = ~0u;
+
+	pkt_init(&q);
+	if (v6)
+		pkt_ipv6(&q, vm_ip, remote, proto);
+	else
+		pkt_ipv4(&q, vm_ip, remote, proto, 0, 0, 7);
+	if (proto == TCP)
+		pkt_tcp(&q, sport, dport, 0x10);
+	else if (proto == UDP)
+		pkt_udp(&q, sport, dport);
+	else
+		pkt_icmp(&q, dport, 0, sport);	/* echo: type in dport, id in sport */
+	pkt_payload(&q, 16, 0xab);
+	pkt_finish(&q);
+
+	pkt_mac(vm_mac, VM_MAC);
+	pkt_mac(host_mac, HOST_MAC);
+	pkt_init(&p);
+	pkt_eth(&p, vm_mac, host_mac, v6 ? 0x86dd : 0x0800);
+	if (v6) {
+		pkt_ipv6(&p, from_ip, vm_ip, IPPROTO_ICMPV6);
+		pkt_icmp6(&p, type, code, 0);
+	} else {
+		pkt_ipv4(&p, from_ip, vm_ip, IPPROTO_ICMP, 0, 0, 1);
+		pkt_icmp(&p, type, code, 0);
+	}
+	pkt_bytes(&p, q.buf, quote_len < q.len ? quote_len : q.len);
+	pkt_finish(&p);
+	for (int r = 0; r < RAYOS_RSN_MAX; r++)
+		before[r] = vm_ctr(IN, r);
+	if (pkt_run_tc(fx.prog[RAYOS_PROG_TO_VM], &p, VM_IFINDEX, 1, &retval, NULL))
+		tap_diag("BPF_PROG_TEST_RUN: %s", strerror(errno));
+	*moved = moved_reason(IN, before);
+	return retval;
+}
+
+static void test_icmp_related(void)
+{
+	const struct pd tcp = { .kind = K_IP, V4(VM_IP, "192.0.2.80"), .proto = TCP,
+				.sport = 40000, .dport = 443, .tcp_flags = 0x02 };
+	const struct pd udp6 = { .kind = K_IP, .src = VM_IP6, .dst = "2001:db8:53::53",
+				 .proto = UDP, .sport = 40001, .dport = 53 };
+	const struct pd ping = { .kind = K_IP, V4(VM_IP, "192.0.2.9"), .proto = ICMP,
+				 .sport = 77, .dport = 8 };
+	uint32_t retval;
+	int moved;
+
+	policy_apply(&pol_ct);
+	run_one(OUT, &tcp, 1, &retval);
+	run_one(OUT, &udp6, 1, &retval);
+	run_one(OUT, &ping, 1, &retval);
+
+	retval = icmp_error_in("198.51.100.254", 3, 4, VM_IP, "192.0.2.80", TCP, 40000, 443, 48,
+			       &moved);
+	ASSERT_TRUE(retval == TC_ACT_OK && moved == RAYOS_RSN_PASS_RELATED,
+		    "ICMP fragmentation needed about a tracked TCP flow passes (related)");
+	retval = icmp_error_in("198.51.100.254", 3, 4, VM_IP, "192.0.2.80", TCP, 40000, 444, 48,
+			       &moved);
+	ASSERT_TRUE(retval == TC_ACT_SHOT && moved == RAYOS_RSN_DROP_DEFAULT,
+		    "ICMP error quoting a port with no flow: the rules decide (default deny)");
+	retval = icmp_error_in("198.51.100.254", 3, 4, VM_IP, "192.0.2.80", TCP, 40000, 443, 24,
+			       &moved);
+	ASSERT_TRUE(retval == TC_ACT_SHOT && moved == RAYOS_RSN_DROP_DEFAULT,
+		    "ICMP error whose quote is cut inside the ports: the rules decide");
+	retval = icmp_error_in("2001:db8:ff::1", 2, 0, VM_IP6, "2001:db8:53::53", UDP, 40001, 53,
+			       48, &moved);
+	ASSERT_TRUE(retval == TC_ACT_OK && moved == RAYOS_RSN_PASS_RELATED,
+		    "ICMPv6 packet too big about a tracked UDP flow passes (related)");
+	retval = icmp_error_in("198.51.100.9", 11, 0, VM_IP, "192.0.2.9", ICMP, 77, 8, 28,
+			       &moved);
+	ASSERT_TRUE(retval == TC_ACT_OK && moved == RAYOS_RSN_PASS_RELATED,
+		    "ICMP time exceeded about a tracked echo (traceroute) passes");
+	retval = icmp_error_in("198.51.100.9", 5, 0, VM_IP, "192.0.2.9", ICMP, 77, 8, 28, &moved);
+	ASSERT_TRUE(retval == TC_ACT_SHOT && moved == RAYOS_RSN_DROP_DEFAULT,
+		    "ICMP redirect quoting a tracked flow is not an error: the rules decide");
+	vm_bump_version();
+	retval = icmp_error_in("198.51.100.254", 3, 4, VM_IP, "192.0.2.80", TCP, 40000, 443, 48,
+			       &moved);
+	ASSERT_TRUE(retval == TC_ACT_SHOT && moved == RAYOS_RSN_DROP_DEFAULT,
+		    "after a policy change the stale flow no longer makes errors related");
+}
+
 static void test_flow_expiry_and_policy_change(void)
 {
 	const struct pd out = { .kind = K_IP, V4(VM_IP, "192.0.2.53"), .proto = UDP, .sport = 40000, .dport = 53 };
@@ -1094,6 +1191,7 @@ int main(void)
 	test_unknown_iface_and_missing_vm();
 	test_lease_expiry();
 	test_flow_expiry_and_policy_change();
+	test_icmp_related();
 	test_rate();
 	test_events();
 	report_cost();
