@@ -73,12 +73,15 @@ TEST_SRCS     := $(wildcard tests/*/test_*.c)
 TEST_BINS     := $(TEST_SRCS:%.c=$(BUILD)/%)
 BENCH_SRCS    := $(wildcard tests/*/bench_*.c)
 BENCH_BINS    := $(BENCH_SRCS:%.c=$(BUILD)/%)
+# tests/<area>/tool_*.c: helpers the shell tests and benchmarks run.
+TOOL_SRCS     := $(wildcard tests/*/tool_*.c)
+TOOL_BINS     := $(TOOL_SRCS:%.c=$(BUILD)/%)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_LIB_OBJS) $(BUILD)/librayos.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---- top-level targets -----------------------------------------------------
-all: $(AGENT) $(HOOK_BINS) $(BPF_LINKED) $(TEST_BINS) $(BENCH_BINS)
+all: $(AGENT) $(HOOK_BINS) $(BPF_LINKED) $(TEST_BINS) $(BENCH_BINS) $(TOOL_BINS)
 
 # check, bench and run install their own dependencies first (tests/deps is
 # quick when nothing is missing), then build, then run.
