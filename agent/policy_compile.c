@@ -57,7 +57,7 @@ _Static_assert(CIDR_KEY_BITS == (offsetof(struct rayos_fw_cidr6_key, addr) -
 /* Growable entry arrays of one VM. */
 struct builder {
 	struct compiled_vm *cvm;
-	size_t cap_ports, cap_ranges, cap_cidr4, cap_cidr6, cap_tabs;
+	size_t cap_ports, cap_ranges, cap_cidr4, cap_cidr6;
 };
 
 static int grow(void **arr, size_t *cap, size_t nr, size_t elem)
@@ -585,16 +585,16 @@ static void free_compiled_vm(struct compiled_vm *cvm)
  * to the whole host's entries, a table search in proportion to its own
  * size).  Dimensions that do not fit stay in their tries.
  */
-static int tabulate(struct builder *b, int dir)
+static int tabulate(struct compiled_vm *cvm, int dir)
 {
-	struct compiled_vm *cvm = b->cvm;
 	struct rayos_dir_policy *dp = &cvm->vm.dir[dir];
 	struct compiled_tab *t;
 	unsigned int got;
 
 	if (!(dp->flags & (RAYOS_DIRF_PORT_RANGES | RAYOS_DIRF_CIDR4 | RAYOS_DIRF_CIDR6)))
 		return 0;
-	if (grow((void **)&cvm->tabs, &b->cap_tabs, cvm->nr_tabs, sizeof(*t)))
+	/* One per direction at most: sized once (2 KiB each, so not grow()). */
+	if (!cvm->tabs && !(cvm->tabs = malloc(RAYOS_DIR_MAX * sizeof(*t))))
 		return -ENOMEM;
 	t = &cvm->tabs[cvm->nr_tabs];
 	memset(&t->key, 0, sizeof(t->key));
@@ -655,7 +655,7 @@ static int compile_vm(const struct policy_vm *vm, struct compiled_vm *cvm,
 	if (cvm->nr_cidr6)
 		qsort(cvm->cidr6, cvm->nr_cidr6, sizeof(*cvm->cidr6), cmp_cidr6);
 	for (d = 0; !ret && d < RAYOS_DIR_MAX; d++)
-		ret = tabulate(&b, d);
+		ret = tabulate(cvm, d);
 	if (ret)
 		return ret;
 	digest_vm(cvm);
