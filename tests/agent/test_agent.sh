@@ -13,7 +13,8 @@ VETH=rt$$a
 ip link add "$VETH" type veth peer name "${VETH}p" || exit 1
 on_exit "ip link del '$VETH'"
 
-write_policy() {	# write_policy PORT: one VM (id 7) that allows TCP PORT in
+write_policy() {	# write_policy PORT: one VM (id 7) that allows TCP PORT in, and
+			# UDP PORT..PORT+9 from 198.18.$((PORT % 256)).0/24 (an interval table)
 	cat >"$T/policies/test.json.tmp" <<EOF
 {
 	"version": 1,
@@ -22,7 +23,9 @@ write_policy() {	# write_policy PORT: one VM (id 7) that allows TCP PORT in
 		  "mac": "52:54:00:00:00:07", "ipv4": "198.18.0.7",
 		  "capabilities": ["CAP_NETWORK", "CAP_CONSOLE"],
 		  "firewall": { "in": { "default": "deny",
-			"rules": [ { "action": "allow", "protocol": "tcp", "ports": [$1] } ] } } }
+			"rules": [ { "action": "allow", "protocol": "tcp", "ports": [$1] },
+				   { "action": "allow", "protocol": "udp", "ports": ["$1-$(($1 + 9))"],
+				     "cidrs": ["198.18.$(($1 % 256)).0/24"] } ] } } }
 	]
 }
 EOF
@@ -34,6 +37,15 @@ pinned_ports() {
 	bpftool -j map dump pinned "$PIN/rayos_fw_port" |
 		jq -r '[.[] | select(.formatted.key.vm_id == 7 and .formatted.key.kind == 0)
 			| .formatted.key.port_host] | sort | map(tostring) | join(",")'
+}
+# rayos_fw_tab holds VM 7's "in" table under its live generation, nothing else.
+tab_live() {
+	local gen
+	gen=$(bpftool -j map dump pinned "$PIN/rayos_vms" |
+		jq '.[] | select(.formatted.key == 7) | .formatted.value.gen')
+	bpftool -j map dump pinned "$PIN/rayos_fw_tab" | jq -e --argjson g "${gen:-9}" \
+		'length == 1 and .[0].formatted.key.vm_id == 7 and .[0].formatted.key.gen == $g and
+		 .[0].formatted.key.dir == 0' >/dev/null
 }
 pinned_version() {
 	bpftool -j map dump pinned "$PIN/rayos_policy" | jq -r '.[0].formatted.value.version'
@@ -47,7 +59,7 @@ link_attached() {
 }
 map_snapshot() {
 	local m
-	for m in rayos_vms rayos_fw_port rayos_ip_bind rayos_policy rayos_ifaces; do
+	for m in rayos_vms rayos_fw_port rayos_fw_tab rayos_ip_bind rayos_policy rayos_ifaces; do
 		bpftool -j map dump pinned "$PIN/$m" | jq -S -c 'map(.formatted) | sort_by(.key|tostring)'
 	done
 }
@@ -61,6 +73,7 @@ check "status names every enforcement point with a state" -- \
 check "status says which capabilities the agent kept" -- \
 	bash -c "'$AGENT' status --json --run-dir '$T/run' | jq -e '.capabilities | test(\"cap_bpf\")' >/dev/null"
 ok "$([[ $(pinned_ports) == 22 ]]; echo $?)" "pinned rayos_fw_port holds port 22 for VM 7"
+check "pinned rayos_fw_tab holds VM 7's range and CIDR table, live generation only" -- tab_live
 
 # bpftool shows the maps with BTF: names and readable keys/values.
 names=$(bpftool -j map show | jq -r '.[].name' | grep -c '^rayos_')
@@ -83,6 +96,7 @@ wait_for 1 bash -c "[[ \$(bpftool -j map dump pinned '$PIN/rayos_fw_port' | jq '
 ok $? "edited port 2222 is in the pinned map within 1 s ($(( ($(date +%s%N) - t0) / 1000000 )) ms)"
 wait_for 1 bash -c "[[ \$(bpftool -j map dump pinned '$PIN/rayos_fw_port' | jq '[.[] | select(.formatted.key.port_host == 22)] | length') == 0 ]]"
 ok $? "port 22 is gone from every generation"
+check "after the edit rayos_fw_tab holds only the new generation's table" -- tab_live
 ok "$([[ $(pinned_version) == 2 ]]; echo $?)" "pinned rayos_policy says version 2"
 
 # A broken edit changes nothing and is logged with file and place.
@@ -128,6 +142,7 @@ write_policy 8080
 wait_for 1 bash -c "[[ \$('$AGENT' status --json --run-dir '$T/run' | jq .policy.version) == 3 ]]"
 ok $? "fixing the file applies version 3"
 ok "$([[ $(pinned_ports) == 8080 ]]; echo $?)" "VM 7 now allows exactly port 8080"
+check "after restart and edit rayos_fw_tab holds only the live table (adopted one deleted)" -- tab_live
 
 # policy check gives the same verdict offline.
 "$AGENT" policy check "$T/policies/test.json" >/dev/null
