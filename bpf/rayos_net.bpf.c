@@ -84,9 +84,11 @@ __noinline int rayos_icmp_related(struct __sk_buff *skb, const struct rayos_vm *
  * Decide a parsed packet of a known VM.  Returns an enum rayos_reason; *rule
  * is the deciding rule or RAYOS_EV_RULE_NONE.
  */
-static __always_inline int judge(struct __sk_buff *skb, const struct rayos_vm *vm, __u32 vm_id,
+static __always_inline int judge(struct __sk_buff *skb, const struct rayos_iface *iface,
 				 __u8 dir, struct rayos_pkt *p, __u64 now, __u8 *rule)
 {
+	const struct rayos_vm *vm = &iface->vm;
+	__u32 vm_id = iface->vm_id;
 	const struct rayos_dir_policy *dp = &vm->dir[dir & 1];
 	struct rayos_ct_ref ck;
 	bool tracked;
@@ -101,7 +103,7 @@ static __always_inline int judge(struct __sk_buff *skb, const struct rayos_vm *v
 	if (dir == RAYOS_DIR_OUT) {
 		struct rayos_owner o;
 
-		owner_load(&o, vm, vm_id);
+		owner_load(&o, vm, &iface->bind);
 		rsn = rayos_spoof_out(skb, &o, p);
 	} else {
 		rsn = ctrl_to_vm(p);
@@ -144,15 +146,15 @@ static __always_inline bool shaped(const struct rayos_iface *iface, __u8 dir)
  *    before it attaches and detaches before it deletes, so a miss is a tap
  *    being torn down or one the agent does not manage; dropping there could
  *    cut off an interface RayOS has no policy for.
- *  - iface known but no rayos_vms record: DROP.  The tap belongs to a VM
- *    whose policy is being re-registered; isolating that one VM briefly is
- *    safe (nothing else crosses its tap) while passing would run it without
- *    any policy.
+ *  - iface known but its VM has no record (no RAYOS_IFF_VM): DROP.  The
+ *    tap belongs to a VM whose policy is being re-registered; isolating that
+ *    one VM briefly is safe (nothing else crosses its tap) while passing
+ *    would run it without any policy.
  *  - every later lookup: see the helper that does it.
  */
 static __always_inline int rayos_tc(struct __sk_buff *skb, __u8 dir)
 {
-	__u32 ifindex = skb->ifindex, len = skb->len, vm_id;
+	__u32 ifindex = skb->ifindex, len = skb->len;
 	struct rayos_pkt p;	/* rayos_parse_skb() zeroes it */
 	const struct rayos_iface *iface;
 	const struct rayos_vm *vm;
@@ -165,17 +167,16 @@ static __always_inline int rayos_tc(struct __sk_buff *skb, __u8 dir)
 		net_count(RAYOS_NETC_NO_IFACE);
 		return TC_ACT_OK;
 	}
-	vm_id = iface->vm_id;
-	vm = bpf_map_lookup_elem(&rayos_vms, &vm_id);
-	if (!vm) {
+	if (!(iface->flags & RAYOS_IFF_VM)) {
 		net_count(RAYOS_NETC_NO_VM);
 		return TC_ACT_SHOT;
 	}
+	vm = &iface->vm;
 	now = rayos_now();
 
 	rsn = rayos_parse_skb(skb, &p);
 	if (!rsn)
-		rsn = judge(skb, vm, vm_id, dir, &p, now, &rule);
+		rsn = judge(skb, iface, dir, &p, now, &rule);
 
 	/* The byte budget is spent only by packets that would pass, and only
 	 * where no qdisc shapes the direction (a queue beats a policer). */
@@ -193,7 +194,7 @@ static __always_inline int rayos_tc(struct __sk_buff *skb, __u8 dir)
 			return bpf_redirect(iface->shaper_ifindex, 0);
 		return TC_ACT_OK;
 	}
-	emit_drop_event(vm->slot, vm_id, dir, rsn, rule, &p, len, now);
+	emit_drop_event(vm->slot, iface->vm_id, dir, rsn, rule, &p, len, now);
 	return TC_ACT_SHOT;
 }
 

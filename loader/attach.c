@@ -111,6 +111,32 @@ out:
 	return err;
 }
 
+void loader_iface_compose(int vms_fd, int bind_fd, struct rayos_iface *io)
+{
+	__u32 id = io->vm_id;
+
+	io->flags &= ~RAYOS_IFF_VM;
+	if (!bpf_map_lookup_elem(vms_fd, &id, &io->vm))
+		io->flags |= RAYOS_IFF_VM;
+	else
+		memset(&io->vm, 0, sizeof(io->vm));
+	if (bpf_map_lookup_elem(bind_fd, &id, &io->bind))
+		memset(&io->bind, 0, sizeof(io->bind));
+}
+
+int loader_iface_sync(struct loader *ld, uint32_t vm_id)
+{
+	__u32 key = loader_vm_ifindex(ld, vm_id);
+	struct rayos_iface val;
+
+	if (!key || bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_IFACES], &key, &val) ||
+	    val.vm_id != vm_id)
+		return 0;	/* no tap (yet): attach composes the entry */
+	loader_iface_compose(ld->map_fds[RAYOS_MAP_VMS], ld->map_fds[RAYOS_MAP_IP_BIND], &val);
+	return bpf_map_update_elem(ld->map_fds[RAYOS_MAP_IFACES], &key, &val, BPF_EXIST) ?
+	       -errno : 0;
+}
+
 int loader_attach_vm(struct loader *ld, uint32_t vm_id, int ifindex,
 		     int shaper_ifindex, uint32_t iface_flags)
 {
@@ -119,6 +145,7 @@ int loader_attach_vm(struct loader *ld, uint32_t vm_id, int ifindex,
 	__u32 key = ifindex, old = loader_vm_ifindex(ld, vm_id);
 	int err;
 
+	loader_iface_compose(ld->map_fds[RAYOS_MAP_VMS], ld->map_fds[RAYOS_MAP_IP_BIND], &val);
 	/* The program finds its VM through this entry: write it first. */
 	if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_IFACES], &key, &val, BPF_ANY))
 		return -errno;

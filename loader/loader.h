@@ -121,6 +121,13 @@ unsigned int loader_nr_adopted(const struct loader *ld);
  * the VM's rayos_ifaces entry (struct rayos_iface). */
 int loader_attach_vm(struct loader *ld, uint32_t vm_id, int ifindex,
 		     int shaper_ifindex, uint32_t iface_flags);
+struct rayos_iface;
+/* Fill io->vm, io->bind and RAYOS_IFF_VM from rayos_vms and rayos_ip_bind
+ * (by their fds) for io->vm_id: the copy the data path reads. */
+void loader_iface_compose(int vms_fd, int bind_fd, struct rayos_iface *io);
+/* Rewrite the VM's rayos_ifaces entry after its record or binding changed;
+ * 0 if the VM has no tap. */
+int loader_iface_sync(struct loader *ld, uint32_t vm_id);
 /* Remove the VM's links (this detaches) and its ifindex entry. */
 int loader_detach_vm(struct loader *ld, uint32_t vm_id);
 /* Call fn for every VM that has network links pinned under pin_root

@@ -503,6 +503,7 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 			goto out;
 		}
 		sync_bind(ld, cv, false);
+		loader_iface_sync(ld, id);	/* the data path's copy, same step */
 		if (plan[i].old)
 			stats->changed++;
 		else
@@ -517,6 +518,7 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 			continue;
 		bpf_map_delete_elem(ld->map_fds[RAYOS_MAP_VMS], &id);
 		sync_bind(ld, &ps->vms[i].cv, true);
+		loader_iface_sync(ld, id);	/* its tap now drops (no record) */
 		stats->removed++;
 	}
 
@@ -584,7 +586,7 @@ int loader_vm_set_caps(struct loader *ld, uint32_t vm_id, uint64_t caps)
 		return -errno;
 	if (pv)
 		pv->cv.vm.caps = caps;
-	return 0;
+	return loader_iface_sync(ld, vm_id);
 }
 
 int loader_vm_record(const struct loader *ld, uint32_t vm_id, struct rayos_vm *out)
@@ -608,9 +610,9 @@ int publish_lease(struct loader *ld, uint32_t vm_id, uint32_t ip_be, uint64_t ex
 	/* The policy's static address outranks a lease. */
 	if (have && (cur.flags & RAYOS_BINDF_STATIC))
 		return -EEXIST;
-	if (ip_be)
-		return bpf_map_update_elem(fd, &key, &val, BPF_ANY) ? -errno : 0;
-	if (have && bpf_map_delete_elem(fd, &key) && errno != ENOENT)
+	if (ip_be && bpf_map_update_elem(fd, &key, &val, BPF_ANY))
 		return -errno;
-	return 0;
+	if (!ip_be && have && bpf_map_delete_elem(fd, &key) && errno != ENOENT)
+		return -errno;
+	return loader_iface_sync(ld, vm_id);
 }

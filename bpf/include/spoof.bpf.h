@@ -46,21 +46,20 @@ struct rayos_owner {
 };
 
 /*
- * Fill o from rayos_ip_bind.  A missing entry or an expired lease leaves
- * the VM unbound, which is the restrictive state (fail closed): only DHCP,
- * ARP probes and IPv6 link-local work until the agent binds an address.
+ * Fill o from the VM's record and binding (both from its rayos_ifaces
+ * entry).  No binding or an expired lease leaves the VM unbound, which is
+ * the restrictive state (fail closed): only DHCP, ARP probes and IPv6
+ * link-local work until the agent binds an address.
  */
 static __always_inline void owner_load(struct rayos_owner *o, const struct rayos_vm *vm,
-				       __u32 vm_id)
+				       const struct rayos_ip_bind *b)
 {
-	const struct rayos_ip_bind *b = bpf_map_lookup_elem(&rayos_ip_bind, &vm_id);
-
 	o->vm_flags = vm->flags;
 	__builtin_memcpy(o->mac, vm->mac, 6);
 	o->bound4 = false;
 	o->bound6 = false;
 	/* lease_expiry_ns is CLOCK_BOOTTIME (ABI); read it only if needed. */
-	if (!b || (b->lease_expiry_ns && b->lease_expiry_ns <= bpf_ktime_get_boot_ns()))
+	if (b->lease_expiry_ns && b->lease_expiry_ns <= bpf_ktime_get_boot_ns())
 		return;
 	if (b->flags & RAYOS_BINDF_IPV4) {
 		o->bound4 = true;

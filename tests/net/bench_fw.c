@@ -248,6 +248,8 @@ static int iface_to(struct scenario *s, uint32_t vm_id)
 	struct rayos_iface iface = { .vm_id = vm_id };
 	uint32_t ifindex = TAP_IFINDEX;
 
+	loader_iface_compose(loader_map_fd(s->ld, RAYOS_MAP_VMS),
+			     loader_map_fd(s->ld, RAYOS_MAP_IP_BIND), &iface);
 	return bpf_map_update_elem(loader_map_fd(s->ld, RAYOS_MAP_IFACES), &ifindex, &iface,
 				   BPF_ANY) ? -errno : 0;
 }

@@ -198,16 +198,30 @@ static uint64_t net_ctr(uint32_t id)
 	return sum;
 }
 
-/* The iface -> VM link, as the agent writes it at registration. */
+/* The iface -> VM link with the copy of the VM's record and binding, as the
+ * loader writes it at registration and after each change of either. */
 static void iface_set(bool present)
 {
 	uint32_t ifindex = VM_IFINDEX;
 	struct rayos_iface val = { .vm_id = VM_ID };
 
-	if (present)
-		bpf_map_update_elem(fx.map[RAYOS_MAP_IFACES], &ifindex, &val, BPF_ANY);
-	else
+	if (!present) {
 		bpf_map_delete_elem(fx.map[RAYOS_MAP_IFACES], &ifindex);
+		return;
+	}
+	loader_iface_compose(fx.map[RAYOS_MAP_VMS], fx.map[RAYOS_MAP_IP_BIND], &val);
+	bpf_map_update_elem(fx.map[RAYOS_MAP_IFACES], &ifindex, &val, BPF_ANY);
+}
+
+/* After a direct write of the record or the binding: what
+ * loader_iface_sync() does for the agent. */
+static void iface_sync(void)
+{
+	uint32_t ifindex = VM_IFINDEX;
+	struct rayos_iface val;
+
+	if (!bpf_map_lookup_elem(fx.map[RAYOS_MAP_IFACES], &ifindex, &val))
+		iface_set(true);
 }
 
 /* rayos_ip_bind: flags 0 removes the binding. */
@@ -218,11 +232,12 @@ static void bind_set(uint32_t flags, uint64_t lease_expiry_ns)
 
 	if (!flags) {
 		bpf_map_delete_elem(fx.map[RAYOS_MAP_IP_BIND], &id);
-		return;
+	} else {
+		b.ipv4_be = pkt_ip4(VM_IP);
+		pkt_ip6(b.ipv6, VM_IP6);
+		bpf_map_update_elem(fx.map[RAYOS_MAP_IP_BIND], &id, &b, BPF_ANY);
 	}
-	b.ipv4_be = pkt_ip4(VM_IP);
-	pkt_ip6(b.ipv6, VM_IP6);
-	bpf_map_update_elem(fx.map[RAYOS_MAP_IP_BIND], &id, &b, BPF_ANY);
+	iface_sync();
 }
 
 #endif /* RAYOS_TEST_NET_FIXTURE_H */

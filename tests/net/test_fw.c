@@ -355,6 +355,7 @@ static void vm_bump_version(void)
 		return;
 	vm.policy_version = fx.version++;
 	bpf_map_update_elem(fx.map[RAYOS_MAP_VMS], &id, &vm, BPF_ANY);
+	iface_sync();
 }
 
 /* ---- packets ---- */
@@ -870,6 +871,7 @@ static void test_unknown_iface_and_missing_vm(void)
 
 	iface_set(true);
 	bpf_map_delete_elem(fx.map[RAYOS_MAP_VMS], &id);
+	iface_sync();
 	before = net_ctr(RAYOS_NETC_NO_VM);
 	run_one(IN, &d, 1, &retval);
 	ASSERT_EQ(retval, TC_ACT_SHOT, "known tap, VM record missing: fail closed (drop)");
