@@ -231,14 +231,17 @@ int policy_compile(const struct policy_set *set, struct compiled_policy **out,
 void compiled_policy_free(struct compiled_policy *cp);
 
 /*
- * Interval tables (agent/policy_tab.c) for the LPM entries of direction dir
- * among the given ones (entries of the other direction are ignored).  Fills
- * the dimensions that fit and returns their RAYOS_DIRF_*_TAB bits; a
- * dimension without entries, or with more intervals than its table holds,
- * is left out.  Searching a filled table (bpf/include/fwtab.bpf.h) gives
+ * Interval tables (agent/policy_tab.c) for the port, range and CIDR entries
+ * of direction dir among the given ones (the other direction's are
+ * ignored).  Fills the dimensions that fit and returns their
+ * RAYOS_DIRF_*_TAB bits: PORT_TAB when the whole port dimension fits (then
+ * the ranges are in it), else RANGE_TAB when the ranges do.  A dimension
+ * without entries, or with more intervals than its table holds, is left
+ * out.  Searching a filled table (bpf/include/fwtab.bpf.h) gives
  * what the LPM lookup gives.
  */
 unsigned int fw_tab_build(struct rayos_fw_tab *tab, int dir,
+			  const struct compiled_port *ports, size_t nr_ports,
 			  const struct compiled_range *ranges, size_t nr_ranges,
 			  const struct compiled_cidr4 *cidr4, size_t nr_cidr4,
 			  const struct compiled_cidr6 *cidr6, size_t nr_cidr6);

@@ -27,7 +27,7 @@ _Static_assert(sizeof(struct rayos_fw_cidr4_key) == 16, "rayos_fw_cidr4_key layo
 _Static_assert(sizeof(struct rayos_fw_cidr6_key) == 28, "rayos_fw_cidr6_key layout");
 _Static_assert(sizeof(struct rayos_policy_info) == 56, "rayos_policy_info layout");
 _Static_assert(sizeof(struct rayos_fw_tab_key) == 8, "rayos_fw_tab_key layout");
-_Static_assert(sizeof(struct rayos_fw_tab) == 1920, "rayos_fw_tab layout");
+_Static_assert(sizeof(struct rayos_fw_tab) == 1920 + 64 * 12, "rayos_fw_tab layout");
 _Static_assert(sizeof(struct rayos_ip_bind) == 32, "rayos_ip_bind layout");
 _Static_assert(offsetof(struct rayos_ip_bind, lease_expiry_ns) == 24, "ip_bind expiry offset");
 _Static_assert(sizeof(struct rayos_iface) == 16 + 112 + 32, "rayos_iface layout");
@@ -580,10 +580,11 @@ static void free_compiled_vm(struct compiled_vm *cvm)
 } while (0)
 
 /*
- * Move direction dir's ranges and CIDRs from the LPM entries into an
- * interval table where they fit (DESIGN.md: a trie walk costs in proportion
- * to the whole host's entries, a table search in proportion to its own
- * size).  Dimensions that do not fit stay in their tries.
+ * Move direction dir's port dimension (or at least its ranges) and CIDRs
+ * from the hash and the LPM tries into an interval table where they fit:
+ * one lookup and a few in-value steps instead of up to four hash lookups
+ * and two trie walks, whose cost grows with the whole host's entries
+ * (README, decisions).  Dimensions that do not fit stay where they were.
  */
 static int tabulate(struct compiled_vm *cvm, int dir)
 {
@@ -591,22 +592,24 @@ static int tabulate(struct compiled_vm *cvm, int dir)
 	struct compiled_tab *t;
 	unsigned int got;
 
-	if (!(dp->flags & (RAYOS_DIRF_PORT_RANGES | RAYOS_DIRF_CIDR4 | RAYOS_DIRF_CIDR6)))
+	if (!dp->nr_rules)
 		return 0;
 	/* One per direction at most: sized once (2 KiB each, so not grow()). */
 	if (!cvm->tabs && !(cvm->tabs = malloc(RAYOS_DIR_MAX * sizeof(*t))))
 		return -ENOMEM;
 	t = &cvm->tabs[cvm->nr_tabs];
 	memset(&t->key, 0, sizeof(t->key));
-	got = fw_tab_build(&t->val, dir, cvm->ranges, cvm->nr_ranges, cvm->cidr4, cvm->nr_cidr4,
-			   cvm->cidr6, cvm->nr_cidr6);
+	got = fw_tab_build(&t->val, dir, cvm->ports, cvm->nr_ports, cvm->ranges, cvm->nr_ranges,
+			   cvm->cidr4, cvm->nr_cidr4, cvm->cidr6, cvm->nr_cidr6);
 	if (!got)
 		return 0;
 	t->key.vm_id = cvm->vm.vm_id;
 	t->key.dir = (uint8_t)dir;
 	cvm->nr_tabs++;
 	dp->flags |= got;
-	if (got & RAYOS_DIRF_RANGE_TAB) {
+	if (got & RAYOS_DIRF_PORT_TAB)
+		KEEP_OTHER_DIR(cvm->ports, &cvm->nr_ports, dir);
+	if (got & (RAYOS_DIRF_PORT_TAB | RAYOS_DIRF_RANGE_TAB)) {
 		KEEP_OTHER_DIR(cvm->ranges, &cvm->nr_ranges, dir);
 		dp->flags &= ~RAYOS_DIRF_PORT_RANGES;
 	}

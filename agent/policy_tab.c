@@ -21,6 +21,7 @@ typedef unsigned __int128 u128;
 struct span {
 	u128 start, end;	/* inclusive */
 	uint64_t bits;
+	int prio;		/* equal spans: the higher one is looked up first */
 };
 
 struct cut {
@@ -43,8 +44,12 @@ static int cmp_span(const void *a, const void *b)
 
 	if (x->start != y->start)
 		return x->start < y->start ? -1 : 1;
-	/* Same start: the outer (longer) one first, so it is pushed first. */
-	return x->end == y->end ? 0 : x->end > y->end ? -1 : 1;
+	/* Same start: the outer (longer) one first, so it is pushed first; the
+	 * same span twice (a one-port range and that exact port): the one the
+	 * lookup order reaches first goes on top. */
+	if (x->end != y->end)
+		return x->end > y->end ? -1 : 1;
+	return (x->prio > y->prio) - (x->prio < y->prio);
 }
 
 /* Append an interval start; a start equal to the last one replaces it. */
@@ -84,14 +89,15 @@ static size_t sweep(struct span *sp, size_t n, u128 max, struct cut *out, struct
 	return nout;
 }
 
-enum dim { DIM_RANGE, DIM_CIDR4, DIM_CIDR6 };
+enum dim { DIM_PORT, DIM_RANGE, DIM_CIDR4, DIM_CIDR6 };
 
 /* Tabulate one dimension; false when it has more intervals than cells. */
 static int tab_dim(struct rayos_fw_tab *tab, enum dim dim, struct span *sp, size_t n,
 		   bool *fits)
 {
-	static const unsigned int width[] = { 24, 32, 128 };
-	static const size_t cells[] = { RAYOS_TAB_RANGES, RAYOS_TAB_CIDR4, RAYOS_TAB_CIDR6 };
+	static const unsigned int width[] = { 25, 24, 32, 128 };
+	static const size_t cells[] = { RAYOS_TAB_PORTS, RAYOS_TAB_RANGES, RAYOS_TAB_CIDR4,
+					RAYOS_TAB_CIDR6 };
 	u128 max = width[dim] == 128 ? ~(u128)0 : ((u128)1 << width[dim]) - 1;
 	struct cut *cut = malloc((2 * n + 1) * sizeof(*cut));
 	struct span *stack = malloc((n ?: 1) * sizeof(*stack));
@@ -109,6 +115,10 @@ static int tab_dim(struct rayos_fw_tab *tab, enum dim dim, struct span *sp, size
 			const struct cut *c = &cut[i < nc ? i : nc - 1];
 
 			switch (dim) {
+			case DIM_PORT:
+				tab->port_lo[i] = (uint32_t)c->start;
+				tab->port_bits[i] = c->bits;
+				break;
 			case DIM_RANGE:
 				tab->range_lo[i] = (uint32_t)c->start;
 				tab->range_bits[i] = c->bits;
@@ -141,23 +151,57 @@ static u128 be_to_u128(const uint8_t *p, size_t len)
 }
 
 unsigned int fw_tab_build(struct rayos_fw_tab *tab, int dir,
+			  const struct compiled_port *ports, size_t nr_ports,
 			  const struct compiled_range *ranges, size_t nr_ranges,
 			  const struct compiled_cidr4 *cidr4, size_t nr_cidr4,
 			  const struct compiled_cidr6 *cidr6, size_t nr_cidr6)
 {
-	size_t most = nr_ranges > nr_cidr4 ? nr_ranges : nr_cidr4;
+	size_t most = nr_ports + nr_ranges > nr_cidr4 ? nr_ports + nr_ranges : nr_cidr4;
 	struct span *sp = malloc(((most > nr_cidr6 ? most : nr_cidr6) ?: 1) * sizeof(*sp));
 	unsigned int got = 0;
-	bool fits;
+	bool fits = false;
 	size_t n;
 
 	memset(tab, 0, sizeof(*tab));
 	if (!sp)
-		return 0;	/* the tries keep working */
+		return 0;	/* the hash and the tries keep working */
 
-	/* Ranges: proto (matched whole) then the port prefix. */
+	/* The whole port dimension over proto << 17 | has_ports << 16 | port:
+	 * "any" is the whole space, a protocol-wide entry its protocol's block,
+	 * ranges and exact ports sit in the block's half with ports.  Nested
+	 * like the lookup order exact -> range -> protocol -> any, so the
+	 * innermost span is what that order finds first. */
 	n = 0;
-	for (size_t i = 0; i < nr_ranges; i++)
+	for (size_t i = 0; i < nr_ports; i++) {
+		const struct rayos_fw_port_key *k = &ports[i].key;
+
+		if (k->dir != dir)
+			continue;
+		if (k->kind == RAYOS_PORT_EXACT) {
+			sp[n] = span_of((u128)k->proto << 17 | 1U << 16 | k->port_host, 25, 25,
+					ports[i].val.rules);
+			sp[n++].prio = 2;
+		} else {
+			sp[n++] = span_of((u128)k->proto << 17,
+					  k->proto == RAYOS_PROTO_ANY ? 0 : 8, 25,
+					  ports[i].val.rules);
+		}
+	}
+	for (size_t i = 0; i < nr_ranges; i++) {
+		if (ranges[i].key.dir != dir)
+			continue;
+		sp[n] = span_of((u128)ranges[i].key.proto << 17 | 1U << 16 |
+				ntohs(ranges[i].key.port_be),
+				9 + ranges[i].key.prefixlen - RAYOS_FW_RANGE_PREFIX, 25,
+				ranges[i].val.rules);
+		sp[n++].prio = 1;
+	}
+	if (n && !tab_dim(tab, DIM_PORT, sp, n, &fits) && fits)
+		got |= RAYOS_DIRF_PORT_TAB;
+
+	/* Otherwise at least the ranges: proto (matched whole), port prefix. */
+	n = 0;
+	for (size_t i = 0; !fits && i < nr_ranges; i++)
 		if (ranges[i].key.dir == dir)
 			sp[n++] = span_of((u128)ranges[i].key.proto << 16 |
 					  ntohs(ranges[i].key.port_be),

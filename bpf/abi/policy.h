@@ -55,8 +55,10 @@ enum rayos_cap {
 #define RAYOS_DIRF_RANGE_TAB	(1U << 3)	/* port ranges: rayos_fw_tab */
 #define RAYOS_DIRF_CIDR4_TAB	(1U << 4)	/* IPv4 CIDRs: rayos_fw_tab */
 #define RAYOS_DIRF_CIDR6_TAB	(1U << 5)	/* IPv6 CIDRs: rayos_fw_tab */
+#define RAYOS_DIRF_PORT_TAB	(1U << 6)	/* the whole port dimension (exact,
+						 * ranges, protocol-wide): rayos_fw_tab */
 #define RAYOS_DIRF_TABS		(RAYOS_DIRF_RANGE_TAB | RAYOS_DIRF_CIDR4_TAB | \
-				 RAYOS_DIRF_CIDR6_TAB)
+				 RAYOS_DIRF_CIDR6_TAB | RAYOS_DIRF_PORT_TAB)
 
 /*
  * Firewall of one direction.  A packet's verdict is the lowest-numbered rule
@@ -166,8 +168,15 @@ struct rayos_fw_cidr6_key {
  * so "the last start <= x" can be found without knowing the count.
  * Values are host order: ranges as proto << 16 | port, IPv6 as [high 64
  * bits, low 64 bits].
+ *
+ * The port table, when the direction's whole port dimension fits, answers
+ * what the rayos_fw_port lookups, exact -> range -> protocol-wide -> any,
+ * would: keys are proto << 17 | 1 << 16 | port for packets with ports and
+ * proto << 17 for packets without (so ICMP type 0 and "no type" differ).
+ * The direction then has no rayos_fw_port or rayos_fw_range entries.
  */
-#define RAYOS_TAB_RANGES	32	/* powers of two */
+#define RAYOS_TAB_PORTS		64	/* powers of two */
+#define RAYOS_TAB_RANGES	32
 #define RAYOS_TAB_CIDR4		64
 #define RAYOS_TAB_CIDR6		32
 
@@ -179,6 +188,8 @@ struct rayos_fw_tab_key {
 };
 
 struct rayos_fw_tab {
+	__u32 port_lo[RAYOS_TAB_PORTS];
+	__u64 port_bits[RAYOS_TAB_PORTS];
 	__u32 range_lo[RAYOS_TAB_RANGES];
 	__u32 cidr4_lo[RAYOS_TAB_CIDR4];
 	__u64 range_bits[RAYOS_TAB_RANGES];

@@ -34,6 +34,9 @@ static __always_inline __u64 fw_port_bits(__u32 vm_id, const struct rayos_vm *vm
 	};
 	struct rayos_fw_bits *bits;
 
+	if (tab && (dp->flags & RAYOS_DIRF_PORT_TAB))
+		return fwtab_port(tab, (__u32)p->proto << 17 |
+				       (p->has_ports ? 1U << 16 | p->dport : 0));
 	if (p->has_ports) {
 		bits = bpf_map_lookup_elem(&rayos_fw_port, &k);
 		if (bits)
@@ -152,6 +155,10 @@ static __always_inline int fw_eval(__u32 vm_id, const struct rayos_vm *vm, __u8 
 	__u64 match;
 	__u32 r;
 
+	*rule = RAYOS_EV_RULE_NONE;
+	if (!dp->nr_rules)	/* nothing to look up */
+		return dp->default_action == RAYOS_ACT_ALLOW ? RAYOS_RSN_PASS_DEFAULT
+							     : RAYOS_RSN_DROP_DEFAULT;
 	/* A missing table (never written: the agent writes it before the
 	 * record that points at it) reads as "no entries" for its dimensions,
 	 * like a miss in their tries: the default action decides. */
@@ -160,7 +167,6 @@ static __always_inline int fw_eval(__u32 vm_id, const struct rayos_vm *vm, __u8 
 
 		tab = bpf_map_lookup_elem(&rayos_fw_tab, &tk);
 	}
-	*rule = RAYOS_EV_RULE_NONE;
 	match = fw_port_bits(vm_id, vm, dir, p, tab);
 	/* Skip the LPM walk when it cannot change the answer: no candidate
 	 * rule, or the first candidate has no CIDR (it matches every address,

@@ -35,6 +35,9 @@ static __always_inline __u64 name(const struct rayos_fw_tab *t, __u32 x)	\
 	return t->bits[i & ((n) - 1)];						\
 }
 
+/* The whole port dimension: x = proto << 17 | 1 << 16 | port, or proto << 17
+ * for a packet without ports. */
+RAYOS_FWTAB_FIND32(fwtab_port, port_lo, port_bits, RAYOS_TAB_PORTS)
 /* Port ranges: x = proto << 16 | port (host order). */
 RAYOS_FWTAB_FIND32(fwtab_range, range_lo, range_bits, RAYOS_TAB_RANGES)
 /* IPv4 CIDRs: x = address in host order. */

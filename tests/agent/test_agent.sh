@@ -32,12 +32,19 @@ EOF
 	mv "$T/policies/test.json.tmp" "$T/policies/test.json"	# atomic, as editors do
 }
 
-# Ports of VM 7 that the pinned rayos_fw_port map holds, sorted.
+# Single TCP ports VM 7 allows in, read from every pinned rayos_fw_tab entry
+# of VM 7 (its port table: an interval one port wide in TCP's ported block,
+# 6 << 17 | 1 << 16 = 13 * 65536, with rule bits), sorted.
 pinned_ports() {
-	bpftool -j map dump pinned "$PIN/rayos_fw_port" |
-		jq -r '[.[] | select(.formatted.key.vm_id == 7 and .formatted.key.kind == 0)
-			| .formatted.key.port_host] | sort | map(tostring) | join(",")'
+	bpftool -j map dump pinned "$PIN/rayos_fw_tab" |
+		jq -r '[.[] | select(.formatted.key.vm_id == 7) | .formatted.value as $v |
+			range(0; 63) as $i |
+			select($v.port_lo[$i + 1] - $v.port_lo[$i] == 1 and $v.port_bits[$i] != 0 and
+			       ($v.port_lo[$i] / 65536 | floor) == 13) |
+			$v.port_lo[$i] - 13 * 65536] | unique | map(tostring) | join(",")'
 }
+ports_are() { [[ $(pinned_ports) == "$1" ]]; }
+ports_have() { [[ ,$(pinned_ports), == *,$1,* ]]; }
 # rayos_fw_tab holds VM 7's "in" table under its live generation, nothing else.
 tab_live() {
 	local gen
@@ -72,7 +79,7 @@ check "status names every enforcement point with a state" -- \
 	bash -c "'$AGENT' status --json --run-dir '$T/run' | jq -e '[.enforcement[] | select(.state == \"active\" or .state == \"unavailable\")] | length >= 2' >/dev/null"
 check "status says which capabilities the agent kept" -- \
 	bash -c "'$AGENT' status --json --run-dir '$T/run' | jq -e '.capabilities | test(\"cap_bpf\")' >/dev/null"
-ok "$([[ $(pinned_ports) == 22 ]]; echo $?)" "pinned rayos_fw_port holds port 22 for VM 7"
+ok "$([[ $(pinned_ports) == 22 ]]; echo $?)" "VM 7's pinned port table allows TCP port 22 alone"
 check "pinned rayos_fw_tab holds VM 7's range and CIDR table, live generation only" -- tab_live
 
 # bpftool shows the maps with BTF: names and readable keys/values.
@@ -92,9 +99,9 @@ check "status shows VM 7 enforced on $VETH's ifindex" -- \
 # A live edit reaches the pinned map within 1 s.
 t0=$(date +%s%N)
 write_policy 2222
-wait_for 1 bash -c "[[ \$(bpftool -j map dump pinned '$PIN/rayos_fw_port' | jq '[.[] | select(.formatted.key.port_host == 2222)] | length') -ge 1 ]]"
+wait_for 1 ports_have 2222
 ok $? "edited port 2222 is in the pinned map within 1 s ($(( ($(date +%s%N) - t0) / 1000000 )) ms)"
-wait_for 1 bash -c "[[ \$(bpftool -j map dump pinned '$PIN/rayos_fw_port' | jq '[.[] | select(.formatted.key.port_host == 22)] | length') == 0 ]]"
+wait_for 1 ports_are 2222
 ok $? "port 22 is gone from every generation"
 check "after the edit rayos_fw_tab holds only the new generation's table" -- tab_live
 ok "$([[ $(pinned_version) == 2 ]]; echo $?)" "pinned rayos_policy says version 2"

@@ -328,8 +328,8 @@ static int measure_round(struct rayos_bench *empty, struct scenario *s, int r)
 	err = err ?: run_xdp(bpf_program__fd(empty->progs.rayos_bench_xdp), &pk[P_RULE_DENY],
 			     REPEAT, &s->empty_xdp[r]);
 	for (int k = 0; k < P_MAX && !err; k++) {
-		/* The trie packet goes to a filler VM's tap. */
-		if (k == P_TRIE && s->nr_vms < FILLER_ID)
+		/* The trie packet goes to a filler VM's tap (rule scenarios). */
+		if (k == P_TRIE && (s->nr_vms < FILLER_ID || s->nr_plain >= FILLER_ID))
 			continue;
 		if (k == P_TRIE)
 			err = iface_to(s, FILLER_ID);

@@ -257,33 +257,38 @@ static uint8_t compile_dir(uint8_t dir, const struct tdir *d, struct rayos_dir_p
 
 /*
  * Do what the agent's compiler does after folding (agent/policy_compile.c
- * tabulate()): move each direction's ranges and CIDRs into its interval
- * table where they fit, and take them out of the tries.  The cases then run
- * again through fwtab.bpf.h instead of the LPM lookups.  Returns whether
- * anything moved.
+ * tabulate()): move each direction's port dimension and CIDRs into its
+ * interval table where they fit, and take them out of the hash and the
+ * tries.  The cases then run again through fwtab.bpf.h instead of the map
+ * lookups.  Returns whether anything moved.
  */
 static bool tabulate(struct rayos_vm *vm)
 {
+	static struct compiled_port pt[256];
 	static struct compiled_range r[256];
 	static struct compiled_cidr4 c4[64];
 	static struct compiled_cidr6 c6[64];
-	size_t nr, n4, n6;
+	size_t np, nr, n4, n6;
 	bool moved = false;
 
+	READ_ALL(fx.map[RAYOS_MAP_FW_PORT], pt, np);
 	READ_ALL(fx.map[RAYOS_MAP_FW_RANGE], r, nr);
 	READ_ALL(fx.map[RAYOS_MAP_FW_CIDR4], c4, n4);
 	READ_ALL(fx.map[RAYOS_MAP_FW_CIDR6], c6, n6);
 	for (int d = 0; d < RAYOS_DIR_MAX; d++) {
 		struct rayos_fw_tab_key k = { .vm_id = VM_ID, .dir = d };
 		struct rayos_fw_tab tab;
-		unsigned int got = fw_tab_build(&tab, d, r, nr, c4, n4, c6, n6);
+		unsigned int got = fw_tab_build(&tab, d, pt, np, r, nr, c4, n4, c6, n6);
 
 		if (!got)
 			continue;
 		if (bpf_map_update_elem(fx.map[RAYOS_MAP_FW_TAB], &k, &tab, BPF_ANY))
 			tap_diag("rayos_fw_tab update: %s", strerror(errno));
 		vm->dir[d].flags |= got;
-		for (size_t i = 0; (got & RAYOS_DIRF_RANGE_TAB) && i < nr; i++)
+		for (size_t i = 0; (got & RAYOS_DIRF_PORT_TAB) && i < np; i++)
+			if (pt[i].key.dir == d)
+				bpf_map_delete_elem(fx.map[RAYOS_MAP_FW_PORT], &pt[i].key);
+		for (size_t i = 0; (got & (RAYOS_DIRF_PORT_TAB | RAYOS_DIRF_RANGE_TAB)) && i < nr; i++)
 			if (r[i].key.dir == d)
 				bpf_map_delete_elem(fx.map[RAYOS_MAP_FW_RANGE], &r[i].key);
 		for (size_t i = 0; (got & RAYOS_DIRF_CIDR4_TAB) && i < n4; i++)
@@ -292,7 +297,7 @@ static bool tabulate(struct rayos_vm *vm)
 		for (size_t i = 0; (got & RAYOS_DIRF_CIDR6_TAB) && i < n6; i++)
 			if (c6[i].key.dir == d)
 				bpf_map_delete_elem(fx.map[RAYOS_MAP_FW_CIDR6], &c6[i].key);
-		if (got & RAYOS_DIRF_RANGE_TAB)
+		if (got & (RAYOS_DIRF_PORT_TAB | RAYOS_DIRF_RANGE_TAB))
 			vm->dir[d].flags &= ~RAYOS_DIRF_PORT_RANGES;
 		if (got & RAYOS_DIRF_CIDR4_TAB)
 			vm->dir[d].flags &= ~RAYOS_DIRF_CIDR4;

@@ -536,6 +536,13 @@ static uint64_t kernel_port_bits(const struct compiled_vm *cvm, const struct pac
 	const struct compiled_port *hit;
 	const struct compiled_range *rhit;
 
+	/* As the parser: only these protocols have ports (or a type). */
+	bool has_ports = p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP ||
+			 p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6;
+
+	if (tab && (dp->flags & RAYOS_DIRF_PORT_TAB))
+		return fwtab_port(tab, (uint32_t)p->proto << 17 |
+				       (has_ports ? 1U << 16 | p->port : 0));
 	memset(&k, 0, sizeof(k));
 	k.vm_id = cvm->vm.vm_id;
 	k.dir = p->dir;
@@ -939,6 +946,7 @@ static void test_compile_random(void)
 	struct compiled_policy *cp;
 	struct policy_error err;
 	size_t n, bad = 0, checked = 0, failed_compiles = 0, in_tab = 0, in_trie = 0;
+	size_t port_tab = 0, port_hash = 0;
 	int d;
 
 	for (n = 0; n < NR_POLICIES; n++) {
@@ -962,7 +970,10 @@ static void test_compile_random(void)
 		for (d = 0; d < RAYOS_DIR_MAX; d++) {
 			unsigned int f = cp->vms[0].vm.dir[d].flags;
 
-			in_tab += !!(f & RAYOS_DIRF_CIDR4_TAB) + !!(f & RAYOS_DIRF_RANGE_TAB);
+			in_tab += !!(f & RAYOS_DIRF_CIDR4_TAB) + !!(f & RAYOS_DIRF_RANGE_TAB) +
+				  !!(f & RAYOS_DIRF_PORT_TAB);
+			port_tab += !!(f & RAYOS_DIRF_PORT_TAB);
+			port_hash += vm.fw[d].nr_rules && !(f & RAYOS_DIRF_PORT_TAB);
 			in_trie += !!(f & RAYOS_DIRF_CIDR4) + !!(f & RAYOS_DIRF_PORT_RANGES);
 		}
 		compiled_policy_free(cp);
@@ -971,6 +982,8 @@ static void test_compile_random(void)
 	scatter = false;
 	tap_ok(in_tab > 0 && in_trie > 0, "random policies: some dimensions in interval "
 	       "tables (%zu), some too big and in LPM tries (%zu)", in_tab, in_trie);
+	tap_ok(port_tab > 0 && port_hash > 0, "random policies: whole port dimensions in a "
+	       "table (%zu), some too big and in the hash (%zu)", port_tab, port_hash);
 	if (!ASSERT_EQ(bad, 0, "random policies: maps give the rules' verdict on every packet"))
 		tap_diag("  %zu of %zu packets disagree", bad, checked);
 	tap_diag("  %d random policies, %zu packets compared", NR_POLICIES, checked);
@@ -996,17 +1009,21 @@ static void test_compile_overlap(void)
 	if (!ASSERT_EQ(bad, 0, "overlapping ranges, nested CIDRs: maps agree with the rules"))
 		tap_diag("  %zu of %zu packets disagree", bad, checked);
 	tap_diag("  %zu packets compared", checked);
-	ASSERT_TRUE(cp->vms[0].vm.dir[RAYOS_DIR_IN].flags == RAYOS_DIRF_TABS,
-		    "in: range, cidr4 and cidr6 lookups flagged, all three in the table");
+	ASSERT_TRUE(cp->vms[0].vm.dir[RAYOS_DIR_IN].flags ==
+		    (RAYOS_DIRF_PORT_TAB | RAYOS_DIRF_CIDR4_TAB | RAYOS_DIRF_CIDR6_TAB),
+		    "in: ports (with ranges), cidr4 and cidr6 all in the interval table");
 
-	/* The comparison must be able to fail: drop the folded range rules from
-	 * the exact entry of tcp 443 (also inside a range) and expect a miss. */
-	for (i = 0; i < cp->vms[0].nr_ports; i++) {
-		struct compiled_port *e = &cp->vms[0].ports[i];
+	/* The comparison must be able to fail: clear the interval of tcp 443
+	 * (also inside a range) in the port table and expect a miss. */
+	for (i = 0; i < cp->vms[0].nr_tabs; i++) {
+		struct rayos_fw_tab *t = &cp->vms[0].tabs[i].val;
+		uint32_t x = IPPROTO_TCP << 17 | 1U << 16 | 443;
 
-		if (e->key.dir == RAYOS_DIR_IN && e->key.proto == IPPROTO_TCP &&
-		    e->key.kind == RAYOS_PORT_EXACT && e->key.port_host == 443)
-			e->val.rules = 0;
+		if (cp->vms[0].tabs[i].key.dir != RAYOS_DIR_IN)
+			continue;
+		for (size_t c = 0; c < RAYOS_TAB_PORTS; c++)	/* the cell holding x */
+			if (t->port_lo[c] <= x && (c + 1 == RAYOS_TAB_PORTS || t->port_lo[c + 1] > x))
+				t->port_bits[c] = 0;
 	}
 	checked = 0;
 	quiet_mismatches = true;
