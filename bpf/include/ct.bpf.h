@@ -111,8 +111,8 @@ static __always_inline __u64 ct_timeout(const struct rayos_ct_val *v, __u8 proto
  * allowed?  A miss, an expired entry or one stamped by an older policy
  * version sends the packet to the rules (fail closed: the rules can only
  * be as open as the policy).  Checked before the rules because most packets
- * belong to established flows and one hash hit (~13 ns) is cheaper than the
- * port lookups plus an LPM walk.
+ * belong to established flows and one hash hit (~12 ns) is cheaper than the
+ * rule lookups.
  */
 static __always_inline bool ct_pass(const struct rayos_ct_ref *k, const struct rayos_vm *vm,
 				    __u8 dir, const struct rayos_pkt *p, __u64 now)
