@@ -119,7 +119,7 @@ static __always_inline int judge(struct __sk_buff *skb, const struct rayos_iface
 
 	frag_track(vm_id, dir, p, now);
 	tracked = ct_key_build(&ck, vm->slot, dir, p);
-	if (tracked && ct_pass(&ck, vm, dir, p, now))
+	if (tracked && !tcp_syn_only(p) && ct_pass(&ck, vm, dir, p, now))
 		return RAYOS_RSN_PASS_FLOW;
 	/* Like conntrack's RELATED: without it a VM whose inbound default is
 	 * deny never hears "fragmentation needed" and PMTU discovery stalls. */

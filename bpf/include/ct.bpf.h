@@ -13,7 +13,9 @@
 #include "stats.bpf.h"
 
 #define RAYOS_TCP_FIN	0x01
+#define RAYOS_TCP_SYN	0x02
 #define RAYOS_TCP_RST	0x04
+#define RAYOS_TCP_ACK	0x10
 #define RAYOS_ICMP_ECHOREPLY	0
 #define RAYOS_ICMP_ECHO		8
 #define RAYOS_ICMP6_ECHO	128
@@ -95,6 +97,19 @@ static __always_inline struct rayos_ct_val *ct_lookup(const struct rayos_ct_ref 
 		return v;
 	}
 	return bpf_map_lookup_elem(&rayos_ct4, &k->k4);
+}
+
+/*
+ * A SYN without ACK opens a connection: it is never a packet of a tracked
+ * flow, so it goes straight to the rules.  A remote that forges a SYN with
+ * the ports of one of the VM's flows cannot pass as return traffic that way,
+ * and a SYN flood costs no flow-table miss per packet.  (TCP simultaneous
+ * open, where both ends send a bare SYN, then needs a rule for the peer's.)
+ */
+static __always_inline bool tcp_syn_only(const struct rayos_pkt *p)
+{
+	return p->proto == IPPROTO_TCP &&
+	       (p->tcp_flags & (RAYOS_TCP_SYN | RAYOS_TCP_ACK)) == RAYOS_TCP_SYN;
 }
 
 static __always_inline __u64 ct_timeout(const struct rayos_ct_val *v, __u8 proto)

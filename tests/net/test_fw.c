@@ -711,6 +711,11 @@ static const struct fw_case cases[] = {
 		{ IN, { .kind = K_IP, V4("192.0.2.10", VM_IP), .proto = TCP, .sport = 443, .dport = 40000, .tcp_flags = SYN | ACK }, PASS(PASS_FLOW), NO_RULE },
 		{ OUT, { .kind = K_IP, V4(VM_IP, "192.0.2.10"), .proto = TCP, .sport = 40000, .dport = 443, .tcp_flags = ACK }, PASS(PASS_FLOW), NO_RULE },
 		{ IN, { .kind = K_IP, V4("192.0.2.10", VM_IP), .proto = TCP, .sport = 443, .dport = 40001, .tcp_flags = ACK }, DROP(DROP_DEFAULT), NO_RULE } } },
+	{ "a bare SYN never belongs to a flow: a remote's SYN with its ports meets the rules", &pol_ct, {
+		{ OUT, { .kind = K_IP, V4(VM_IP, "192.0.2.10"), .proto = TCP, .sport = 40000, .dport = 443, .tcp_flags = SYN }, PASS(PASS_RULE), 0 },
+		{ IN, { .kind = K_IP, V4("192.0.2.10", VM_IP), .proto = TCP, .sport = 443, .dport = 40000, .tcp_flags = SYN }, DROP(DROP_DEFAULT), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP, "192.0.2.10"), .proto = TCP, .sport = 40000, .dport = 443, .tcp_flags = SYN }, PASS(PASS_RULE), 0 },
+		{ IN, { .kind = K_IP, V4("192.0.2.10", VM_IP), .proto = TCP, .sport = 443, .dport = 40000, .tcp_flags = SYN | ACK }, PASS(PASS_FLOW), NO_RULE } } },
 	{ "reverse packet without an established flow", &pol_ct, {
 		{ IN, { .kind = K_IP, V4("192.0.2.10", VM_IP), .proto = TCP, .sport = 443, .dport = 40000, .tcp_flags = SYN | ACK }, DROP(DROP_DEFAULT), NO_RULE } } },
 	{ "UDP and IPv6 return traffic", &pol_ct, {
