@@ -241,6 +241,11 @@ int agent_apply_policy(struct agent *a, const char *why)
 		 a->set->nr_vms, st.added, st.changed, st.unchanged, st.removed,
 		 (unsigned long long)st.entries_written,
 		 (unsigned long long)st.entries_deleted, a->apply_ms);
+	if (st.slow_dirs)
+		log_info("%u VM direction(s), the first of VM %u, have more ports or CIDRs than "
+			 "an interval table holds (%d port, %d IPv4, %d IPv6 intervals): their "
+			 "new connections take hash and LPM lookups", st.slow_dirs, st.slow_vm,
+			 RAYOS_TAB_PORTS, RAYOS_TAB_CIDR4, RAYOS_TAB_CIDR6);
 	goto out;
 rejected:
 	log_err("policy rejected (%s): %s; still enforcing version %llu",

@@ -133,8 +133,15 @@ int loader_iface_sync(struct loader *ld, uint32_t vm_id)
 	    val.vm_id != vm_id)
 		return 0;	/* no tap (yet): attach composes the entry */
 	loader_iface_compose(ld->map_fds[RAYOS_MAP_VMS], ld->map_fds[RAYOS_MAP_IP_BIND], &val);
-	return bpf_map_update_elem(ld->map_fds[RAYOS_MAP_IFACES], &key, &val, BPF_EXIST) ?
-	       -errno : 0;
+	if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_IFACES], &key, &val, BPF_EXIST)) {
+		int err = -errno;
+
+		/* Its tap keeps enforcing the record it had: say so. */
+		log_err("VM %u: cannot update its tap's copy of its record (ifindex %u): %s",
+			vm_id, key, strerror(-err));
+		return err;
+	}
+	return 0;
 }
 
 int loader_attach_vm(struct loader *ld, uint32_t vm_id, int ifindex,

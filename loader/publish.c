@@ -558,6 +558,16 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 		log_warn("cannot record policy version %llu: %s",
 			 (unsigned long long)info.version, strerror(errno));
 	stats->version = info.version;
+	for (i = 0; i < cp->nr_vms; i++)
+		for (int d = 0; d < RAYOS_DIR_MAX; d++) {
+			const struct rayos_dir_policy *dp = &cp->vms[i].vm.dir[d];
+
+			if (!dp->nr_rules || ((dp->flags & RAYOS_DIRF_PORT_TAB) &&
+			    !(dp->flags & (RAYOS_DIRF_CIDR4 | RAYOS_DIRF_CIDR6))))
+				continue;
+			if (!stats->slow_dirs++)
+				stats->slow_vm = cp->vms[i].vm.vm_id;
+		}
 	err = 0;
 out:
 	if (next) {

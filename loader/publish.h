@@ -26,6 +26,11 @@ struct publish_stats {
 	uint64_t version;	/* the version now applied */
 	unsigned int changed, unchanged, added, removed;
 	uint64_t entries_written, entries_deleted;
+	/* VM directions with rules that did not all fit the interval table
+	 * (some lookups go to the hash or the LPM tries, which cost more and
+	 * grow with the host's entries), and the first such VM. */
+	unsigned int slow_dirs;
+	uint32_t slow_vm;
 };
 
 /* Read what an earlier agent published (records, generations, slots and

@@ -158,6 +158,19 @@ echo '{"version": 1, "vms": [{"id": 7, "name": "x", "capabilities": ["CAP_FLY"]}
 out=$("$AGENT" policy check "$T/bad.json"); rc=$?
 ok "$([[ $rc == 1 && $out == *CAP_FLY* ]]; echo $?)" "policy check rejects an unknown capability (exit 1)"
 
+# A VM with more CIDRs than its interval table holds still works (LPM trie)
+# and the log says which VM pays the slower lookups.
+{
+	printf '{ "version": 1, "vms": [ { "id": 7, "name": "vm-seven", "interface": "%s",' "$VETH"
+	printf ' "firewall": { "in": { "rules": [ { "action": "allow", "protocol": "tcp", "cidrs": ['
+	for ((i = 0; i < 70; i++)); do ((i)) && printf ','; printf '"10.9.%d.0/24"' $((2 * i)); done
+	printf '] } ] } } } ] }\n'
+} >"$T/policies/test.json.tmp" && mv "$T/policies/test.json.tmp" "$T/policies/test.json"
+wait_for 2 grep -q "1 VM direction(s), the first of VM 7, have more ports or CIDRs" "$T/agent.log"
+ok $? "a VM whose 70 CIDRs do not fit its table is applied and named in the log"
+check "its CIDRs are in the pinned LPM trie" -- \
+	bash -c "[[ \$(bpftool -j map dump pinned '$PIN/rayos_fw_cidr4' | jq length) == 70 ]]"
+
 # Removing the VM from the policy detaches it; stop keeps pins, --purge removes them.
 echo '{"version": 1}' >"$T/policies/test.json"
 wait_for 1 test ! -e "$PIN/links/vm7_from"
