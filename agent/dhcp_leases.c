@@ -142,22 +142,6 @@ static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
 	return 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int fsync_dir_of(const char *path)
 {
 	char dir[PATH_MAX];
@@ -376,14 +360,14 @@ int lease_store_compact(struct lease_store *ls,
 	while (next(ctx, &rec)) {
 		lease_rec_encode(&rec, ++seq, buf + n * LEASE_REC_SIZE);
 		if (++n == 64) {
-			err = write_all(fd, buf, sizeof(buf));
+			err = pwrite_all(fd, buf, sizeof(buf), size);
 			if (err)
 				goto out;
 			size += sizeof(buf);
 			n = 0;
 		}
 	}
-	err = write_all(fd, buf, n * LEASE_REC_SIZE);
+	err = pwrite_all(fd, buf, n * LEASE_REC_SIZE, size);
 	if (err)
 		goto out;
 	size += n * LEASE_REC_SIZE;

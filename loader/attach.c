@@ -124,15 +124,68 @@ void loader_iface_compose(int vms_fd, int bind_fd, struct rayos_iface *io)
 		memset(&io->bind, 0, sizeof(io->bind));
 }
 
-int loader_iface_sync(struct loader *ld, uint32_t vm_id)
+/* The tap this loader attached the VM to, or NULL. */
+static struct loader_tap *tap_find(const struct loader *ld, uint32_t vm_id, size_t *pos)
 {
-	__u32 key = loader_vm_ifindex(ld, vm_id);
-	struct rayos_iface val;
+	size_t lo = 0, hi = ld->nr_taps;
 
-	if (!key || bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_IFACES], &key, &val) ||
-	    val.vm_id != vm_id)
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (ld->taps[mid].vm_id == vm_id)
+			return &ld->taps[mid];
+		if (ld->taps[mid].vm_id < vm_id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*pos = lo;
+	return NULL;
+}
+
+/* Remember (ifindex != 0) or forget the VM's tap. */
+static int tap_note(struct loader *ld, uint32_t vm_id, uint32_t ifindex)
+{
+	size_t pos = 0;
+	struct loader_tap *t = tap_find(ld, vm_id, &pos), *grown;
+
+	if (t && ifindex) {
+		t->ifindex = ifindex;
+	} else if (t) {
+		pos = (size_t)(t - ld->taps);
+		memmove(t, t + 1, (ld->nr_taps - pos - 1) * sizeof(*t));
+		ld->nr_taps--;
+	} else if (ifindex) {
+		grown = realloc(ld->taps, (ld->nr_taps + 1) * sizeof(*grown));
+		if (!grown)
+			return -ENOMEM;
+		ld->taps = grown;
+		memmove(&ld->taps[pos + 1], &ld->taps[pos], (ld->nr_taps - pos) * sizeof(*grown));
+		ld->taps[pos] = (struct loader_tap){ vm_id, ifindex };
+		ld->nr_taps++;
+	}
+	return 0;
+}
+
+/* Per policy flip and per DHCP lease: a lookup in memory, the entry's read,
+ * the record's and binding's reads unless the caller has the binding, one
+ * update (publish_lease: 4 bpf() calls instead of 2 before the copy). */
+int loader_iface_sync(struct loader *ld, uint32_t vm_id, const struct rayos_ip_bind *bind)
+{
+	size_t pos;
+	struct loader_tap *t = tap_find(ld, vm_id, &pos);
+	__u32 key = t ? t->ifindex : 0;
+	struct rayos_iface val = { .vm_id = vm_id };
+
+	if (!key)
 		return 0;	/* no tap (yet): attach composes the entry */
-	loader_iface_compose(ld->map_fds[RAYOS_MAP_VMS], ld->map_fds[RAYOS_MAP_IP_BIND], &val);
+	if (bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_IFACES], &key, &val) || val.vm_id != vm_id)
+		return 0;
+	if (bind)
+		val.bind = *bind;	/* only the binding changed */
+	else
+		loader_iface_compose(ld->map_fds[RAYOS_MAP_VMS], ld->map_fds[RAYOS_MAP_IP_BIND],
+				     &val);
 	if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_IFACES], &key, &val, BPF_EXIST)) {
 		int err = -errno;
 
@@ -156,6 +209,9 @@ int loader_attach_vm(struct loader *ld, uint32_t vm_id, int ifindex,
 	/* The program finds its VM through this entry: write it first. */
 	if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_IFACES], &key, &val, BPF_ANY))
 		return -errno;
+	err = tap_note(ld, vm_id, key);
+	if (err)
+		return err;
 	for (size_t h = 0; h < sizeof(hooks) / sizeof(hooks[0]); h++) {
 		err = attach_one(ld, vm_id, ifindex, h);
 		if (err)
@@ -201,45 +257,55 @@ int loader_detach_vm(struct loader *ld, uint32_t vm_id)
 
 		bpf_map_delete_elem(ld->map_fds[RAYOS_MAP_IFACES], &key);
 	}
+	tap_note(ld, vm_id, 0);
 	return err;
 }
 
 /* A new agent brings new program instances: swap them into every pinned
  * link now, so that what runs is what this agent was built with, even
  * before (or without) a policy being applied. */
-int loader_refresh_links(struct loader *ld)
+static int cmp_u32(const void *a, const void *b)
 {
-	char dir[LOADER_PIN_ROOT_LEN + 8], path[PATH_MAX];
-	struct dirent *de;
-	int err = 0;
-	DIR *d;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
-	snprintf(dir, sizeof(dir), "%s/links", ld->pin_root);
-	d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
-	while ((de = readdir(d))) {
-		unsigned int id;
-		char suffix[8];
+	return (x > y) - (x < y);
+}
+
+struct refresh {
+	struct loader *ld;
+	int err;	/* the first failure; every link is still tried */
+};
+
+static int refresh_vm(void *ctx, uint32_t vm_id)
+{
+	struct refresh *r = ctx;
+	struct loader *ld = r->ld;
+	char path[PATH_MAX];
+
+	for (size_t h = 0; h < sizeof(hooks) / sizeof(hooks[0]); h++) {
 		int fd;
 
-		if (sscanf(de->d_name, "vm%u_%7s", &id, suffix) != 2)
+		if (loader_link_path(ld, vm_id, hooks[h].suffix, path, sizeof(path)))
 			continue;
-		for (size_t h = 0; h < sizeof(hooks) / sizeof(hooks[0]); h++) {
-			if (strcmp(suffix, hooks[h].suffix))
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-			fd = bpf_obj_get(path);
-			if (fd < 0 || bpf_link_update(fd, ld->prog_fds[hooks[h].prog], NULL)) {
-				err = err ?: -errno;
-				log_warn("cannot update pinned link %s: %s", path, strerror(errno));
-			}
-			if (fd >= 0)
-				close(fd);
+		fd = bpf_obj_get(path);
+		if (fd < 0 && errno == ENOENT)
+			continue;
+		if (fd < 0 || bpf_link_update(fd, ld->prog_fds[hooks[h].prog], NULL)) {
+			r->err = r->err ?: -errno;
+			log_warn("cannot update pinned link %s: %s", path, strerror(errno));
 		}
+		if (fd >= 0)
+			close(fd);
 	}
-	closedir(d);
-	return err;
+	return 0;
+}
+
+int loader_refresh_links(struct loader *ld)
+{
+	struct refresh r = { .ld = ld };
+	int err = loader_for_each_vm_link(ld->pin_root, refresh_vm, &r);
+
+	return err ?: r.err;
 }
 
 int loader_for_each_vm_link(const char *pin_root, int (*fn)(void *ctx, uint32_t vm_id),
@@ -260,9 +326,13 @@ int loader_for_each_vm_link(const char *pin_root, int (*fn)(void *ctx, uint32_t 
 	while ((de = readdir(d))) {
 		unsigned int id;
 		char suffix[8];
+		bool net = false;
 
-		if (sscanf(de->d_name, "vm%u_%7s", &id, suffix) != 2 ||
-		    strcmp(suffix, hooks[0].suffix))
+		if (sscanf(de->d_name, "vm%u_%7s", &id, suffix) != 2)
+			continue;
+		for (size_t h = 0; h < sizeof(hooks) / sizeof(hooks[0]); h++)
+			net |= !strcmp(suffix, hooks[h].suffix);
+		if (!net)
 			continue;
 		grown = realloc(ids, (nr + 1) * sizeof(*ids));
 		if (!grown) {
@@ -273,8 +343,12 @@ int loader_for_each_vm_link(const char *pin_root, int (*fn)(void *ctx, uint32_t 
 		ids[nr++] = id;
 	}
 	closedir(d);
+	/* A VM has one pin per hook: call fn once per VM. */
+	if (nr)
+		qsort(ids, nr, sizeof(*ids), cmp_u32);
 	for (size_t i = 0; i < nr && !err; i++)
-		err = fn(ctx, ids[i]);
+		if (!i || ids[i] != ids[i - 1])
+			err = fn(ctx, ids[i]);
 	free(ids);
 	return err;
 }

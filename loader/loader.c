@@ -348,6 +348,7 @@ void loader_close(struct loader *ld)
 	publish_free(ld);
 	loader_devices_close(ld);
 	rayos_net__destroy(ld->net);	/* closes fds; pinned maps stay */
+	free(ld->taps);
 	free(ld);
 }
 

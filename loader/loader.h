@@ -125,13 +125,16 @@ struct rayos_iface;
 /* Fill io->vm, io->bind and RAYOS_IFF_VM from rayos_vms and rayos_ip_bind
  * (by their fds) for io->vm_id: the copy the data path reads. */
 void loader_iface_compose(int vms_fd, int bind_fd, struct rayos_iface *io);
-/* Rewrite the VM's rayos_ifaces entry after its record or binding changed;
- * 0 if the VM has no tap. */
-int loader_iface_sync(struct loader *ld, uint32_t vm_id);
+struct rayos_ip_bind;
+/* Rewrite the VM's rayos_ifaces entry after its record or binding changed:
+ * bind is the binding just written (all zero: none), or NULL to read both
+ * back from their maps.  0 if this loader attached no tap for the VM. */
+int loader_iface_sync(struct loader *ld, uint32_t vm_id, const struct rayos_ip_bind *bind);
 /* Remove the VM's links (this detaches) and its ifindex entry. */
 int loader_detach_vm(struct loader *ld, uint32_t vm_id);
-/* Call fn for every VM that has network links pinned under pin_root
- * (works without a loaded loader: `stop --purge` with no agent). */
+/* Call fn once for every VM that has a network link (either hook) pinned
+ * under pin_root; stops at fn's first error (works without a loaded
+ * loader: `stop --purge` with no agent). */
 int loader_for_each_vm_link(const char *pin_root, int (*fn)(void *ctx, uint32_t vm_id),
 			    void *ctx);
 /* The ifindex the VM's pinned link is attached to; 0 if none or gone. */

@@ -15,6 +15,12 @@
 struct rayos_net;
 struct pub_state;
 
+/* A VM's tap as this loader attached it (attach.c), sorted by vm_id. */
+struct loader_tap {
+	uint32_t vm_id;
+	uint32_t ifindex;
+};
+
 struct loader {
 	char pin_root[LOADER_PIN_ROOT_LEN];
 	struct rayos_net *net;
@@ -24,6 +30,8 @@ struct loader {
 	int sync_outer_fd, sync_inner_fd;
 	struct pub_state *pub;		/* publish.c */
 	struct loader_dev *dev;		/* devices.c */
+	struct loader_tap *taps;	/* attach.c: whose rayos_ifaces entry to */
+	size_t nr_taps;			/* rewrite when a record or binding changes */
 	char feature_cache[LOADER_PIN_ROOT_LEN];	/* "" = probe afresh */
 	bool no_dev_stats;
 };

@@ -503,7 +503,7 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 			goto out;
 		}
 		sync_bind(ld, cv, false);
-		loader_iface_sync(ld, id);	/* the data path's copy, same step */
+		loader_iface_sync(ld, id, NULL);	/* the data path's copy, same step */
 		if (plan[i].old)
 			stats->changed++;
 		else
@@ -518,7 +518,7 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 			continue;
 		bpf_map_delete_elem(ld->map_fds[RAYOS_MAP_VMS], &id);
 		sync_bind(ld, &ps->vms[i].cv, true);
-		loader_iface_sync(ld, id);	/* its tap now drops (no record) */
+		loader_iface_sync(ld, id, NULL);	/* its tap now drops (no record) */
 		stats->removed++;
 	}
 
@@ -596,7 +596,7 @@ int loader_vm_set_caps(struct loader *ld, uint32_t vm_id, uint64_t caps)
 		return -errno;
 	if (pv)
 		pv->cv.vm.caps = caps;
-	return loader_iface_sync(ld, vm_id);
+	return loader_iface_sync(ld, vm_id, NULL);
 }
 
 int loader_vm_record(const struct loader *ld, uint32_t vm_id, struct rayos_vm *out)
@@ -624,5 +624,7 @@ int publish_lease(struct loader *ld, uint32_t vm_id, uint32_t ip_be, uint64_t ex
 		return -errno;
 	if (!ip_be && have && bpf_map_delete_elem(fd, &key) && errno != ENOENT)
 		return -errno;
-	return loader_iface_sync(ld, vm_id);
+	if (!ip_be)
+		memset(&val, 0, sizeof(val));
+	return loader_iface_sync(ld, vm_id, &val);
 }

@@ -121,6 +121,21 @@ static __always_inline __u64 ct_timeout(const struct rayos_ct_val *v, __u8 proto
 	return RAYOS_CT_OTHER_NS;
 }
 
+/* The flow belongs to this VM (not to the slot's previous one) under its
+ * current policy. */
+static __always_inline bool ct_current(const struct rayos_ct_val *v, const struct rayos_vm *vm)
+{
+	return v->policy_version == vm->policy_version && v->vm_id == vm->vm_id;
+}
+
+/* Idle for longer than its timeout.  Another CPU may have stamped the entry
+ * after this CPU read its clock: a last_ns ahead of now is fresh, not
+ * 2^64 ns old. */
+static __always_inline bool ct_expired(const struct rayos_ct_val *v, __u8 proto, __u64 now)
+{
+	return now > v->last_ns && now - v->last_ns > ct_timeout(v, proto);
+}
+
 /*
  * Does the packet belong to a live flow that the VM's current policy
  * allowed?  A miss, an expired entry or one stamped by an older policy
@@ -135,11 +150,9 @@ static __always_inline bool ct_pass(const struct rayos_ct_ref *k, const struct r
 	struct rayos_ct_val *v = ct_lookup(k);
 	bool reply;
 
-	if (!v || v->policy_version != vm->policy_version || v->vm_id != vm->vm_id)
+	if (!v || !ct_current(v, vm))
 		return false;
-	/* Another CPU may have stamped the entry after this CPU read its
-	 * clock: a last_ns ahead of now is fresh, not 2^64 ns old. */
-	if (now > v->last_ns && now - v->last_ns > ct_timeout(v, p->proto)) {
+	if (ct_expired(v, p->proto, now)) {
 		long err;
 
 		if (k->v6) {
@@ -253,8 +266,7 @@ static __always_inline bool ct_related(void *data, void *data_end, const struct 
 	if (!ct_key_build(&k, vm->slot, dir ^ 1, &q))
 		return false;
 	v = ct_lookup(&k);
-	return v && v->policy_version == vm->policy_version && v->vm_id == vm->vm_id &&
-	       !(now > v->last_ns && now - v->last_ns > ct_timeout(v, q.proto));
+	return v && ct_current(v, vm) && !ct_expired(v, q.proto, now);
 }
 
 static __always_inline void frag_key_build(struct rayos_frag_key *k, __u32 vm_id, __u8 dir,

@@ -100,14 +100,46 @@ wait_for() {
 # hybrid hosts); empty when none.
 cgroup2_mount() { awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts; }
 
-# guest_launch VM APPEND: boot the test guest ($GUEST, built by
-# tests/qemu/guest.sh) under TCG through rayos-qemu; QPID is its pid, the
-# serial console goes to $T/console.log, rayos-qemu's output to $T/qemu.err.
+# need_guest NAME: skip the test NAME (and exit) unless rayos-qemu is built
+# and tests/qemu/guest.sh can build the guest; sets GUEST to it.
+need_guest() {
+	local err=${TMPDIR:-/tmp}/rayos-guest.$$.err
+	if [[ ! -x $BUILD/rayos-qemu ]]; then
+		skip "$BUILD/rayos-qemu is not built (make)" "$1"
+		tap_done; exit 0
+	fi
+	if ! GUEST=$(tests/qemu/guest.sh "$BUILD/guest" 2>"$err"); then
+		skip "cannot build the guest: $(tail -1 "$err")" "$1"
+		rm -f "$err"
+		tap_done; exit 0
+	fi
+	rm -f "$err"
+}
+
+# guest_launch VM APPEND: boot the test guest ($GUEST) under TCG through
+# rayos-qemu and check that rayos-qemu registered it (the test ends there
+# if not).  QPID is its pid, the serial console goes to $T/console.log,
+# rayos-qemu's output to $T/qemu.err; the VM's cgroup goes at exit.
 guest_launch() {
+	on_exit "rmdir '$(cgroup2_mount)/rayos/vm$1'"
+	on_exit "sleep 0.3"
 	spawn QPID "$BUILD/rayos-qemu" --vm "$1" --run-dir "$T/run" -- qemu-system-x86_64 \
 		-machine q35,accel=tcg -m 256 -nodefaults -display none -no-reboot \
 		-serial "file:$T/console.log" -kernel "$GUEST/vmlinuz" -initrd "$GUEST/initrd.gz" \
 		-append "$2" >"$T/qemu.out" 2>"$T/qemu.err"
+	wait_for 15 grep -q 'registered on' "$T/qemu.err"
+	ok $? "rayos-qemu registered VM $1 ($(head -1 "$T/qemu.err"))" || {
+		sed 's/^/#   /' "$T/qemu.err" "$T/agent.log"; tap_done; exit 1; }
+}
+
+# host_listen ADDR PORT...: answer "RAYOS-HOST-<port>" on each port of ADDR
+# (tests/qemu/host_serve.py) and log "<port> <peer>" to $T/served.log.
+# Started directly (no timeout wrapper) so that the cleanup's kill -9 ends
+# it; its output never goes to our stdout, which tests/run reads to EOF.
+host_listen() {
+	: >"$T/served.log"
+	spawn SRV python3 tests/qemu/host_serve.py "$1" "$T/served.log" "${@:2}" >/dev/null 2>&1
+	wait_for 5 test -e "$T/served.log.ready" || diag "host listener did not come up"
 }
 
 # vm_veth PREFIX MAC: a "VM" namespace $VMNS behind a veth, its host end

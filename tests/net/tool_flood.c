@@ -14,10 +14,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/if_packet.h>
-#include <net/ethernet.h>
 #include <net/if.h>
-#include <netinet/ip.h>
-#include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,25 +22,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/lib/pkt.h"
+
 #define FRAME_LEN	60
 #define BATCH		64
 
-static int parse_mac(const char *s, unsigned char mac[6])
+static bool is_mac(const char *s)
 {
-	return sscanf(s, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &mac[0], &mac[1], &mac[2], &mac[3],
-		      &mac[4], &mac[5]) == 6 ? 0 : -1;
+	unsigned char m[6];
+
+	return sscanf(s, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &m[0], &m[1], &m[2], &m[3], &m[4],
+		      &m[5]) == 6;
 }
 
-static unsigned short ip_csum(const void *hdr, size_t len)
+static bool is_ip4(const char *s)
 {
-	const unsigned short *w = hdr;
-	unsigned long sum = 0;
+	struct in_addr a;
 
-	for (; len > 1; len -= 2)
-		sum += *w++;
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (unsigned short)~sum;
+	return inet_pton(AF_INET, s, &a) == 1;
 }
 
 static double now_s(void)
@@ -56,14 +52,12 @@ static double now_s(void)
 
 int main(int argc, char **argv)
 {
-	unsigned char frame[FRAME_LEN] = { 0 };
-	struct ether_header *eh = (void *)frame;
-	struct iphdr *ih = (void *)(eh + 1);
-	struct udphdr *uh = (void *)(ih + 1);
 	struct sockaddr_ll sll = { .sll_family = AF_PACKET };
 	struct mmsghdr msgs[BATCH];
-	struct iovec iov = { frame, FRAME_LEN };
 	unsigned long long sent = 0;
+	uint8_t src[6], dst[6];
+	struct iovec iov;
+	struct pkt frame;
 	double secs, t0, t;
 	int fd, one = 1;
 
@@ -73,26 +67,25 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	secs = atof(argv[7]);
-	if (parse_mac(argv[2], eh->ether_shost) || parse_mac(argv[3], eh->ether_dhost) ||
-	    inet_pton(AF_INET, argv[4], &ih->saddr) != 1 ||
-	    inet_pton(AF_INET, argv[5], &ih->daddr) != 1 || secs <= 0 || secs > 60) {
+	if (!is_mac(argv[2]) || !is_mac(argv[3]) || !is_ip4(argv[4]) || !is_ip4(argv[5]) ||
+	    secs <= 0 || secs > 60) {
 		fprintf(stderr, "tool_flood: bad MAC, address or duration (0 < s <= 60)\n");
 		return 2;
 	}
-	eh->ether_type = htons(ETHERTYPE_IP);
-	ih->version = 4;
-	ih->ihl = 5;
-	ih->ttl = 64;
-	ih->protocol = IPPROTO_UDP;
-	ih->tot_len = htons(FRAME_LEN - sizeof(*eh));
-	ih->check = ip_csum(ih, sizeof(*ih));
-	uh->source = htons(40000);
-	uh->dest = htons((unsigned short)atoi(argv[6]));
-	uh->len = htons(FRAME_LEN - sizeof(*eh) - sizeof(*ih));	/* checksum 0: none */
+	/* UDP checksum 0: none (IPv4). */
+	pkt_mac(src, argv[2]);
+	pkt_mac(dst, argv[3]);
+	pkt_init(&frame);
+	pkt_eth(&frame, dst, src, 0x0800);
+	pkt_ipv4(&frame, argv[4], argv[5], IPPROTO_UDP, 0, 0, 1);
+	pkt_udp(&frame, 40000, (uint16_t)atoi(argv[6]));
+	pkt_payload(&frame, FRAME_LEN - frame.len, 0);
+	pkt_finish(&frame);
+	iov = (struct iovec){ frame.buf, frame.len };
 
 	sll.sll_ifindex = if_nametoindex(argv[1]);
 	sll.sll_halen = 6;
-	memcpy(sll.sll_addr, eh->ether_dhost, 6);
+	memcpy(sll.sll_addr, dst, 6);
 	fd = socket(AF_PACKET, SOCK_RAW, 0);
 	if (fd < 0 || !sll.sll_ifindex ||
 	    setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one)) ||

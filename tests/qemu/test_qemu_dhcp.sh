@@ -16,17 +16,7 @@ cd "$(dirname "$0")/../.." || exit 1
 source tests/lib/lib.sh
 need_root "QEMU DHCP end-to-end"
 need_cmds "QEMU DHCP end-to-end" qemu-system-x86_64 ip jq python3 timeout bpftool cpio dpkg-deb apt-get
-RAYOS_QEMU=$BUILD/rayos-qemu
-if [[ ! -x $RAYOS_QEMU ]]; then
-	skip "$RAYOS_QEMU is not built (make)" "QEMU DHCP end-to-end"
-	tap_done; exit 0
-fi
-if ! GUEST=$(tests/qemu/guest.sh "$BUILD/guest" 2>"${TMPDIR:-/tmp}/rayos-guest.$$.err"); then
-	skip "cannot build the guest: $(tail -1 "${TMPDIR:-/tmp}/rayos-guest.$$.err")" "QEMU DHCP end-to-end"
-	rm -f "${TMPDIR:-/tmp}/rayos-guest.$$.err"
-	tap_done; exit 0
-fi
-rm -f "${TMPDIR:-/tmp}/rayos-guest.$$.err"
+need_guest "QEMU DHCP end-to-end"
 
 # ---- watchdog: the whole test ends within LIMIT seconds, cleanups included.
 LIMIT=${LIMIT:-80}
@@ -97,37 +87,14 @@ else
 fi
 
 # Host side: answer "RAYOS-HOST-<port>" on 9000 (allowed out), log who connected.
-cat >"$T/serve.py" <<'EOF'
-import socket, sys, threading, time
-addr, log = sys.argv[1], open(sys.argv[2], "a", buffering=1)
-def serve(port):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port)); s.listen(8)
-    while True:
-        c, peer = s.accept()
-        log.write(f"{port} {peer[0]}\n")
-        c.sendall(f"RAYOS-HOST-{port}\n".encode()); c.close()
-for p in sys.argv[3:]:
-    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
-open(sys.argv[2] + ".ready", "w").close()
-time.sleep(300)
-EOF
-: >"$T/served.log"
-spawn SRV python3 "$T/serve.py" "$NET.1" "$T/served.log" 9000 >/dev/null 2>&1
-wait_for 5 test -e "$T/served.log.ready" || diag "host listener did not come up"
+host_listen "$NET.1" 9000
 
 # ---- launch --------------------------------------------------------------
-CG2=$(cgroup2_mount)
-on_exit "rmdir '$CG2/rayos/vm$VM'"
-on_exit "sleep 0.3"
 APPEND="console=ttyS0 quiet panic=-1 rayos.dhcp=1 rayos.gw=$NET.1 rayos.gwmac=$BR_MAC"
 APPEND+=" rayos.preip=$PREIP/24 rayos.preprobe=$NET.1:9000"
 APPEND+=" rayos.probe=$NET.1:9000 rayos.alias=+1 rayos.aprobe=$NET.1:9000 rayos.hold=60"
 t0=$EPOCHREALTIME
 guest_launch "$VM" "$APPEND"
-wait_for 15 grep -q 'registered on' "$T/qemu.err"
-ok $? "rayos-qemu registered VM $VM ($(head -1 "$T/qemu.err"))" || {
-	sed 's/^/#   /' "$T/qemu.err" "$T/agent.log"; tap_done; exit 1; }
 SLOT=$(agent status --json | jq -r ".vms[] | select(.id == $VM) | .slot")
 diag "VM $VM has slot ${SLOT:-?}"
 

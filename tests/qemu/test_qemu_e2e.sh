@@ -13,17 +13,7 @@ cd "$(dirname "$0")/../.." || exit 1
 source tests/lib/lib.sh
 need_root "QEMU end-to-end"
 need_cmds "QEMU end-to-end" qemu-system-x86_64 ip jq python3 timeout cpio dpkg-deb apt-get
-RAYOS_QEMU=$BUILD/rayos-qemu
-if [[ ! -x $RAYOS_QEMU ]]; then
-	skip "$RAYOS_QEMU is not built (make)" "QEMU end-to-end"
-	tap_done; exit 0
-fi
-if ! GUEST=$(tests/qemu/guest.sh "$BUILD/guest" 2>"${TMPDIR:-/tmp}/rayos-guest.$$.err"); then
-	skip "cannot build the guest: $(tail -1 "${TMPDIR:-/tmp}/rayos-guest.$$.err")" "QEMU end-to-end"
-	rm -f "${TMPDIR:-/tmp}/rayos-guest.$$.err"
-	tap_done; exit 0
-fi
-rm -f "${TMPDIR:-/tmp}/rayos-guest.$$.err"
+need_guest "QEMU end-to-end"
 
 agent_env
 VM=77 TAP=rq$$t BR=rq$$b MAC=52:54:00:77:00:02
@@ -74,39 +64,15 @@ ok "$(jq -e --arg m "$MAC" --arg b "$BR" '.mac == $m and .bridge == $b' <<<"$inf
 
 # Host side: answer "RAYOS-HOST-<port>" on 9000 (allowed out) and 9001
 # (denied out, a listener is there), log who connected.
-cat >"$T/serve.py" <<'EOF'
-import socket, sys, threading, time
-addr, log = sys.argv[1], open(sys.argv[2], "a", buffering=1)
-def serve(port):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port)); s.listen(8)
-    while True:
-        c, peer = s.accept()
-        log.write(f"{port} {peer[0]}\n")
-        c.sendall(f"RAYOS-HOST-{port}\n".encode()); c.close()
-for p in sys.argv[3:]:
-    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
-open(sys.argv[2] + ".ready", "w").close()
-time.sleep(300)
-EOF
-# Started directly (no timeout wrapper) so that the cleanup's kill -9 ends it;
-# its output never goes to our stdout, which tests/run reads to EOF.
-spawn SRV python3 "$T/serve.py" "$NET.1" "$T/served.log" 9000 9001 >/dev/null 2>&1
-wait_for 5 test -e "$T/served.log.ready" || diag "host listeners did not come up"
+host_listen "$NET.1" 9000 9001
 
 # ---- launch --------------------------------------------------------------
 CG2=$(cgroup2_mount)
-# If anything fails, kill QEMU and remove the VM's cgroup the agent made.
-on_exit "rmdir '$CG2/rayos/vm$VM'"
-on_exit "sleep 0.3"
 APPEND="console=ttyS0 quiet panic=-1 rayos.ip=$NET.2/24 rayos.gw=$NET.1 rayos.serve=8080,8081"
 APPEND+=" rayos.probe=$NET.1:9000,$NET.1:9001 rayos.hold=120"
 t0=$EPOCHREALTIME
 guest_launch "$VM" "$APPEND"
 # The guest powers itself off after rayos.hold; the cleanup kills QEMU by pid.
-wait_for 15 grep -q 'registered on' "$T/qemu.err"
-ok $? "rayos-qemu registered VM $VM ($(head -1 "$T/qemu.err"))" || {
-	sed 's/^/#   /' "$T/qemu.err" "$T/agent.log"; tap_done; exit 1; }
 reg_ms=$(sed -n 's/.* in \([0-9.]*\) ms;.*/\1/p' "$T/qemu.err")
 diag "registration -> enforcing: rayos-qemu start to the agent's vm.register reply (links attached, cgroup made, pid moved): ${reg_ms:-?} ms"
 
@@ -199,16 +165,16 @@ ok "$(agent vm list --json | jq -e ".vms[] | select(.id == $VM) | .ifindex == 0"
 	"vm list shows VM $VM on no interface"
 
 # ---- refusals: nothing is left behind -------------------------------------
-out=$("$RAYOS_QEMU" --vm 4242 --run-dir "$T/run" -- true 2>&1); rc=$?
+out=$("$BUILD/rayos-qemu" --vm 4242 --run-dir "$T/run" -- true 2>&1); rc=$?
 ok "$([[ $rc != 0 && $out == *"unknown VM 4242"* ]]; echo $?)" "an unknown VM is refused by name ($out)"
-out=$("$RAYOS_QEMU" --vm "$VM" --run-dir "$T/nonexistent" -- true 2>&1); rc=$?
+out=$("$BUILD/rayos-qemu" --vm "$VM" --run-dir "$T/nonexistent" -- true 2>&1); rc=$?
 ok "$([[ $rc != 0 && $out == *"no rayos-agent is running"* ]]; echo $?)" "no agent: a clear message ($out)"
 ip link set "$BR" down; ip link set "$BR" name "${BR}x"
-out=$("$RAYOS_QEMU" --vm "$VM" --run-dir "$T/run" -- true 2>&1); rc=$?
+out=$("$BUILD/rayos-qemu" --vm "$VM" --run-dir "$T/run" -- true 2>&1); rc=$?
 ip link set "${BR}x" name "$BR"
 ok "$([[ $rc != 0 && $out == *"bridge $BR"*"does not exist"* ]]; echo $?)" "a missing bridge is named ($out)"
 ok "$([[ ! -e /sys/class/net/$TAP ]]; echo $?)" "the refused launches left no tap"
-out=$("$RAYOS_QEMU" --vm "$VM" --run-dir "$T/run" -- /nonexistent/qemu 2>&1); rc=$?
+out=$("$BUILD/rayos-qemu" --vm "$VM" --run-dir "$T/run" -- /nonexistent/qemu 2>&1); rc=$?
 ok "$([[ $rc != 0 && $out == *"cannot run /nonexistent/qemu"* ]]; echo $?)" "a QEMU that cannot run is named"
 wait_for 5 bash -c "[[ \$('$AGENT' vm unregister $VM --run-dir '$T/run' 2>&1) == *'not registered'* ]]"
 ok $? "... the agent unregistered the VM when rayos-qemu exited"

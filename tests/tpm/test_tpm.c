@@ -20,6 +20,7 @@
 #include "agent/tpm.h"
 #include "agent/tpm_log.h"
 #include "tests/lib/tap.h"
+#include "tests/lib/text.h"
 
 #define NR_EVENTS	120
 
@@ -90,22 +91,8 @@ static void spit(const char *path, const char *text)
 /* Replace line n (0-based) of a file with repl, or delete it (NULL). */
 static void edit_line(const char *path, int n, const char *repl)
 {
-	char *text = slurp(path), *out = calloc(1, strlen(text) + (repl ? strlen(repl) : 0) + 2);
-	const char *p = text;
-	size_t off = 0;
+	char *text = slurp(path), *out = text_edit_line(text, n, repl);
 
-	for (int i = 0; *p; i++) {
-		const char *nl = strchr(p, '\n');
-		size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
-
-		if (i != n) {
-			memcpy(out + off, p, len);
-			off += len;
-		} else if (repl) {
-			off += (size_t)sprintf(out + off, "%s\n", repl);
-		}
-		p += len;
-	}
 	spit(path, out);
 	free(out);
 	free(text);

@@ -14,6 +14,7 @@
 #include "agent/tpm_hash.h"
 #include "agent/tpm_log.h"
 #include "tests/lib/tap.h"
+#include "tests/lib/text.h"
 
 static void check_hash(enum tpm_bank b, const char *msg, const char *want)
 {
@@ -127,29 +128,6 @@ static int verify_text(const char *text, const uint8_t pcr[TPM_NR_BANKS][TPM_MAX
 	return err;
 }
 
-/* Replace the n-th line (0-based) of text with repl (NULL: delete it). */
-static char *edit_line(const char *text, int n, const char *repl)
-{
-	char *out = malloc(strlen(text) + (repl ? strlen(repl) : 0) + 2);
-	const char *p = text;
-	size_t off = 0;
-
-	for (int i = 0; *p; i++) {
-		const char *nl = strchr(p, '\n');
-		size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
-
-		if (i != n) {
-			memcpy(out + off, p, len);
-			off += len;
-		} else if (repl) {
-			off += (size_t)sprintf(out + off, "%s\n", repl);
-		}
-		p += len;
-	}
-	out[off] = '\0';
-	return out;
-}
-
 static void test_log(void)
 {
 	uint8_t pcr[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN];
@@ -204,7 +182,7 @@ static void test_log(void)
 
 		tpm_log_format(6, 23, ALL, "rayos/vm-launch", "{\"id\":6,\"name\":\"evil\"}",
 			       (const uint8_t *)"wrong key", 9, &l, dig);
-		bad = edit_line(text, 6, l);
+		bad = text_edit_line(text, 6, l);
 		free(l);
 		ASSERT_EQ(verify_text(bad, pcr, KEY, report, sizeof(report)), -EBADMSG,
 			  "re-digested forgery detected");
@@ -216,12 +194,12 @@ static void test_log(void)
 	}
 
 	/* removed record in the middle, and the last one */
-	bad = edit_line(text, 7, NULL);
+	bad = text_edit_line(text, 7, NULL);
 	ASSERT_EQ(verify_text(bad, pcr, KEY, report, sizeof(report)), -EBADMSG,
 		  "removed record detected");
 	ASSERT_CONTAINS(report, "record 7 is missing", "report names record 7 as missing");
 	free(bad);
-	bad = edit_line(text, 9, NULL);
+	bad = text_edit_line(text, 9, NULL);
 	ASSERT_EQ(verify_text(bad, pcr, KEY, report, sizeof(report)), -EBADMSG,
 		  "removed last record detected");
 	ASSERT_CONTAINS(report, "no prefix", "report says the PCR is past the log");
@@ -236,7 +214,7 @@ static void test_log(void)
 	ASSERT_CONTAINS(report, "record 8 ", "report names record 8 as the first not extended");
 
 	/* garbage line */
-	bad = edit_line(text, 2, "{not json");
+	bad = text_edit_line(text, 2, "{not json");
 	ASSERT_EQ(verify_text(bad, pcr, KEY, report, sizeof(report)), -EBADMSG,
 		  "unparsable line detected");
 	ASSERT_CONTAINS(report, "record 2 ", "report names record 2");
