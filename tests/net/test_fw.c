@@ -1071,6 +1071,11 @@ static void test_rate(void)
 	pol.dir[OUT].rate = 1;
 	pol.dir[OUT].burst = 3 * p.len;
 	policy_apply(&pol);
+	/* A full bucket: what earlier cases left in it must not decide this one. */
+	memset(&tbf, 0, sizeof(tbf));
+	tbf.tokens = 3 * p.len;
+	tbf.last_ns = now_boot_ns();
+	bpf_map_update_elem(fx.map[RAYOS_MAP_TBF], &idx, &tbf, BPF_ANY);
 	rate_before = vm_ctr(OUT, RAYOS_RSN_RATE);
 	for (int i = 0; i < 3; i++) {
 		run_one(OUT, &d, 1, &retval);
