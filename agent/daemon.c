@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -713,6 +714,19 @@ static int setup_events(struct agent *a)
 	return err;
 }
 
+/* Every control client and scraper is an fd: take the whole hard limit
+ * (the soft default of 1024 is less than the connection caps add up to). */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			log_warn("cannot raise the open-file limit: %s", strerror(errno));
+	}
+}
+
 static int make_dir(const char *path)
 {
 	int err = mkdir_p(path, 0700);
@@ -768,6 +782,7 @@ int agent_run(const struct agent_opts *o)
 		err = ifwatch_open(a.ld, &a.ifw);
 	if (err)
 		goto out;
+	raise_nofile();
 	err = setup_events(&a);
 	if (err)
 		goto out;
