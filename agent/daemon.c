@@ -55,18 +55,6 @@ void agent_opts_default(struct agent_opts *o)
 	o->metrics_port = RAYOS_METRICS_PORT_DEFAULT;
 }
 
-int ev_add(int epfd, struct ev_source *src, uint32_t events)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = src };
-
-	return epoll_ctl(epfd, EPOLL_CTL_ADD, src->fd, &ev) ? -errno : 0;
-}
-
-void ev_del(int epfd, struct ev_source *src)
-{
-	epoll_ctl(epfd, EPOLL_CTL_DEL, src->fd, NULL);
-}
-
 static double elapsed_ms(const struct timespec *a)
 {
 	struct timespec b;

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# The include graph between the user-side folders, derived from the compiler
+# (cc -MM), checked against tests/layout/allowed-edges: fails on an edge the
+# list does not name and on any cycle between folders.
+#
+#   tests/layout/check_deps.sh [TREE] [ALLOWED]
+#
+# A folder ("room") is the directory of a file: agent/core, agent/dhcp,
+# loader, bpf/abi ...; agent/ itself holds only the wiring (main, daemon).
+# Generated skeletons ($BUILD/include) count as the room "bpf".  Prints
+# each room's edges with one include that makes it, then OK or what is wrong.
+set -uo pipefail
+tree=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
+allowed=${2:-$tree/tests/layout/allowed-edges}
+BUILD=${BUILD:-build}
+cd "$tree" || exit 2
+[[ $BUILD == /* ]] || BUILD=$tree/$BUILD
+CC=${CC:-cc}
+
+room() {	# room PATH (relative to the tree, or absolute inside it)
+	local p=${1#"$tree"/}
+	case $p in
+	"$BUILD"/*|build/*) echo bpf ;;
+	*/*) echo "${p%/*}" ;;
+	*) echo . ;;
+	esac
+}
+
+declare -A edge_why=()
+srcs=$(git ls-files 'agent/*.c' 'loader/*.c' 'qemu-hooks/*.c' 2>/dev/null ||
+       find agent loader qemu-hooks -name '*.c')
+for src in $srcs; do
+	[[ -f $src ]] || continue
+	from=$(room "$src")
+	# -MM: the headers this file really includes (after the preprocessor),
+	# system headers left out.  A header that does not exist fails here.
+	deps=$($CC -MM -MG -D_GNU_SOURCE -I. -I"$BUILD/include" "$src" 2>&1) || {
+		echo "check_deps: cannot preprocess $src: $deps" >&2
+		exit 2
+	}
+	for d in $(sed -e 's/\\$//' -e 's/^[^:]*://' <<<"$deps"); do
+		[[ $d == "$src" ]] && continue
+		d=$(realpath -m --relative-to="$tree" "$d")
+		[[ $d == ../* ]] && continue	# outside the tree
+		to=$(room "$d")
+		[[ $to == "$from" ]] && continue
+		[[ -n ${edge_why["$from -> $to"]:-} ]] || edge_why["$from -> $to"]="$src includes $d"
+	done
+done
+
+declare -A ok_edge=()
+while read -r line; do
+	line=${line%%#*}
+	[[ $line =~ ^[[:space:]]*([^[:space:]]+)[[:space:]]*-\>[[:space:]]*([^[:space:]]+) ]] || continue
+	ok_edge["${BASH_REMATCH[1]} -> ${BASH_REMATCH[2]}"]=1
+done <"$allowed"
+
+bad=0
+for e in $(printf '%s\n' "${!edge_why[@]}" | sed 's/ -> /->/' | sort); do
+	e=${e/->/ -> }
+	if [[ -n ${ok_edge[$e]:-} ]]; then
+		echo "edge   $e    ($(cut -d' ' -f1,3 <<<"${edge_why[$e]}" | sed 's/ / includes /'))"
+	else
+		echo "FORBIDDEN $e: ${edge_why[$e]} (not in ${allowed#"$tree"/})"
+		bad=1
+	fi
+done
+
+# Cycles between rooms: depth-first search over the edges found.
+declare -A adj=() color=()
+for e in "${!edge_why[@]}"; do
+	adj[${e%% -> *}]+="${e##* -> } "
+done
+cycle=""
+visit() {	# visit ROOM PATH...: gray while on the stack
+	local r=$1 n; shift
+	color[$r]=gray
+	for n in ${adj[$r]:-}; do
+		if [[ ${color[$n]:-} == gray ]]; then
+			cycle="$* $r $n"
+			return 1
+		fi
+		if [[ -z ${color[$n]:-} ]]; then
+			visit "$n" "$@" "$r" || return 1
+		fi
+	done
+	color[$r]=black
+}
+for r in "${!adj[@]}"; do
+	if [[ -z ${color[$r]:-} ]] && ! visit "$r"; then
+		echo "CYCLE between folders: $(sed 's/^ *//; s/ / -> /g' <<<"$cycle")"
+		bad=1
+		break
+	fi
+done
+((bad)) && exit 1
+echo "OK: ${#edge_why[@]} edges between folders, all allowed, no cycle"
