@@ -124,7 +124,6 @@ static void start_tpm(struct agent *a)
 	struct tpm_opts to = {
 		.state_dir = a->opts->state_dir,
 		.run_dir = a->opts->run_dir,
-		.pcr = a->opts->tpm_pcr,
 		.tcti = a->opts->tcti[0] ? a->opts->tcti : NULL,
 	};
 	cJSON *extra;

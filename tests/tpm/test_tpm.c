@@ -120,6 +120,8 @@ static const char *str(cJSON *o, const char *k)
 int main(void)
 {
 	char report[1024], qdir[512], qbad[512], path[600], logpath[600], backup[600];
+	char akpub[600];
+	struct tpm_trust trust = { 0 };
 	struct tpm_opts opts = { 0 };
 	struct tpm *t = NULL;
 	cJSON *st, *snap;
@@ -142,9 +144,8 @@ int main(void)
 
 	opts.state_dir = state_dir;
 	opts.run_dir = run_dir;
-	opts.pcr = 10;
-	ASSERT_EQ(tpm_open(&opts, -1, &t), -EINVAL, "PCR 10 (IMA's) is refused");
-	opts.pcr = 0;
+	snprintf(akpub, sizeof(akpub), "%s/tpm/ak.pub", state_dir);
+	trust.ak_file = akpub;
 	opts.tcti = access("/dev/tpmrm0", F_OK) ? NULL : "swtpm:path=/nonexistent";
 	if (opts.tcti) {
 		tap_skip("host has /dev/tpmrm0: this test uses the embedded swtpm only",
@@ -182,7 +183,7 @@ int main(void)
 	ASSERT_TRUE(cJSON_GetArraySize(cJSON_GetObjectItem(st, "banks")) >= 1, "active banks found");
 	cJSON_Delete(st);
 
-	err = tpm_verify(run_dir, report, sizeof(report));
+	err = tpm_verify(run_dir, state_dir, report, sizeof(report));
 	ASSERT_EQ(err, 0, "tpm verify: log replays to the PCR in every active bank");
 	tap_diag("%s", report);
 
@@ -196,25 +197,25 @@ int main(void)
 		spit(logpath, text);
 		free(text);
 	}
-	ASSERT_EQ(tpm_verify(run_dir, report, sizeof(report)), -EBADMSG,
+	ASSERT_EQ(tpm_verify(run_dir, state_dir, report, sizeof(report)), -EBADMSG,
 		  "tpm verify: altered record detected");
 	ASSERT_CONTAINS(report, "record 33 ", "report names record 33");
 	cp(backup, logpath);
 	edit_line(logpath, 50, NULL);
-	ASSERT_EQ(tpm_verify(run_dir, report, sizeof(report)), -EBADMSG,
+	ASSERT_EQ(tpm_verify(run_dir, state_dir, report, sizeof(report)), -EBADMSG,
 		  "tpm verify: removed record detected");
 	ASSERT_CONTAINS(report, "record 50 is missing", "report names record 50");
 	cp(backup, logpath);
 
 	/* quote */
 	snprintf(qdir, sizeof(qdir), "%s/quote", tmp);
-	err = tpm_quote(run_dir, state_dir, "00aa11bb22cc", qdir, report, sizeof(report));
+	err = tpm_quote(run_dir, state_dir, "00aa11bb22cc", qdir, NULL, report, sizeof(report));
 	ASSERT_EQ(err, 0, "tpm quote");
 	tap_diag("%s", report);
-	err = tpm_verify_quote(qdir, "00aa11bb22cc", report, sizeof(report));
+	err = tpm_verify_quote(qdir, "00aa11bb22cc", &trust, report, sizeof(report));
 	ASSERT_EQ(err, 0, "verify-quote: signature, nonce and replay OK");
 	tap_diag("%s", report);
-	ASSERT_EQ(tpm_verify_quote(qdir, "00aa11bb22cd", report, sizeof(report)), -ECHILD,
+	ASSERT_EQ(tpm_verify_quote(qdir, "00aa11bb22cd", &trust, report, sizeof(report)), -EBADMSG,
 		  "verify-quote: wrong nonce detected");
 	ASSERT_CONTAINS(report, "nonce", "report mentions the nonce");
 	snprintf(qbad, sizeof(qbad), "%s/quote-bad", tmp);
@@ -228,25 +229,25 @@ int main(void)
 		spit(path, text);
 		free(text);
 	}
-	ASSERT_EQ(tpm_verify_quote(qbad, "00aa11bb22cc", report, sizeof(report)), -EBADMSG,
+	ASSERT_EQ(tpm_verify_quote(qbad, "00aa11bb22cc", &trust, report, sizeof(report)), -EBADMSG,
 		  "verify-quote: altered record detected");
 	ASSERT_CONTAINS(report, "record 77 ", "report names record 77");
 	rm_rf(qbad);
 	cp(qdir, qbad);
 	edit_line(path, 12, NULL);
-	ASSERT_EQ(tpm_verify_quote(qbad, "00aa11bb22cc", report, sizeof(report)), -EBADMSG,
+	ASSERT_EQ(tpm_verify_quote(qbad, "00aa11bb22cc", &trust, report, sizeof(report)), -EBADMSG,
 		  "verify-quote: removed record detected");
 	ASSERT_CONTAINS(report, "record 12 is missing", "report names record 12");
 	/* a second quote reuses the persistent AK */
-	ASSERT_EQ(tpm_quote(run_dir, state_dir, "1234", qdir, report, sizeof(report)), 0,
+	ASSERT_EQ(tpm_quote(run_dir, state_dir, "1234", qdir, NULL, report, sizeof(report)), 0,
 		  "second quote reuses the AK");
 
 	/* per-VM snapshot: VM 7 launched at record 28 */
 	err = tpm_vm_snapshot(run_dir, 7, &snap);
 	ASSERT_EQ(err, 0, "vm-snapshot of VM 7");
 	ASSERT_EQ(num(snap, "recnum"), 28, "snapshot is right after VM 7's launch record");
-	ASSERT_TRUE(cJSON_GetObjectItem(cJSON_GetObjectItem(snap, "pcrs"), "sha256") != NULL,
-		    "snapshot has the sha256 PCR value");
+	ASSERT_TRUE(cJSON_GetObjectItem(cJSON_GetObjectItem(snap, "values"), "sha256") != NULL,
+		    "snapshot has the sha256 value");
 	cJSON_Delete(snap);
 	ASSERT_EQ(tpm_vm_snapshot(run_dir, 999, &snap), -ENOENT, "vm-snapshot of an unknown VM");
 
@@ -254,9 +255,9 @@ int main(void)
 	{
 		uint8_t data[16] = "rayos-nv-test-1", back[16] = { 0 };
 
-		ASSERT_EQ(tpm_nv_define(run_dir, 0x01500600, sizeof(data)), 0, "nv define");
-		ASSERT_EQ(tpm_nv_write(run_dir, 0x01500600, data, sizeof(data)), 0, "nv write");
-		ASSERT_EQ(tpm_nv_read(run_dir, 0x01500600, back, sizeof(back)), 0, "nv read");
+		ASSERT_EQ(tpm_nv_define(run_dir, state_dir, 0x01500600, sizeof(data)), 0, "nv define");
+		ASSERT_EQ(tpm_nv_write(run_dir, state_dir, 0x01500600, data, sizeof(data)), 0, "nv write");
+		ASSERT_EQ(tpm_nv_read(run_dir, state_dir, 0x01500600, back, sizeof(back)), 0, "nv read");
 		ASSERT_TRUE(!memcmp(data, back, sizeof(data)), "nv read returns what was written");
 	}
 
