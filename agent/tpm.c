@@ -83,6 +83,7 @@ struct tpm {
 	size_t in_batch;	/* taken off the queue, not yet in the log */
 	bool stop;
 	enum tpm_state state;
+	bool diverged;
 	unsigned int banks;
 	size_t records, extended;
 	uint64_t failed;
@@ -97,6 +98,7 @@ struct tpm {
 	uint8_t seed[TPM_NV_SEED_LEN];
 	struct tpm_secret secret;
 	bool swtpm_ours;	/* our child (reap) or adopted (poll) */
+	uint32_t log_reset_count;	/* TPM reset count when the log began */
 	bool need_reconcile;
 	int retry_ms;
 };
@@ -256,9 +258,14 @@ static void notify(struct tpm *t)
 		return;	/* counter full: the loop has a wake-up pending anyway */
 }
 
-/* Under mu. */
+/* Under mu.  Diverged sticks: the log and the index stay apart until a
+ * new log starts, whatever the TPM's availability does meanwhile. */
 static void set_state(struct tpm *t, enum tpm_state st, const char *err)
 {
+	if (st == ST_DIVERGED)
+		t->diverged = true;
+	else if (st == ST_READY && t->diverged)
+		st = ST_DIVERGED;
 	if (err) {
 		snprintf(t->last_error, sizeof(t->last_error), "%s", err);
 		t->failed++;
@@ -295,6 +302,7 @@ static int write_conf(struct tpm *t)
 	cJSON_AddNumberToObject(o, "seed_index", t->nv_index);
 	cJSON_AddNumberToObject(o, "ak_handle", TPM_AK_HANDLE);
 	cJSON_AddStringToObject(o, "state_dir", t->state_dir);
+	cJSON_AddNumberToObject(o, "reset_count", t->log_reset_count);
 	text = cJSON_Print(o);
 	cJSON_Delete(o);
 	if (!text)
@@ -303,6 +311,28 @@ static int write_conf(struct tpm *t)
 	err = tpm_write_file(path, text, strlen(text), 0644);
 	free(text);
 	return err;
+}
+
+/* The TPM reset count the current log began in, as the last run wrote it
+ * to tpm.json; -1 when unknown. */
+static long long conf_reset_count(struct tpm *t)
+{
+	char path[PATH_MAX];
+	uint8_t buf[8192];
+	size_t n = 0;
+	long long v = -1;
+	cJSON *o, *it;
+
+	snprintf(path, sizeof(path), "%s/%s", t->run_dir, TPM_CONF_FILE);
+	if (tpm_read_file(path, buf, sizeof(buf) - 1, &n))
+		return -1;
+	buf[n] = '\0';
+	o = cJSON_Parse((char *)buf);
+	it = cJSON_GetObjectItem(o, "reset_count");
+	if (cJSON_IsNumber(it))
+		v = (long long)it->valuedouble;
+	cJSON_Delete(o);
+	return v;
 }
 
 /* Expected index value: the log's records [0, n) replayed. */
@@ -371,9 +401,11 @@ static int reconcile(struct tpm *t)
 	return 0;
 }
 
-static int open_log(struct tpm *t, bool index_written)
+static int open_log(struct tpm *t, bool index_written, uint32_t reset_count,
+		    long long prev_reset_count)
 {
 	char why[512], prev[PATH_MAX + 8];
+	bool reset_by_hand = false;
 	int err;
 
 	err = tpm_log_load(t->log_path, &t->log);
@@ -382,15 +414,22 @@ static int open_log(struct tpm *t, bool index_written)
 		fail(t, ST_UNAVAILABLE, why);
 		return err;
 	}
-	if (t->log.nr && !index_written) {
-		/* A reset TPM (reboot, new embedded swtpm) or a new index with an
-		 * old log: the old log describes a value that no longer exists. */
+	t->log_reset_count = reset_count;
+	if (t->log.nr && !index_written && prev_reset_count == reset_count) {
+		/* Emptied while the TPM was not reset: undefined and defined
+		 * again.  Keep the log: starting over would hide its records. */
+		reset_by_hand = true;
+	} else if (t->log.nr && !index_written) {
+		/* A reset TPM (reboot, new embedded swtpm) with an old log: the
+		 * old log describes a value that no longer exists. */
 		snprintf(prev, sizeof(prev), "%s.prev", t->log_path);
 		log_info("tpm: NV index 0x%08x is unwritten: starting a new event log (old one: "
 			 "%s)", TPM_NV_LOG_INDEX, prev);
 		if (rename(t->log_path, prev))
 			log_warn("tpm: cannot rename %s: %s", t->log_path, strerror(errno));
 		tpm_log_free(&t->log);
+	} else if (t->log.nr && prev_reset_count >= 0) {
+		t->log_reset_count = (uint32_t)prev_reset_count;
 	}
 	t->log_fd = open(t->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (t->log_fd < 0 ||
@@ -421,8 +460,16 @@ static int open_log(struct tpm *t, bool index_written)
 	pthread_mutex_lock(&t->mu);
 	t->records = t->log.nr;
 	t->extended = 0;
+	if (reset_by_hand) {
+		snprintf(why, sizeof(why), "NV index 0x%08x is empty but the TPM was not reset "
+			 "(reset count %u) and %.200s has %zu records: the index was undefined "
+			 "and defined again; the log is kept, new records still get extended",
+			 TPM_NV_LOG_INDEX, reset_count, t->log_path, t->log.nr);
+		t->extended = t->log.nr;
+		set_state(t, ST_DIVERGED, why);
+	}
 	pthread_mutex_unlock(&t->mu);
-	return reconcile(t);
+	return reset_by_hand ? 0 : reconcile(t);
 }
 
 /*
@@ -437,6 +484,8 @@ static int worker_init(struct tpm *t)
 	struct tpm_esys *e = NULL;
 	TPM2B_PUBLIC ak;
 	bool redefined = false, written = false;
+	long long prev_reset = conf_reset_count(t);
+	uint32_t reset_count = 0;
 	int err;
 
 	if (t->embedded) {
@@ -458,6 +507,8 @@ static int worker_init(struct tpm *t)
 					 sizeof(why));
 	if (!err)
 		err = tpm_log_index_read(e, val, &written, why, sizeof(why));
+	if (!err)
+		err = tpm_esys_reset_count(e, &reset_count, why, sizeof(why));
 	if (err) {
 		tpm_esys_close(e);
 		fail(t, ST_UNAVAILABLE, why);
@@ -473,10 +524,10 @@ static int worker_init(struct tpm *t)
 	t->banks = 1u << TPM_BANK_SHA256;
 	t->mac = !err;
 	pthread_mutex_unlock(&t->mu);
-	err = write_conf(t);
-	if (err)
-		log_warn("tpm: cannot write %s/%s: %s", t->run_dir, TPM_CONF_FILE, strerror(-err));
-	return open_log(t, written);
+	err = open_log(t, written, reset_count, prev_reset);
+	if (write_conf(t))
+		log_warn("tpm: cannot write %s/%s", t->run_dir, TPM_CONF_FILE);
+	return err;
 }
 
 /* Append the queued items (in order) and fdatasync once for the batch. */

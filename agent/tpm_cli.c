@@ -278,6 +278,7 @@ int tpm_quote(const char *run_dir, const char *state_dir, const char *nonce_hex,
 	char *text = NULL;
 	size_t n = 0, off = 0, keep;
 	int lock_fd = -1, err;
+	bool written;
 	long k;
 
 	snprintf(report, len, "?");
@@ -320,6 +321,13 @@ int tpm_quote(const char *run_dir, const char *state_dir, const char *nonce_hex,
 		snprintf(why + strlen(why), sizeof(why) - strlen(why),
 			 " (the agent makes the AK at its start)");
 	if (!err)
+		err = tpm_log_index_read(e, buf, &written, why, sizeof(why));
+	if (!err && !written) {
+		snprintf(why, sizeof(why), "NV index 0x%08x is unwritten: nothing was measured "
+			 "since the TPM or the index was reset", TPM_NV_LOG_INDEX);
+		err = -ENODATA;
+	}
+	if (!err)
 		err = tpm_esys_pcr_banks(e, 0, &banks, why, sizeof(why));
 	tpm_esys_close(e);
 	e = NULL;
@@ -334,8 +342,7 @@ int tpm_quote(const char *run_dir, const char *state_dir, const char *nonce_hex,
 		err = tpm_tool(c.tcti, quote, QUOTE_TIMEOUT_MS, NULL, 0, NULL, NULL, why,
 			       sizeof(why));
 	if (err) {
-		snprintf(report, len, "%s%s", why, strstr(why, "(0x14a)") || strstr(why, "0x14A") ?
-			 " (nothing measured yet: the NV index is unwritten)" : "");
+		snprintf(report, len, "%s", why);
 		goto out;
 	}
 	/* The certified value (read back from what the TPM signed) decides

@@ -414,3 +414,15 @@ int tpm_esys_pcr_banks(struct tpm_esys *e, uint32_t pcr, TPML_PCR_SELECTION *ban
 	Esys_Free(cap);
 	return 0;
 }
+
+int tpm_esys_reset_count(struct tpm_esys *e, uint32_t *count, char *why, size_t len)
+{
+	TPMS_TIME_INFO *ti = NULL;
+	TSS2_RC rc = Esys_ReadClock(e->ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &ti);
+
+	if (rc)
+		return fail(rc, "ReadClock", why, len);
+	*count = ti->clockInfo.resetCount;
+	Esys_Free(ti);
+	return 0;
+}

@@ -72,4 +72,8 @@ int tpm_esys_activate(struct tpm_esys *e, uint32_t ak, const uint8_t *ak_auth,
 int tpm_esys_pcr_banks(struct tpm_esys *e, uint32_t pcr, TPML_PCR_SELECTION *banks,
 		       char *why, size_t len);
 
+/* The TPM's reset count: it grows at every TPM Reset (reboot, new swtpm),
+ * and nothing else changes it. */
+int tpm_esys_reset_count(struct tpm_esys *e, uint32_t *count, char *why, size_t len);
+
 #endif /* RAYOS_TPM_ESYS_H */

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Measured launch against a real swtpm (the agent's embedded one, started
- * by tpm_open in a temporary state dir): ≥ 100 measurements extended and
- * replayed in every active bank, a quote that verifies, a wrong nonce, an
- * altered and a removed record each detected, NV round trip, per-VM
- * snapshots, and the TPM going away mid-run reported while tpm_measure
- * keeps returning at once.
+ * by tpm_open in a temporary state dir): ≥ 100 measurements extended into
+ * the NV measurement index and replayed, a quote that verifies against the
+ * AK, a wrong nonce, an altered and a removed record each detected, NV
+ * round trip, per-VM snapshots, a reset of the index while the agent runs
+ * reported as diverged, and the TPM going away mid-run reported while
+ * tpm_measure keeps returning at once.  Attacks: test_tpm_attack.sh.
  */
 #include <errno.h>
 #include <signal.h>
@@ -18,6 +19,8 @@
 
 #include "agent/spawn.h"
 #include "agent/tpm.h"
+#include "agent/tpm_attest.h"
+#include "agent/tpm_esys.h"
 #include "agent/tpm_log.h"
 #include "tests/lib/tap.h"
 #include "tests/lib/text.h"
@@ -184,7 +187,7 @@ int main(void)
 	cJSON_Delete(st);
 
 	err = tpm_verify(run_dir, state_dir, report, sizeof(report));
-	ASSERT_EQ(err, 0, "tpm verify: log replays to the PCR in every active bank");
+	ASSERT_EQ(err, 0, "tpm verify: log replays to the NV index");
 	tap_diag("%s", report);
 
 	/* altered and removed records in the live log (restored afterwards) */
@@ -261,6 +264,41 @@ int main(void)
 		ASSERT_TRUE(!memcmp(data, back, sizeof(data)), "nv read returns what was written");
 	}
 
+	/* Someone with owner auth resets the measurement index while the agent
+	 * runs (undefine, define it again identically): the next extend lands
+	 * on the empty index, and the read-back after it shows the reset. */
+	{
+		struct tpm_esys *e = NULL;
+		TPMS_NV_PUBLIC nv;
+		char why[300];
+		cJSON *c = cJSON_CreateObject();
+
+		st = status(t);
+		err = tpm_esys_open(str(st, "tcti"), &e, why, sizeof(why));
+		cJSON_Delete(st);
+		if (!err)
+			err = tpm_esys_nv_public(e, TPM_NV_LOG_INDEX, &nv, why, sizeof(why));
+		if (!err)
+			err = tpm_esys_nv_undefine(e, TPM_NV_LOG_INDEX, why, sizeof(why));
+		if (!err)
+			err = tpm_esys_nv_define(e, TPM_NV_LOG_INDEX, TPM_NV_LOG_ATTRS, 32,
+						 nv.authPolicy.buffer, NULL, 0, why, sizeof(why));
+		tpm_esys_close(e);
+		ASSERT_EQ(err, 0, "owner auth undefines and redefines the index identically");
+		cJSON_AddStringToObject(c, "after", "reset");
+		tpm_measure(t, TPM_EV_POLICY, c);
+		cJSON_Delete(c);
+		tpm_flush(t, 10000);
+		st = status(t);
+		ASSERT_STREQ(str(st, "state"), "diverged", "the running agent reports the reset");
+		ASSERT_CONTAINS(str(st, "last_error"), "reset", "last error says reset");
+		tap_diag("%s", str(st, "last_error"));
+		cJSON_Delete(st);
+		ASSERT_EQ(tpm_verify(run_dir, state_dir, report, sizeof(report)), -EBADMSG,
+			  "tpm verify fails after the reset");
+		tap_diag("%s", report);
+	}
+
 	/* the TPM goes away mid-run */
 	st = status(t);
 	pid_t pid = (pid_t)num(st, "swtpm_pid");
@@ -297,7 +335,7 @@ int main(void)
 		ASSERT_TRUE(num(st, "failed") >= 1, "status: failure counted");
 		ASSERT_TRUE(str(st, "last_error")[0] != '\0', "status: last error given");
 		tap_diag("last_error: %s", str(st, "last_error"));
-		ASSERT_EQ(num(st, "records"), NR_EVENTS + 5,
+		ASSERT_EQ(num(st, "records"), NR_EVENTS + 1 + 5,
 			  "records appended to the log while the TPM is away");
 		cJSON_Delete(st);
 	}
