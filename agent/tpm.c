@@ -626,11 +626,11 @@ static int extend_pending(struct tpm *t)
 					 sizeof(t->secret.auth),
 					 (const uint8_t(*)[32])digests, n, &done, why, sizeof(why));
 	free(digests);
-	pthread_mutex_lock(&t->mu);
-	t->extended = from + done;
-	pthread_mutex_unlock(&t->mu);
 	if (err) {
 		tpm_esys_close(e);
+		pthread_mutex_lock(&t->mu);
+		t->extended = from + done;
+		pthread_mutex_unlock(&t->mu);
 		/* The extend may have happened anyway (timeout): read the index
 		 * before trying again. */
 		t->need_reconcile = true;
@@ -640,6 +640,8 @@ static int extend_pending(struct tpm *t)
 	err = tpm_log_index_read(e, val, &written, why, sizeof(why));
 	tpm_esys_close(e);
 	expected_value(t, from + done, want);
+	/* State and count change together, so that whoever waits for the
+	 * extends (tpm_flush) also sees what the read-back found. */
 	pthread_mutex_lock(&t->mu);
 	if (!err && memcmp(val, want, sizeof(val)) && t->state != ST_DIVERGED) {
 		snprintf(msg, sizeof(msg), "NV index 0x%08x is not the replay of the log after "
@@ -649,6 +651,7 @@ static int extend_pending(struct tpm *t)
 	} else if (t->state == ST_UNAVAILABLE || t->state == ST_STARTING) {
 		set_state(t, ST_READY, NULL);
 	}
+	t->extended = from + done;
 	pthread_mutex_unlock(&t->mu);
 	return 0;
 }

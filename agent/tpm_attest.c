@@ -363,6 +363,33 @@ out:
 	return err;
 }
 
+int tpm_pub_matches_pem(const char *pem_file, const TPMT_PUBLIC *pub, char *why, size_t len)
+{
+	FILE *f = fopen(pem_file, "re");
+	EVP_PKEY *k = NULL;
+	int err = 0;
+
+	if (!f) {
+		err = -errno;
+		snprintf(why, len, "cannot read %.200s: %s", pem_file, strerror(errno));
+		return err;
+	}
+	k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!k) {
+		snprintf(why, len, "%.200s is neither a TPM2B_PUBLIC nor a PEM public key",
+			 pem_file);
+		err = -EBADMSG;
+	} else if (!same_key(k, pub)) {
+		snprintf(why, len, "the AK in the quote is not the key in %.200s: the quote comes "
+			 "from another key or TPM", pem_file);
+		err = -EBADMSG;
+	}
+	ERR_clear_error();
+	EVP_PKEY_free(k);
+	return err;
+}
+
 int tpm_ek_cert_check_der(const uint8_t *der, size_t len, const TPMT_PUBLIC *ek,
 			  const char *ca_file, char *why, size_t why_len)
 {

@@ -79,6 +79,10 @@ int tpm_bank_of_alg(TPM2_ALG_ID alg);
 int tpm_ek_cert_check(const char *cert_file, const TPMT_PUBLIC *ek, const char *ca_file,
 		      char *why, size_t why_len);
 
+/* Is pub's key the one in a PEM public key file?  0, or -EBADMSG / -errno
+ * with why. */
+int tpm_pub_matches_pem(const char *pem_file, const TPMT_PUBLIC *pub, char *why, size_t len);
+
 /* An EK certificate read out of NV (DER), checked the same way. */
 int tpm_ek_cert_check_der(const uint8_t *der, size_t len, const TPMT_PUBLIC *ek,
 			  const char *ca_file, char *why, size_t why_len);

@@ -470,12 +470,17 @@ static int trusted_ak(const char *dir, const struct tpm_trust *tr, TPM2B_PUBLIC 
 	TPM2B_PUBLIC ek;
 	int err;
 
-	if (tr->ak_file) {
-		err = tpm_pub_load(tr->ak_file, ak, report, len);
+	if (tr->ak_file && !tpm_pub_load(tr->ak_file, ak, why, sizeof(why))) {
 		snprintf(how, how_len, "the AK in %.200s", tr->ak_file);
-		return err;
+		return 0;
 	}
-	if (!tr->ak_name && !(tr->ek_file && tr->challenge)) {
+	if (tr->ek_file && !tr->challenge) {
+		snprintf(report, len, "--ek needs --challenge DIR (made by `tpm challenge` for that "
+			 "EK and activated by `tpm quote --challenge`): only a credential activation "
+			 "proves the AK lives in the TPM of that EK");
+		return -EINVAL;
+	}
+	if (!tr->ak_file && !tr->ak_name && !(tr->ek_file && tr->challenge)) {
 		snprintf(report, len, "verify-quote needs a key the verifier trusts: --ak FILE "
 			 "(the AK's public area from `tpm enroll`), --ak-name HEX, or --ek FILE "
 			 "--challenge DIR; the key inside %.200s proves nothing by itself", dir);
@@ -489,6 +494,13 @@ static int trusted_ak(const char *dir, const struct tpm_trust *tr, TPM2B_PUBLIC 
 	if (err)
 		return err;
 	tpm_pub_name(&ak->publicArea, name);
+	if (tr->ak_file) {
+		/* A PEM public key: the quote's ak.pub must hold that very key
+		 * (its attributes then go into the names checked later). */
+		err = tpm_pub_matches_pem(tr->ak_file, &ak->publicArea, report, len);
+		snprintf(how, how_len, "the AK key in %.200s", tr->ak_file);
+		return err;
+	}
 	if (tr->ak_name) {
 		if (parse_name(tr->ak_name, want)) {
 			snprintf(report, len, "--ak-name must be the AK's TPM name: %d hex digits "
@@ -766,6 +778,7 @@ int tpm_enroll(const char *run_dir, const char *state_dir, const char *out_dir,
 	uint8_t buf[4096], name[TPM_NAME_LEN];
 	char path[PATH_MAX], why[300], idx[16], hex[2 * TPM_NAME_LEN + 2];
 	const char *nvread[] = { "tpm2_nvread", "-C", "o", "-o", path, idx, NULL };
+	const char *pem[] = { "tpm2_readpublic", "-c", idx, "-f", "pem", "-o", path, NULL };
 	struct tpm_esys *e = NULL;
 	struct tpm_secret s;
 	TPM2B_PUBLIC ak, ek = { 0 };
@@ -823,6 +836,13 @@ int tpm_enroll(const char *run_dir, const char *state_dir, const char *out_dir,
 		snprintf(report, len, "cannot write %.200s: %s", path, strerror(-err));
 		goto out;
 	}
+	snprintf(idx, sizeof(idx), "0x%08x", TPM_AK_HANDLE);
+	snprintf(path, sizeof(path), "%.3000s/ak.pem", out_dir);
+	err = tpm_tool(c.tcti, pem, 0, NULL, 0, NULL, NULL, why, sizeof(why));
+	if (err) {
+		snprintf(report, len, "cannot write the AK as PEM: %s", why);
+		goto out;
+	}
 	if (cert) {
 		snprintf(idx, sizeof(idx), "0x%08x", cert_index);
 		snprintf(path, sizeof(path), "%.3000s/ek.crt", out_dir);
@@ -832,7 +852,7 @@ int tpm_enroll(const char *run_dir, const char *state_dir, const char *out_dir,
 			goto out;
 		}
 	}
-	snprintf(report, len, "wrote ek.pub (EK 0x%08x), ak.pub and ak.name (AK %.16s…)%s to "
+	snprintf(report, len, "wrote ek.pub (EK 0x%08x), ak.pub, ak.pem and ak.name (AK %.16s…)%s to "
 		 "%.200s: the verifier checks them with `rayos-agent tpm challenge`", ekh, hex,
 		 cert ? ", ek.crt" : " (this TPM holds no EK certificate)", out_dir);
 out:

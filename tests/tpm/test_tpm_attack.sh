@@ -119,13 +119,19 @@ check "verify-quote with the trusted AK file" -- \
 	cli A verify-quote "$Q" --nonce "$NONCE" --ak "$T/enroll/ak.pub"
 check "verify-quote with the AK's name (fingerprint)" -- \
 	cli A verify-quote "$Q" --nonce "$NONCE" --ak-name "$(cat "$T/enroll/ak.name")"
+check "verify-quote with the trusted AK as PEM" -- \
+	cli A verify-quote "$Q" --nonce "$NONCE" --ak "$T/enroll/ak.pem"
 fails "verify-quote without a trusted key fails" "trust" -- \
 	cli A verify-quote "$Q" --nonce "$NONCE"
+fails "verify-quote with --ek but no challenge fails" "needs --challenge" -- \
+	cli A verify-quote "$Q" --nonce "$NONCE" --ek "$T/enroll/ek.pub"
 
 # ---- attack: quote from a second TPM ---------------------------------------
 cli B quote --nonce "$NONCE" --out "$T/qb" >/dev/null
 fails "a quote made on TPM B fails against A's AK" "does not verify with the trusted AK" -- \
 	cli A verify-quote "$T/qb" --nonce "$NONCE" --ak "$T/enroll/ak.pub"
+fails "B's quote fails against A's AK as PEM" "not the key in" -- \
+	cli A verify-quote "$T/qb" --nonce "$NONCE" --ak "$T/enroll/ak.pem"
 fails "B's quote fails against A's AK name" "not the one --ak-name names" -- \
 	cli A verify-quote "$T/qb" --nonce "$NONCE" --ak-name "$(cat "$T/enroll/ak.name")"
 cp "$T/enroll/ak.pub" "$T/qb/ak.pub"
