@@ -157,6 +157,7 @@ int tpm_secret_load(const char *state_dir, bool create, struct tpm_secret *s,
 	for (size_t i = 0; i < sizeof(raw); i++)
 		s->auth[i] = (uint8_t)alphabet[raw[i] & 63];
 	memset(raw, 0, sizeof(raw));
+	s->created = true;
 	err = tpm_write_file(s->auth_path, s->auth, sizeof(s->auth), 0600);
 	if (err)
 		snprintf(why, len, "cannot write %.200s: %s", s->auth_path, strerror(-err));
@@ -238,6 +239,8 @@ int tpm_keys_ensure(const char *tcti, int timeout_ms, const struct tpm_secret *s
 	if (err)
 		return err;
 	err = tpm_ak_current(e, s, ak, why, len);
+	if (!err && s->created)
+		err = -ESTALE;	/* the AK's auth was the lost secret */
 	occupied = err == -ESTALE;
 	if (err && err != -ENOENT && err != -ESTALE) {
 		tpm_esys_close(e);
@@ -333,10 +336,12 @@ int tpm_indices_ensure(struct tpm_esys *e, const struct tpm_secret *s, const TPM
 
 	err = tpm_esys_nv_public(e, seed_index, &nv, why, len);
 	if (!err && ((nv.attributes & ~TPMA_NV_WRITTEN) != TPM_NV_SEED_ATTRS ||
-		     nv.dataSize != sizeof(seed))) {
-		/* An older agent's seed was readable with owner auth. */
-		log_warn("tpm: seed index 0x%08x is readable without RayOS's auth (attributes "
-			 "0x%08x): replacing it with a new seed", seed_index, nv.attributes);
+		     nv.dataSize != sizeof(seed) || s->created)) {
+		/* An older agent's seed was readable with owner auth, or its
+		 * auth was a secret this state dir no longer has. */
+		log_warn("tpm: seed index 0x%08x is readable without RayOS's auth or takes a "
+			 "lost secret (attributes 0x%08x): replacing it with a new seed",
+			 seed_index, nv.attributes);
 		err = tpm_esys_nv_undefine(e, seed_index, why, len);
 		if (err)
 			return err;

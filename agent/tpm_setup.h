@@ -39,6 +39,7 @@ struct tpm_secret {
 	char auth_path[PATH_MAX];
 	char ak_pub_path[PATH_MAX];
 	uint8_t auth[TPM_AUTH_LEN];
+	bool created;			/* made now: TPM objects of an older secret are useless */
 };
 
 /* Run a tpm2-tools command (NULL-terminated args, "-T tcti" appended when

@@ -10,6 +10,7 @@
 # swtpm_setup (local CA in the test dir), B bare.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib/lib.sh
+quiet() { "$@" >/dev/null; }	# for check: the command's output, not the TAP line
 
 need_cmds "TPM attacks" swtpm swtpm_setup swtpm_localca tpm2_nvundefine tpm2_nvdefine \
 	tpm2_nvextend tpm2_nvread tpm2_nvreadpublic tpm2_makecredential jq
@@ -51,9 +52,10 @@ create_certs_tool_config = $T/ca/localca.conf
 create_certs_tool_options = /etc/swtpm-localca.options
 active_pcr_banks = sha256
 EOF
-check "swtpm_setup provisions TPM A with an EK certificate" -- \
-	swtpm_setup --tpm2 --tpmstate "$T/a/tpm" --create-ek-cert --config "$T/ca/setup.conf" \
-	--overwrite >"$T/setup.log" 2>&1 || { sed 's/^/#   /' "$T/setup.log"; tap_done; exit 1; }
+swtpm_setup --tpm2 --tpmstate "$T/a/tpm" --create-ek-cert --config "$T/ca/setup.conf" \
+	--overwrite >"$T/setup.log" 2>&1
+ok $? "swtpm_setup provisions TPM A with an EK certificate" ||
+	{ sed 's/^/#   /' "$T/setup.log"; tap_done; exit 1; }
 cat "$T/ca/issuercert.pem" "$T/ca/swtpm-localca-rootca-cert.pem" >"$T/ca/bundle.pem"
 start_swtpm "$T/a/tpm" || { ok 1 "swtpm A starts"; tap_done; exit 1; }
 A=swtpm:host=127.0.0.1,port=$PORT
@@ -205,7 +207,7 @@ fails "seed index refuses its empty auth" "ERROR|authorization|auth" -- \
 	atk A tpm2_nvread -C 0x01500523 -s 32 0x01500523
 pub=$(atk A tpm2_nvreadpublic 0x01500523 | grep -o 'friendly: .*' | head -1)
 [[ $pub != *ownerread* && $pub != *ppread* ]]; ok $? "seed index has no owner or platform read ($pub)"
-check "the agent's own auth reads it (tpm nv read)" -- cli A nv read >/dev/null
+check "the agent's own auth reads it (tpm nv read)" -- quiet cli A nv read
 
 # ---- attack: reset the register, replay a forged log ---------------------------
 # The forged log: VM 1400's first launch (record 0) removed, renumbered,
@@ -215,9 +217,9 @@ policy=$(atk A tpm2_nvreadpublic 0x01500524 | awk '/authorization policy/ { prin
 printf '%s' "$policy" | xxd -r -p >"$T/policy.bin"
 check "attacker undefines the measurement index (owner auth)" -- \
 	atk A tpm2_nvundefine -C o 0x01500524
-check "attacker redefines it identically (same attributes and policy)" -- \
+check "attacker redefines it identically (same attributes and policy)" -- quiet \
 	atk A tpm2_nvdefine 0x01500524 -C o -s 32 -g sha256 -L "$T/policy.bin" \
-	-a "nt=extend|policywrite|authread|no_da|orderly|clear_stclear" >/dev/null
+	-a "nt=extend|policywrite|authread|no_da|orderly|clear_stclear"
 d0=$(head -n 1 "$T/log.forged" | jq -r '.digests[0].digest')
 printf '%s' "$d0" | xxd -r -p >"$T/d0"
 fails "attacker cannot extend it with the index's auth" "ERROR" -- \
