@@ -345,11 +345,11 @@ static void print_status(const cJSON *r)
 	it = cJSON_GetObjectItemCaseSensitive(r, "tpm");
 	printf("tpm:        %s", jstr(it, "state"));
 	if (jstr(it, "tcti")[0])
-		printf(" via %s%s, NV index 0x%08.0f: %.0f records, %.0f extended, %.0f pending, "
+		printf(" via %s%s, NV index 0x%08x: %.0f records, %.0f extended, %.0f pending, "
 		       "%.0f failed", jstr(it, "tcti"),
 		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "embedded"))
 			       ? " (embedded swtpm)" : "",
-		       jnum(it, "nv_index"), jnum(it, "records"), jnum(it, "extended"),
+		       (unsigned int)jnum(it, "nv_index"), jnum(it, "records"), jnum(it, "extended"),
 		       jnum(it, "pending"), jnum(it, "failed"));
 	if (jstr(it, "error")[0] || jstr(it, "last_error")[0])
 		printf(" (%s%s)", jstr(it, "error"), jstr(it, "last_error"));
