@@ -21,7 +21,8 @@ ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	    -D_GNU_SOURCE -MMD -MP -I$(BUILD)/include -I.
-LDLIBS   += -lbpf -lelf -lz -lcjson -lcap -lmicrohttpd -lm
+LDLIBS   += -lbpf -lelf -lz -lcjson -lcap -lmicrohttpd -lm \
+	    -ltss2-esys -ltss2-tctildr -ltss2-mu -ltss2-rc -lcrypto
 
 BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
 	      -Wno-unused-function -I. -Ibpf/include -MMD -MP

@@ -23,7 +23,6 @@ struct agent_opts {
 	char pin_root[RAYOS_DIR_LEN];
 	uint32_t max_vms;
 	uint16_t metrics_port;	/* 127.0.0.1:port/metrics; 0 = off */
-	uint32_t tpm_pcr;	/* 0 = 23 */
 	char tcti[256];		/* "" = $RAYOS_TCTI, /dev/tpmrm0, else embedded swtpm */
 	bool no_tpm;		/* measure nothing */
 	bool device_stats;	/* syscall/kvm tracepoints (cost every syscall) */

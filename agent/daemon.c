@@ -113,7 +113,6 @@ static void start_tpm(struct agent *a)
 	struct tpm_opts to = {
 		.state_dir = a->opts->state_dir,
 		.run_dir = a->opts->run_dir,
-		.pcr = a->opts->tpm_pcr,
 		.tcti = a->opts->tcti[0] ? a->opts->tcti : NULL,
 	};
 	cJSON *extra;
@@ -132,6 +131,20 @@ static void start_tpm(struct agent *a)
 	}
 	extra = cJSON_CreateObject();
 	cJSON_AddNumberToObject(extra, "pid", getpid());
+	/* A log that starts late in a boot (the index was reset, or the agent
+	 * started late) shows here: which boot, and how far into it. */
+	{
+		char boot_id[64] = "";
+		FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+
+		if (f && fgets(boot_id, sizeof(boot_id), f))
+			boot_id[strcspn(boot_id, "\n")] = '\0';
+		if (f)
+			fclose(f);
+		cJSON_AddStringToObject(extra, "boot_id", boot_id);
+		cJSON_AddNumberToObject(extra, "boot_s",
+					(double)(clock_ns(CLOCK_BOOTTIME) / 1000000000ull));
+	}
 	tpm_measure_file(a->tpm, TPM_EV_AGENT_START, "/proc/self/exe", extra);
 	cJSON_Delete(extra);
 	loader_for_each_object(a->ld, measure_object, a);

@@ -35,7 +35,7 @@ static void usage(FILE *f)
 "usage: rayos-agent COMMAND [OPTIONS]\n"
 "\n"
 "  start [--policy-dir D] [--state-dir D] [--run-dir D] [--pin-root D]\n"
-"        [--max-vms N] [--metrics-port P] [--tpm-pcr N] [--tcti T] [--no-tpm]\n"
+"        [--max-vms N] [--metrics-port P] [--tcti T] [--no-tpm]\n"
 "        [--device-stats] [--measure-disks]\n"
 "        [--daemon] [--verbose] [--keep-caps]\n"
 "                          load and pin the BPF programs, apply the policy\n"
@@ -57,10 +57,15 @@ static void usage(FILE *f)
 "  device status|handlers|list [ID]   device enforcement, classes, counters\n"
 "  dhcp status|leases | dhcp release IP   the DHCP server of guest bridges\n"
 "  dhcp client IFACE [...] an RFC 2131 client (dhcp client --help)\n"
-"  tpm status|verify       measured-launch state; replay the event log vs PCRs\n"
-"  tpm quote --nonce HEX --out DIR | tpm verify-quote DIR --nonce HEX\n"
-"  tpm vm-snapshot ID      PCR values right after VM ID's launch record\n"
-"  tpm nv define|read|write [--random | --file F]   the NV policy seed\n"
+"  tpm status|verify       measured-launch state; replay the event log vs the TPM\n"
+"  tpm enroll --out DIR    export the EK, its certificate and the AK for a verifier\n"
+"  tpm challenge --ek F --ak F [--ek-cert C [--ek-ca CA]] --out DIR\n"
+"                          (verifier) a credential only that EK's TPM opens for that AK\n"
+"  tpm quote --nonce HEX --out DIR [--challenge DIR/credential.bin]\n"
+"  tpm verify-quote DIR --nonce HEX (--ak F | --ak-name HEX | --ek F --challenge DIR)\n"
+"        [--banks sha1,sha256]   check a quote against a key the verifier trusts\n"
+"  tpm vm-snapshot ID      the measurement right after VM ID's launch record\n"
+"  tpm nv define|read|write [--random | --file F]   the NV record-MAC seed\n"
 "\n"
 "Common options: --run-dir D (default %s), --pin-root D (default %s)\n",
 		RAYOS_RUN_DIR_DEFAULT, RAYOS_PIN_ROOT_DEFAULT);
@@ -68,8 +73,9 @@ static void usage(FILE *f)
 
 enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_VMS,
        OPT_DAEMON, OPT_VERBOSE, OPT_KEEP_CAPS, OPT_JSON, OPT_PURGE, OPT_METRICS_PORT,
-       OPT_IFACE, OPT_TPM_PCR, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
-       OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS, OPT_MEASURE_DISKS };
+       OPT_IFACE, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
+       OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS, OPT_MEASURE_DISKS, OPT_AK, OPT_AK_NAME,
+       OPT_EK, OPT_CHALLENGE, OPT_BANKS, OPT_EK_CERT, OPT_EK_CA };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -84,7 +90,6 @@ static const struct option long_opts[] = {
 	{ "purge", no_argument, NULL, OPT_PURGE },
 	{ "metrics-port", required_argument, NULL, OPT_METRICS_PORT },
 	{ "iface", required_argument, NULL, OPT_IFACE },
-	{ "tpm-pcr", required_argument, NULL, OPT_TPM_PCR },
 	{ "tcti", required_argument, NULL, OPT_TCTI },
 	{ "no-tpm", no_argument, NULL, OPT_NO_TPM },
 	{ "nonce", required_argument, NULL, OPT_NONCE },
@@ -94,6 +99,13 @@ static const struct option long_opts[] = {
 	{ "pid", required_argument, NULL, OPT_PID },
 	{ "device-stats", no_argument, NULL, OPT_DEVICE_STATS },
 	{ "measure-disks", no_argument, NULL, OPT_MEASURE_DISKS },
+	{ "ak", required_argument, NULL, OPT_AK },
+	{ "ak-name", required_argument, NULL, OPT_AK_NAME },
+	{ "ek", required_argument, NULL, OPT_EK },
+	{ "challenge", required_argument, NULL, OPT_CHALLENGE },
+	{ "banks", required_argument, NULL, OPT_BANKS },
+	{ "ek-cert", required_argument, NULL, OPT_EK_CERT },
+	{ "ek-ca", required_argument, NULL, OPT_EK_CA },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -104,6 +116,8 @@ struct cli {
 	const char *iface;
 	const char *nonce, *out, *file, *pid;
 	bool random;
+	struct tpm_trust trust;		/* tpm verify-quote / challenge */
+	const char *ek_cert, *ek_ca;
 };
 
 static int set_path(char *dst, const char *src, const char *opt)
@@ -166,18 +180,6 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 		case OPT_IFACE:
 			cli->iface = optarg;
 			break;
-		case OPT_TPM_PCR:
-			errno = 0;
-			unsigned long pcr = strtoul(optarg, &end, 10);
-
-			if (errno || *end || pcr < 16 || pcr > 23) {
-				fprintf(stderr, "rayos-agent: --tpm-pcr %s: want 16..23 (0-15 "
-					"belong to firmware, the boot loader, IMA and systemd)\n",
-					optarg);
-				return -EINVAL;
-			}
-			cli->ao.tpm_pcr = pcr;
-			break;
 		case OPT_TCTI:
 			if (strlen(optarg) >= sizeof(cli->ao.tcti)) {
 				fprintf(stderr, "rayos-agent: --tcti: too long\n");
@@ -202,6 +204,27 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_PID:
 			cli->pid = optarg;
+			break;
+		case OPT_AK:
+			cli->trust.ak_file = optarg;
+			break;
+		case OPT_AK_NAME:
+			cli->trust.ak_name = optarg;
+			break;
+		case OPT_EK:
+			cli->trust.ek_file = optarg;
+			break;
+		case OPT_CHALLENGE:
+			cli->trust.challenge = optarg;
+			break;
+		case OPT_BANKS:
+			cli->trust.banks = optarg;
+			break;
+		case OPT_EK_CERT:
+			cli->ek_cert = optarg;
+			break;
+		case OPT_EK_CA:
+			cli->ek_ca = optarg;
 			break;
 		case OPT_DEVICE_STATS:
 			cli->ao.device_stats = true;
@@ -322,11 +345,11 @@ static void print_status(const cJSON *r)
 	it = cJSON_GetObjectItemCaseSensitive(r, "tpm");
 	printf("tpm:        %s", jstr(it, "state"));
 	if (jstr(it, "tcti")[0])
-		printf(" via %s%s, PCR %.0f: %.0f records, %.0f extended, %.0f pending, "
+		printf(" via %s%s, NV index 0x%08x: %.0f records, %.0f extended, %.0f pending, "
 		       "%.0f failed", jstr(it, "tcti"),
 		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "embedded"))
 			       ? " (embedded swtpm)" : "",
-		       jnum(it, "pcr"), jnum(it, "records"), jnum(it, "extended"),
+		       (unsigned int)jnum(it, "nv_index"), jnum(it, "records"), jnum(it, "extended"),
 		       jnum(it, "pending"), jnum(it, "failed"));
 	if (jstr(it, "error")[0] || jstr(it, "last_error")[0])
 		printf(" (%s%s)", jstr(it, "error"), jstr(it, "last_error"));
@@ -644,9 +667,9 @@ static int tpm_nv(struct cli *cli, const char *op)
 	int err;
 
 	if (!strcmp(op, "define")) {
-		err = tpm_nv_define(cli->ao.run_dir, 0, sizeof(buf));
+		err = tpm_nv_define(cli->ao.run_dir, cli->ao.state_dir, 0, sizeof(buf));
 	} else if (!strcmp(op, "read")) {
-		err = tpm_nv_read(cli->ao.run_dir, 0, buf, sizeof(buf));
+		err = tpm_nv_read(cli->ao.run_dir, cli->ao.state_dir, 0, buf, sizeof(buf));
 		if (!err) {
 			for (size_t i = 0; i < sizeof(buf); i++)
 				printf("%02x", buf[i]);
@@ -666,7 +689,8 @@ static int tpm_nv(struct cli *cli, const char *op)
 					sizeof(buf));
 		}
 		if (!err)
-			err = tpm_nv_write(cli->ao.run_dir, 0, buf, sizeof(buf));
+			err = tpm_nv_write(cli->ao.run_dir, cli->ao.state_dir, 0, buf,
+					   sizeof(buf));
 	} else {
 		usage(stderr);
 		return 2;
@@ -686,12 +710,18 @@ static int cmd_tpm(struct cli *cli, int argc, char **argv)
 	if (!strcmp(sub, "status") && argc == 1)
 		return print_reply(cli, call(cli, request("status"), false), print_tpm_status);
 	if (!strcmp(sub, "verify") && argc == 1) {
-		err = tpm_verify(cli->ao.run_dir, report, sizeof(report));
+		err = tpm_verify(cli->ao.run_dir, cli->ao.state_dir, report, sizeof(report));
 	} else if (!strcmp(sub, "quote") && argc == 1 && cli->nonce && cli->out) {
 		err = tpm_quote(cli->ao.run_dir, cli->ao.state_dir, cli->nonce, cli->out,
-				report, sizeof(report));
+				cli->trust.challenge, report, sizeof(report));
 	} else if (!strcmp(sub, "verify-quote") && argc == 2 && cli->nonce) {
-		err = tpm_verify_quote(argv[1], cli->nonce, report, sizeof(report));
+		err = tpm_verify_quote(argv[1], cli->nonce, &cli->trust, report, sizeof(report));
+	} else if (!strcmp(sub, "enroll") && argc == 1 && cli->out) {
+		err = tpm_enroll(cli->ao.run_dir, cli->ao.state_dir, cli->out, report,
+				 sizeof(report));
+	} else if (!strcmp(sub, "challenge") && argc == 1 && cli->out) {
+		err = tpm_challenge(cli->trust.ek_file, cli->trust.ak_file, cli->ek_cert,
+				    cli->ek_ca, cli->out, report, sizeof(report));
 	} else if (!strcmp(sub, "vm-snapshot") && argc == 2) {
 		cJSON *snap = NULL;
 

@@ -1,20 +1,20 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * TPM measured launch.  The agent measures what it runs (its own binary,
- * each BPF object, each policy version, each VM launch and stop) into one
- * application PCR (default 23) of every active bank, and keeps the event
- * log (agent/tpm_log.h) that lets a verifier replay the PCR.
+ * each BPF object, each policy version, each VM launch and stop) into its
+ * NV measurement index (a SHA-256 extend index only its AK's auth can
+ * extend: agent/tpm_setup.h), and keeps the event log (agent/tpm_log.h)
+ * that lets a verifier replay it.
  *
  * One worker thread owns every TPM command, so they run one at a time and
- * in order: raw swtpm has no resource manager, and each tpm2-tools call is
- * a 30–50 ms process start.  tpm_measure() only queues, so a slow or absent
- * TPM never holds up enforcement or a VM launch; status shows what waits.
+ * in order.  tpm_measure() only queues, so a slow or absent TPM never holds
+ * up enforcement or a VM launch; status shows what waits.
  *
  * TPM access (TCTI, as tpm2-tools spell it): opts->tcti, else $RAYOS_TCTI,
  * else device:/dev/tpmrm0 when it exists, else the agent's own swtpm
  * ("embedded": state in STATE_DIR/swtpm, socket swtpm:path=…, killed at
- * close).  The agent writes RUN_DIR/tpm.json ({"tcti","pcr","nv_index",…})
- * so that the CLI (`rayos-agent tpm …`) talks to the same TPM.
+ * close).  The agent writes RUN_DIR/tpm.json ({"tcti","nv_index",…}) so
+ * that the CLI (`rayos-agent tpm …`) talks to the same TPM.
  */
 #ifndef RAYOS_TPM_H
 #define RAYOS_TPM_H
@@ -24,12 +24,10 @@
 
 #include <cjson/cJSON.h>
 
-#define TPM_PCR_DEFAULT		23
-/* Owner-class NV index holding the 32-byte policy seed (record MAC key). */
+/* NV index (owner hierarchy) holding the 32-byte record MAC key; only
+ * RayOS's auth reads it (agent/tpm_setup.h). */
 #define TPM_NV_SEED_INDEX	0x01500523u
 #define TPM_NV_SEED_LEN		32
-/* Persistent handle of the attestation key made by the first quote. */
-#define TPM_AK_HANDLE		0x81010023u
 #define TPM_CONF_FILE		"tpm.json"
 
 /* Content types of the records RayOS writes (rayos/… in the log). */
@@ -41,9 +39,8 @@
 #define TPM_EV_VM_DISK		"rayos/vm-disk"		/* content: id, path, sha256 */
 
 struct tpm_opts {
-	const char *state_dir;	/* embedded swtpm state, AK public key */
+	const char *state_dir;	/* embedded swtpm state, the TPM secret, AK public */
 	const char *run_dir;	/* event log and tpm.json (tmpfs: reset at boot) */
-	uint32_t pcr;		/* 0 = TPM_PCR_DEFAULT; 0–15 are refused */
 	const char *tcti;	/* NULL = $RAYOS_TCTI, /dev/tpmrm0, embedded swtpm */
 	uint32_t nv_index;	/* 0 = TPM_NV_SEED_INDEX */
 	int tool_timeout_ms;	/* 0 = 10 s per tpm2-tools command */
@@ -53,11 +50,11 @@ struct tpm;
 
 /*
  * Check opts, load nothing from the TPM, start the worker and return: the
- * worker starts swtpm if needed, finds the active banks, reads the NV seed
- * and reconciles the existing log with the PCR (extending records a crash
- * left unextended).  epfd: the agent's epoll set, so that the worker's
- * state changes are logged from the event loop; -1 when there is none.
- * Errors: -EINVAL with a message for a PCR that belongs to someone else.
+ * worker starts swtpm if needed, makes or finds the EK, AK and NV indices,
+ * reads the seed and reconciles the existing log with the measurement
+ * index (extending records a crash left unextended).  epfd: the agent's
+ * epoll set, so that the worker's state changes are logged from the event
+ * loop; -1 when there is none.
  */
 int tpm_open(const struct tpm_opts *opts, int epfd, struct tpm **out);
 
@@ -73,8 +70,8 @@ int tpm_measure(struct tpm *t, const char *content_type, const cJSON *content);
 int tpm_measure_file(struct tpm *t, const char *content_type, const char *path,
 		     const cJSON *extra);
 
-/* {"tcti","embedded","pcr","banks","state","records","extended","pending",
- *  "failed","last_error","mac","log"}; the caller frees it. */
+/* {"tcti","embedded","nv_index","banks","state","records","extended",
+ *  "pending","failed","last_error","mac","log"}; the caller frees it. */
 cJSON *tpm_status_json(struct tpm *t);
 
 /* Wait up to timeout_ms until nothing is pending; 0 or -ETIMEDOUT. */
@@ -86,19 +83,48 @@ void tpm_close(struct tpm *t);
 
 /*
  * CLI operations: blocking, run by the `rayos-agent tpm …` process against
- * the TPM named in RUN_DIR/tpm.json ($RAYOS_TCTI overrides).  Each returns
- * 0 or -errno and, where there is a report, fills it with a sentence a
- * person can act on (-EBADMSG: verification failed, report names the first
- * record that does not match).
+ * the TPM named in RUN_DIR/tpm.json ($RAYOS_TCTI overrides), with the
+ * agent's state dir (its TPM secret).  Each returns 0 or -errno and, where
+ * there is a report, fills it with a sentence a person can act on
+ * (-EBADMSG: verification failed, the report names what does not match).
  */
-int tpm_verify(const char *run_dir, char *report, size_t len);
+int tpm_verify(const char *run_dir, const char *state_dir, char *report, size_t len);
+
+/* Sign the measurement index (NV_Certify) and PCRs 0-7 (Quote) with the AK
+ * over nonce; write them, the AK public and the log they cover to out_dir.
+ * challenge: NULL or a credential file from `tpm challenge`, activated into
+ * out_dir/activation.bin. */
 int tpm_quote(const char *run_dir, const char *state_dir, const char *nonce_hex,
-	      const char *out_dir, char *report, size_t len);
-int tpm_verify_quote(const char *dir, const char *nonce_hex, char *report, size_t len);
+	      const char *out_dir, const char *challenge, char *report, size_t len);
+
+/* What the verifier trusts, from its own side, never from the quote dir. */
+struct tpm_trust {
+	const char *ak_file;	/* the AK's TPM2B_PUBLIC (tpm enroll: ak.pub) */
+	const char *ak_name;	/* or its TPM name, hex ("000b…") */
+	const char *ek_file;	/* or the EK's TPM2B_PUBLIC, with … */
+	const char *challenge;	/* … the directory `tpm challenge` made for it */
+	const char *banks;	/* NULL or "sha1,sha256…": PCR banks that must be quoted */
+};
+int tpm_verify_quote(const char *dir, const char *nonce_hex, const struct tpm_trust *trust,
+		     char *report, size_t len);
+
+/* Attester: write the EK's and AK's public areas (ek.pub, ak.pub, ak.name)
+ * and the EK certificate the TPM holds, if any (ek.crt, DER), to out_dir. */
+int tpm_enroll(const char *run_dir, const char *state_dir, const char *out_dir,
+	       char *report, size_t len);
+
+/* Verifier: check the EK (its certificate against ca when given) and make
+ * a credential only the TPM holding that EK can open, for that AK:
+ * out_dir/credential.bin (send) and out_dir/secret (keep). */
+int tpm_challenge(const char *ek_file, const char *ak_file, const char *ek_cert,
+		  const char *ca_file, const char *out_dir, char *report, size_t len);
+
 int tpm_vm_snapshot(const char *run_dir, uint32_t vm_id, cJSON **out);
-/* index 0 = TPM_NV_SEED_INDEX. */
-int tpm_nv_define(const char *run_dir, uint32_t index, size_t size);
-int tpm_nv_write(const char *run_dir, uint32_t index, const void *data, size_t len);
-int tpm_nv_read(const char *run_dir, uint32_t index, void *buf, size_t len);
+/* The seed index (index 0 = TPM_NV_SEED_INDEX), with the state dir's auth. */
+int tpm_nv_define(const char *run_dir, const char *state_dir, uint32_t index, size_t size);
+int tpm_nv_write(const char *run_dir, const char *state_dir, uint32_t index, const void *data,
+		 size_t len);
+int tpm_nv_read(const char *run_dir, const char *state_dir, uint32_t index, void *buf,
+		size_t len);
 
 #endif /* RAYOS_TPM_H */

@@ -15,15 +15,46 @@
 #include "agent/hmac.h"
 #include "agent/tpm_log.h"
 
-/* Canonical content: cJSON_PrintUnformatted of the parsed value.  Printing
- * what was parsed from that print gives the same bytes, so a verifier that
- * re-prints the stored content hashes exactly what the agent hashed. */
-static void content_digests(const char *canon, unsigned int banks,
-			    uint8_t digests[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN])
+/*
+ * What a record's digests hash: the record without "digests" and "mac",
+ * printed canonically (cJSON_PrintUnformatted, keys in this order):
+ *   {"recnum":N,"nv_index":I,"content_type":"…","content":{…}}
+ * so that a remote verifier, who has no MAC key, still sees any change to
+ * the number, the register or the type of a record, not only to its
+ * content.  Printing what was parsed from that print gives the same bytes.
+ */
+static char *event_print(uint64_t recnum, uint32_t nv_index, const char *content_type,
+			 const cJSON *content)
 {
+	cJSON *o = cJSON_CreateObject(), *c = cJSON_Duplicate(content, true);
+	char *text = NULL;
+
+	if (o && c) {
+		cJSON_AddNumberToObject(o, "recnum", (double)recnum);
+		cJSON_AddNumberToObject(o, "nv_index", nv_index);
+		cJSON_AddStringToObject(o, "content_type", content_type);
+		cJSON_AddItemToObject(o, "content", c);
+		c = NULL;
+		text = cJSON_PrintUnformatted(o);
+	}
+	cJSON_Delete(c);
+	cJSON_Delete(o);
+	return text;
+}
+
+static int event_digests(uint64_t recnum, uint32_t nv_index, const char *content_type,
+			 const cJSON *content, unsigned int banks,
+			 uint8_t digests[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN])
+{
+	char *text = event_print(recnum, nv_index, content_type, content);
+
+	if (!text)
+		return -ENOMEM;
 	for (int b = 0; b < TPM_NR_BANKS; b++)
 		if (banks & (1u << b))
-			tpm_hash(b, canon, strlen(canon), digests[b]);
+			tpm_hash(b, text, strlen(text), digests[b]);
+	free(text);
+	return 0;
 }
 
 static int record_mac(cJSON *rec, const uint8_t *key, size_t key_len, uint8_t mac[TPM_MAC_LEN])
@@ -37,13 +68,13 @@ static int record_mac(cJSON *rec, const uint8_t *key, size_t key_len, uint8_t ma
 	return 0;
 }
 
-int tpm_log_format(uint64_t recnum, uint32_t pcr, unsigned int banks,
+int tpm_log_format(uint64_t recnum, uint32_t nv_index, unsigned int banks,
 		   const char *content_type, const char *content_json,
 		   const uint8_t *key, size_t key_len,
 		   char **line, uint8_t digests[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN])
 {
 	cJSON *content = NULL, *rec = NULL, *arr;
-	char *canon = NULL, hex[2 * TPM_MAX_DIGEST_LEN + 1];
+	char hex[2 * TPM_MAX_DIGEST_LEN + 1];
 	uint8_t mac[TPM_MAC_LEN];
 	int err = -ENOMEM;
 
@@ -53,13 +84,11 @@ int tpm_log_format(uint64_t recnum, uint32_t pcr, unsigned int banks,
 		err = -EINVAL;
 		goto out;
 	}
-	canon = cJSON_PrintUnformatted(content);
 	rec = cJSON_CreateObject();
-	if (!canon || !rec)
+	if (!rec || event_digests(recnum, nv_index, content_type, content, banks, digests))
 		goto out;
-	content_digests(canon, banks, digests);
 	cJSON_AddNumberToObject(rec, "recnum", (double)recnum);
-	cJSON_AddNumberToObject(rec, "pcr", pcr);
+	cJSON_AddNumberToObject(rec, "nv_index", nv_index);
 	arr = cJSON_AddArrayToObject(rec, "digests");
 	for (int b = 0; arr && b < TPM_NR_BANKS; b++) {
 		cJSON *d;
@@ -87,7 +116,6 @@ int tpm_log_format(uint64_t recnum, uint32_t pcr, unsigned int banks,
 	*line = cJSON_PrintUnformatted(rec);
 	err = *line ? 0 : -ENOMEM;
 out:
-	free(canon);
 	cJSON_Delete(content);
 	cJSON_Delete(rec);
 	return err;
@@ -120,12 +148,13 @@ int tpm_log_parse_line(const char *line, size_t len, struct tpm_log_rec *r)
 		goto out;
 	}
 	r->recnum = (uint64_t)it->valuedouble;
-	it = cJSON_GetObjectItemCaseSensitive(o, "pcr");
-	if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 31) {
-		snprintf(r->bad, sizeof(r->bad), "no valid \"pcr\"");
+	it = cJSON_GetObjectItemCaseSensitive(o, "nv_index");
+	if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > UINT32_MAX ||
+	    it->valuedouble != (double)(uint32_t)it->valuedouble) {
+		snprintf(r->bad, sizeof(r->bad), "no valid \"nv_index\"");
 		goto out;
 	}
-	r->pcr = (uint32_t)it->valuedouble;
+	r->nv_index = (uint32_t)it->valuedouble;
 	it = cJSON_GetObjectItemCaseSensitive(o, "content_type");
 	if (!cJSON_IsString(it)) {
 		snprintf(r->bad, sizeof(r->bad), "no \"content_type\"");
@@ -289,7 +318,6 @@ int tpm_log_check_record(const struct tpm_log_rec *r, unsigned int banks,
 {
 	uint8_t want[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN], mac[TPM_MAC_LEN];
 	cJSON *o = NULL;
-	char *canon;
 	int err = 0;
 
 	if (r->bad[0]) {
@@ -297,18 +325,30 @@ int tpm_log_check_record(const struct tpm_log_rec *r, unsigned int banks,
 		return -EBADMSG;
 	}
 	if ((r->banks & banks) != banks) {
-		snprintf(why, len, "lacks a digest for an active bank");
+		for (int b = 0; b < TPM_NR_BANKS; b++)
+			if ((banks & ~r->banks) & (1u << b)) {
+				snprintf(why, len, "has no %s digest", tpm_bank_name(b));
+				break;
+			}
 		return -EBADMSG;
 	}
-	canon = cJSON_PrintUnformatted(r->content);
-	if (!canon)
-		return -ENOMEM;
-	content_digests(canon, r->banks, want);
-	free(canon);
+	if (r->banks & ~banks) {
+		/* A digest nothing checks could claim anything: refuse it. */
+		for (int b = 0; b < TPM_NR_BANKS; b++)
+			if ((r->banks & ~banks) & (1u << b)) {
+				snprintf(why, len, "has a %s digest that no TPM value covers",
+					 tpm_bank_name(b));
+				break;
+			}
+		return -EBADMSG;
+	}
+	err = event_digests(r->recnum, r->nv_index, r->content_type, r->content, r->banks, want);
+	if (err)
+		return err;
 	for (int b = 0; b < TPM_NR_BANKS; b++) {
 		if ((r->banks & (1u << b)) && memcmp(want[b], r->digest[b], tpm_bank_len(b))) {
-			snprintf(why, len, "content does not match its %s digest",
-				 tpm_bank_name(b));
+			snprintf(why, len, "does not match its %s digest (content, type or "
+				 "number altered)", tpm_bank_name(b));
 			return -EBADMSG;
 		}
 	}
@@ -371,8 +411,35 @@ long tpm_log_matching_prefix(const struct tpm_log *log, unsigned int banks,
 	return best;
 }
 
-int tpm_log_verify(const struct tpm_log *log, uint32_t pcr, unsigned int banks,
-		   const uint8_t pcrval[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN],
+/* Line (0-based) holding recnum want, or -1. */
+static long line_of(const struct tpm_log *log, uint64_t want)
+{
+	for (size_t i = 0; i < log->nr; i++)
+		if (!log->recs[i].bad[0] && log->recs[i].recnum == want)
+			return (long)i;
+	return -1;
+}
+
+/* Why line i carries recnum r instead of i: reordered, removed or
+ * duplicated, told apart by where the missing number is. */
+static void sequence_report(const struct tpm_log *log, size_t i, uint64_t r, char *report,
+			    size_t len)
+{
+	long at = line_of(log, i);
+
+	if (at > (long)i)
+		snprintf(report, len, "records were reordered: line %zu has record %llu, and "
+			 "record %zu is on line %ld", i + 1, (unsigned long long)r, i, at + 1);
+	else if (r > i)
+		snprintf(report, len, "record %zu is missing (line %zu has record %llu): "
+			 "records were removed", i, i + 1, (unsigned long long)r);
+	else
+		snprintf(report, len, "record %llu is duplicated on line %zu: records were "
+			 "replayed or copied", (unsigned long long)r, i + 1);
+}
+
+int tpm_log_verify(const struct tpm_log *log, uint32_t nv_index, unsigned int banks,
+		   const uint8_t val[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN],
 		   const uint8_t *key, size_t key_len, char *report, size_t len)
 {
 	char why[160];
@@ -380,57 +447,50 @@ int tpm_log_verify(const struct tpm_log *log, uint32_t pcr, unsigned int banks,
 	int err;
 
 	if (!banks) {
-		snprintf(report, len, "no PCR bank to compare");
+		snprintf(report, len, "no bank to compare");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < log->nr; i++) {
 		const struct tpm_log_rec *r = &log->recs[i];
 
 		if (!r->bad[0] && r->recnum != i) {
-			if (r->recnum > i)
-				snprintf(report, len,
-					 "record %zu is missing (line %zu has recnum %llu): "
-					 "records were removed", i, i + 1,
-					 (unsigned long long)r->recnum);
-			else
-				snprintf(report, len,
-					 "record %llu on line %zu is out of order or duplicated",
-					 (unsigned long long)r->recnum, i + 1);
+			sequence_report(log, i, r->recnum, report, len);
 			return -EBADMSG;
 		}
-		if (!r->bad[0] && r->pcr != pcr) {
-			snprintf(report, len, "record %zu is for PCR %u, not PCR %u", i,
-				 r->pcr, pcr);
+		if (!r->bad[0] && r->nv_index != nv_index) {
+			snprintf(report, len, "record %zu is for NV index 0x%08x, not 0x%08x", i,
+				 r->nv_index, nv_index);
 			return -EBADMSG;
 		}
 		err = tpm_log_check_record(r, banks, key, key_len, why, sizeof(why));
 		if (err == -EBADMSG) {
-			snprintf(report, len, "record %zu (line %zu, %s): %s", i, i + 1,
+			snprintf(report, len, "record %zu (line %zu, %s) %s", i, i + 1,
 				 r->content_type[0] ? r->content_type : "?", why);
 			return err;
 		}
 		if (err)
 			return err;
 	}
-	k = tpm_log_matching_prefix(log, banks, pcrval);
+	k = tpm_log_matching_prefix(log, banks, val);
 	if (k == (long)log->nr) {
-		snprintf(report, len, "OK: %zu records replay to PCR %u in every bank", log->nr,
-			 pcr);
+		snprintf(report, len, "OK: %zu records replay to NV index 0x%08x", log->nr,
+			 nv_index);
 		return 0;
 	}
 	if (k >= 0)
 		snprintf(report, len,
-			 "record %ld (%s) is the first record not in PCR %u: the PCR matches "
-			 "the log through record %ld only (extends pending or failed)",
-			 k, log->recs[k].content_type, pcr, k - 1);
+			 "record %ld (%s) is the first record not in the TPM: NV index 0x%08x "
+			 "matches the log through record %ld only (records appended after the "
+			 "fact, or extends pending or failed)",
+			 k, log->recs[k].content_type, nv_index, k - 1);
 	else if (!log->nr)
-		snprintf(report, len, "the log is empty but PCR %u is not zero: records were "
-			 "removed or the PCR was extended outside RayOS", pcr);
+		snprintf(report, len, "the log is empty but NV index 0x%08x is not: records "
+			 "were removed", nv_index);
 	else
 		snprintf(report, len,
-			 "PCR %u matches no prefix of the log (%zu records): a record was "
-			 "altered together with its digests, records after %zu were removed, "
-			 "or the PCR was extended outside RayOS", pcr, log->nr, log->nr - 1);
+			 "NV index 0x%08x matches no prefix of the log (%zu records): records "
+			 "after %zu were removed, a record was replaced, or the index was reset "
+			 "and extended again", nv_index, log->nr, log->nr - 1);
 	return -EBADMSG;
 }
 

@@ -193,6 +193,16 @@ static void measure_launch_async(struct agent *a, const struct policy_vm *vm, cJ
 	jobs = j;
 }
 
+/* What enforcement gave the VM: its tap and the policy version applied
+ * (the "rayos/policy" record of that version has the policy's digest). */
+static void launch_policy(struct agent *a, const struct policy_vm *vm, cJSON *c)
+{
+	if (vm->iface[0])
+		cJSON_AddStringToObject(c, "interface", vm->iface);
+	cJSON_AddNumberToObject(c, "policy_version", (double)a->applied_version);
+	cJSON_AddStringToObject(c, "policy_file", vm->source);
+}
+
 /* The launch record: id, name, uuid, QEMU binary and argv digests. */
 /*
  * The launch record: id, name, uuid, vTPM, and the QEMU binary and argv
@@ -223,6 +233,7 @@ static void measure_launch(struct agent *a, const struct policy_vm *vm, pid_t pi
 	if (cJSON_IsString(vtpm))	/* the guest's vTPM: its state directory, per uuid */
 		cJSON_AddStringToObject(c, "vtpm", vtpm->valuestring);
 	cJSON_AddNumberToObject(c, "pid", pid);
+	launch_policy(a, vm, c);
 	if (cJSON_IsString(exe_req)) {
 		snprintf(exe, sizeof(exe), "%s", exe_req->valuestring);
 	} else {
@@ -248,6 +259,25 @@ static void measure_launch(struct agent *a, const struct policy_vm *vm, pid_t pi
 		}
 	}
 	measure_launch_async(a, vm, c, exe_fd);
+}
+
+/* vm register without --pid (a tap only): still a launch as far as
+ * enforcement knows, so it is in the log too; no process to hash. */
+static void measure_attach(struct agent *a, const struct policy_vm *vm, const cJSON *req)
+{
+	const cJSON *uuid = cJSON_GetObjectItemCaseSensitive(req, "uuid");
+	cJSON *c;
+
+	if (!a->tpm)
+		return;
+	c = cJSON_CreateObject();
+	cJSON_AddNumberToObject(c, "id", vm->id);
+	cJSON_AddStringToObject(c, "name", vm->name);
+	if (cJSON_IsString(uuid))
+		cJSON_AddStringToObject(c, "uuid", uuid->valuestring);
+	launch_policy(a, vm, c);
+	tpm_measure(a->tpm, TPM_EV_VM_LAUNCH, c);
+	cJSON_Delete(c);
 }
 
 static void measure_stop(struct agent *a, uint32_t id, const char *why)
@@ -482,6 +512,8 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 	}
 	if (pidj)
 		measure_launch(a, vm, vr.pid, req);
+	else
+		measure_attach(a, vm, req);
 	log_info("VM %u registered%s%s%s%s", vr.id, vr.iface[0] ? " on " : "", vr.iface,
 		 cg[0] ? ", process in " : "", cg);
 

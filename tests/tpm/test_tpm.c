@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Measured launch against a real swtpm (the agent's embedded one, started
- * by tpm_open in a temporary state dir): ≥ 100 measurements extended and
- * replayed in every active bank, a quote that verifies, a wrong nonce, an
- * altered and a removed record each detected, NV round trip, per-VM
- * snapshots, and the TPM going away mid-run reported while tpm_measure
- * keeps returning at once.
+ * by tpm_open in a temporary state dir): ≥ 100 measurements extended into
+ * the NV measurement index and replayed, a quote that verifies against the
+ * AK, a wrong nonce, an altered and a removed record each detected, NV
+ * round trip, per-VM snapshots, a reset of the index while the agent runs
+ * reported as diverged, and the TPM going away mid-run reported while
+ * tpm_measure keeps returning at once.  Attacks: test_tpm_attack.sh.
  */
 #include <errno.h>
 #include <signal.h>
@@ -18,6 +19,8 @@
 
 #include "agent/spawn.h"
 #include "agent/tpm.h"
+#include "agent/tpm_attest.h"
+#include "agent/tpm_esys.h"
 #include "agent/tpm_log.h"
 #include "tests/lib/tap.h"
 #include "tests/lib/text.h"
@@ -120,6 +123,8 @@ static const char *str(cJSON *o, const char *k)
 int main(void)
 {
 	char report[1024], qdir[512], qbad[512], path[600], logpath[600], backup[600];
+	char akpub[600];
+	struct tpm_trust trust = { 0 };
 	struct tpm_opts opts = { 0 };
 	struct tpm *t = NULL;
 	cJSON *st, *snap;
@@ -142,9 +147,8 @@ int main(void)
 
 	opts.state_dir = state_dir;
 	opts.run_dir = run_dir;
-	opts.pcr = 10;
-	ASSERT_EQ(tpm_open(&opts, -1, &t), -EINVAL, "PCR 10 (IMA's) is refused");
-	opts.pcr = 0;
+	snprintf(akpub, sizeof(akpub), "%s/tpm/ak.pub", state_dir);
+	trust.ak_file = akpub;
 	opts.tcti = access("/dev/tpmrm0", F_OK) ? NULL : "swtpm:path=/nonexistent";
 	if (opts.tcti) {
 		tap_skip("host has /dev/tpmrm0: this test uses the embedded swtpm only",
@@ -182,8 +186,8 @@ int main(void)
 	ASSERT_TRUE(cJSON_GetArraySize(cJSON_GetObjectItem(st, "banks")) >= 1, "active banks found");
 	cJSON_Delete(st);
 
-	err = tpm_verify(run_dir, report, sizeof(report));
-	ASSERT_EQ(err, 0, "tpm verify: log replays to the PCR in every active bank");
+	err = tpm_verify(run_dir, state_dir, report, sizeof(report));
+	ASSERT_EQ(err, 0, "tpm verify: log replays to the NV index");
 	tap_diag("%s", report);
 
 	/* altered and removed records in the live log (restored afterwards) */
@@ -196,25 +200,25 @@ int main(void)
 		spit(logpath, text);
 		free(text);
 	}
-	ASSERT_EQ(tpm_verify(run_dir, report, sizeof(report)), -EBADMSG,
+	ASSERT_EQ(tpm_verify(run_dir, state_dir, report, sizeof(report)), -EBADMSG,
 		  "tpm verify: altered record detected");
 	ASSERT_CONTAINS(report, "record 33 ", "report names record 33");
 	cp(backup, logpath);
 	edit_line(logpath, 50, NULL);
-	ASSERT_EQ(tpm_verify(run_dir, report, sizeof(report)), -EBADMSG,
+	ASSERT_EQ(tpm_verify(run_dir, state_dir, report, sizeof(report)), -EBADMSG,
 		  "tpm verify: removed record detected");
 	ASSERT_CONTAINS(report, "record 50 is missing", "report names record 50");
 	cp(backup, logpath);
 
 	/* quote */
 	snprintf(qdir, sizeof(qdir), "%s/quote", tmp);
-	err = tpm_quote(run_dir, state_dir, "00aa11bb22cc", qdir, report, sizeof(report));
+	err = tpm_quote(run_dir, state_dir, "00aa11bb22cc", qdir, NULL, report, sizeof(report));
 	ASSERT_EQ(err, 0, "tpm quote");
 	tap_diag("%s", report);
-	err = tpm_verify_quote(qdir, "00aa11bb22cc", report, sizeof(report));
+	err = tpm_verify_quote(qdir, "00aa11bb22cc", &trust, report, sizeof(report));
 	ASSERT_EQ(err, 0, "verify-quote: signature, nonce and replay OK");
 	tap_diag("%s", report);
-	ASSERT_EQ(tpm_verify_quote(qdir, "00aa11bb22cd", report, sizeof(report)), -ECHILD,
+	ASSERT_EQ(tpm_verify_quote(qdir, "00aa11bb22cd", &trust, report, sizeof(report)), -EBADMSG,
 		  "verify-quote: wrong nonce detected");
 	ASSERT_CONTAINS(report, "nonce", "report mentions the nonce");
 	snprintf(qbad, sizeof(qbad), "%s/quote-bad", tmp);
@@ -228,25 +232,25 @@ int main(void)
 		spit(path, text);
 		free(text);
 	}
-	ASSERT_EQ(tpm_verify_quote(qbad, "00aa11bb22cc", report, sizeof(report)), -EBADMSG,
+	ASSERT_EQ(tpm_verify_quote(qbad, "00aa11bb22cc", &trust, report, sizeof(report)), -EBADMSG,
 		  "verify-quote: altered record detected");
 	ASSERT_CONTAINS(report, "record 77 ", "report names record 77");
 	rm_rf(qbad);
 	cp(qdir, qbad);
 	edit_line(path, 12, NULL);
-	ASSERT_EQ(tpm_verify_quote(qbad, "00aa11bb22cc", report, sizeof(report)), -EBADMSG,
+	ASSERT_EQ(tpm_verify_quote(qbad, "00aa11bb22cc", &trust, report, sizeof(report)), -EBADMSG,
 		  "verify-quote: removed record detected");
 	ASSERT_CONTAINS(report, "record 12 is missing", "report names record 12");
 	/* a second quote reuses the persistent AK */
-	ASSERT_EQ(tpm_quote(run_dir, state_dir, "1234", qdir, report, sizeof(report)), 0,
+	ASSERT_EQ(tpm_quote(run_dir, state_dir, "1234", qdir, NULL, report, sizeof(report)), 0,
 		  "second quote reuses the AK");
 
 	/* per-VM snapshot: VM 7 launched at record 28 */
 	err = tpm_vm_snapshot(run_dir, 7, &snap);
 	ASSERT_EQ(err, 0, "vm-snapshot of VM 7");
 	ASSERT_EQ(num(snap, "recnum"), 28, "snapshot is right after VM 7's launch record");
-	ASSERT_TRUE(cJSON_GetObjectItem(cJSON_GetObjectItem(snap, "pcrs"), "sha256") != NULL,
-		    "snapshot has the sha256 PCR value");
+	ASSERT_TRUE(cJSON_GetObjectItem(cJSON_GetObjectItem(snap, "values"), "sha256") != NULL,
+		    "snapshot has the sha256 value");
 	cJSON_Delete(snap);
 	ASSERT_EQ(tpm_vm_snapshot(run_dir, 999, &snap), -ENOENT, "vm-snapshot of an unknown VM");
 
@@ -254,10 +258,45 @@ int main(void)
 	{
 		uint8_t data[16] = "rayos-nv-test-1", back[16] = { 0 };
 
-		ASSERT_EQ(tpm_nv_define(run_dir, 0x01500600, sizeof(data)), 0, "nv define");
-		ASSERT_EQ(tpm_nv_write(run_dir, 0x01500600, data, sizeof(data)), 0, "nv write");
-		ASSERT_EQ(tpm_nv_read(run_dir, 0x01500600, back, sizeof(back)), 0, "nv read");
+		ASSERT_EQ(tpm_nv_define(run_dir, state_dir, 0x01500600, sizeof(data)), 0, "nv define");
+		ASSERT_EQ(tpm_nv_write(run_dir, state_dir, 0x01500600, data, sizeof(data)), 0, "nv write");
+		ASSERT_EQ(tpm_nv_read(run_dir, state_dir, 0x01500600, back, sizeof(back)), 0, "nv read");
 		ASSERT_TRUE(!memcmp(data, back, sizeof(data)), "nv read returns what was written");
+	}
+
+	/* Someone with owner auth resets the measurement index while the agent
+	 * runs (undefine, define it again identically): the next extend lands
+	 * on the empty index, and the read-back after it shows the reset. */
+	{
+		struct tpm_esys *e = NULL;
+		TPMS_NV_PUBLIC nv;
+		char why[300];
+		cJSON *c = cJSON_CreateObject();
+
+		st = status(t);
+		err = tpm_esys_open(str(st, "tcti"), &e, why, sizeof(why));
+		cJSON_Delete(st);
+		if (!err)
+			err = tpm_esys_nv_public(e, TPM_NV_LOG_INDEX, &nv, why, sizeof(why));
+		if (!err)
+			err = tpm_esys_nv_undefine(e, TPM_NV_LOG_INDEX, why, sizeof(why));
+		if (!err)
+			err = tpm_esys_nv_define(e, TPM_NV_LOG_INDEX, TPM_NV_LOG_ATTRS, 32,
+						 nv.authPolicy.buffer, NULL, 0, why, sizeof(why));
+		tpm_esys_close(e);
+		ASSERT_EQ(err, 0, "owner auth undefines and redefines the index identically");
+		cJSON_AddStringToObject(c, "after", "reset");
+		tpm_measure(t, TPM_EV_POLICY, c);
+		cJSON_Delete(c);
+		tpm_flush(t, 10000);
+		st = status(t);
+		ASSERT_STREQ(str(st, "state"), "diverged", "the running agent reports the reset");
+		ASSERT_CONTAINS(str(st, "last_error"), "reset", "last error says reset");
+		tap_diag("%s", str(st, "last_error"));
+		cJSON_Delete(st);
+		ASSERT_EQ(tpm_verify(run_dir, state_dir, report, sizeof(report)), -EBADMSG,
+			  "tpm verify fails after the reset");
+		tap_diag("%s", report);
 	}
 
 	/* the TPM goes away mid-run */
@@ -296,7 +335,7 @@ int main(void)
 		ASSERT_TRUE(num(st, "failed") >= 1, "status: failure counted");
 		ASSERT_TRUE(str(st, "last_error")[0] != '\0', "status: last error given");
 		tap_diag("last_error: %s", str(st, "last_error"));
-		ASSERT_EQ(num(st, "records"), NR_EVENTS + 5,
+		ASSERT_EQ(num(st, "records"), NR_EVENTS + 1 + 5,
 			  "records appended to the log while the TPM is away");
 		cJSON_Delete(st);
 	}

@@ -2,8 +2,9 @@
 /*
  * The measured-launch event log without a TPM: bank hashes and HMAC against
  * published vectors, extend math, record format/parse round trips, torn
- * last lines, and verification naming an altered, a removed and a forged
- * record.
+ * last lines, and verification naming an altered, a removed, a reordered,
+ * a duplicated, a renumbered, a retyped and a forged record; and the
+ * verifier's TPM names and policy digest against values a TPM computed.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "agent/hmac.h"
+#include "agent/tpm_attest.h"
 #include "agent/tpm_hash.h"
 #include "agent/tpm_log.h"
 #include "tests/lib/tap.h"
@@ -104,7 +106,7 @@ static char *make_log(int n, struct tpm_log *log)
 
 		snprintf(content, sizeof(content), "{\"id\": %d, \"name\": \"vm %d\", \"x\": 0.1}",
 			 i, i);
-		if (tpm_log_format(i, 23, ALL, "rayos/vm-launch", content, KEY, sizeof(KEY),
+		if (tpm_log_format(i, TPM_NV_LOG_INDEX, ALL, "rayos/vm-launch", content, KEY, sizeof(KEY),
 				   &line, dig))
 			abort();
 		off += (size_t)snprintf(buf + off, cap - off, "%s\n", line);
@@ -123,9 +125,20 @@ static int verify_text(const char *text, const uint8_t pcr[TPM_NR_BANKS][TPM_MAX
 
 	if (tpm_log_load_buf(text, strlen(text), &log))
 		return -ENOMEM;
-	err = tpm_log_verify(&log, 23, ALL, pcr, key, key ? 32 : 0, report, len);
+	err = tpm_log_verify(&log, TPM_NV_LOG_INDEX, ALL, pcr, key, key ? 32 : 0, report, len);
 	tpm_log_free(&log);
 	return err;
+}
+
+/* Line n (0-based) of text, without its newline. */
+static char *line_at(const char *text, int n)
+{
+	const char *p = text, *nl;
+
+	while (n-- > 0 && (nl = strchr(p, '\n')))
+		p = nl + 1;
+	nl = strchr(p, '\n');
+	return strndup(p, nl ? (size_t)(nl - p) : strlen(p));
 }
 
 static void test_log(void)
@@ -157,7 +170,7 @@ static void test_log(void)
 
 	/* torn last line: ignored, and good_len ends at the last newline */
 	torn = malloc(strlen(text) + 64);
-	sprintf(torn, "%s{\"recnum\":10,\"pcr\":23,\"dig", text);
+	sprintf(torn, "%s{\"recnum\":10,\"nv_index\":22021412,\"dig", text);
 	tpm_log_load_buf(torn, strlen(torn), &log);
 	ASSERT_TRUE(log.nr == 10 && log.torn_bytes == strlen(torn) - strlen(text) && log.good_len == (off_t)strlen(text),
 		    "torn last line ignored, good_len at the last newline");
@@ -180,7 +193,7 @@ static void test_log(void)
 		uint8_t dig[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN];
 		char *l;
 
-		tpm_log_format(6, 23, ALL, "rayos/vm-launch", "{\"id\":6,\"name\":\"evil\"}",
+		tpm_log_format(6, TPM_NV_LOG_INDEX, ALL, "rayos/vm-launch", "{\"id\":6,\"name\":\"evil\"}",
 			       (const uint8_t *)"wrong key", 9, &l, dig);
 		bad = text_edit_line(text, 6, l);
 		free(l);
@@ -202,7 +215,7 @@ static void test_log(void)
 	bad = text_edit_line(text, 9, NULL);
 	ASSERT_EQ(verify_text(bad, pcr, KEY, report, sizeof(report)), -EBADMSG,
 		  "removed last record detected");
-	ASSERT_CONTAINS(report, "no prefix", "report says the PCR is past the log");
+	ASSERT_CONTAINS(report, "no prefix", "report says the index is past the log");
 	free(bad);
 
 	/* log ahead of the PCR (extend pending): names the first record not in it */
@@ -213,6 +226,69 @@ static void test_log(void)
 		  "log ahead of the PCR reported");
 	ASSERT_CONTAINS(report, "record 8 ", "report names record 8 as the first not extended");
 
+	/* reordered, duplicated: told apart from removed */
+	{
+		char *l3 = line_at(text, 3), *l4 = line_at(text, 4), *tmp;
+
+		tmp = text_edit_line(text, 3, l4);
+		bad = text_edit_line(tmp, 4, l3);
+		free(tmp);
+		ASSERT_EQ(verify_text(bad, pcr, KEY, report, sizeof(report)), -EBADMSG,
+			  "swapped records detected");
+		ASSERT_CONTAINS(report, "reordered", "report says reordered, not removed");
+		ASSERT_CONTAINS(report, "record 3 is on line 5", "report says where record 3 is");
+		free(bad);
+		bad = text_edit_line(text, 4, l3);
+		ASSERT_EQ(verify_text(bad, pcr, KEY, report, sizeof(report)), -EBADMSG,
+			  "duplicated record detected");
+		ASSERT_CONTAINS(report, "duplicated", "report says duplicated");
+		free(bad);
+		free(l3);
+		free(l4);
+	}
+
+	/* without any key: renumbering or retyping a record changes its digest */
+	tpm_log_load_buf(text, strlen(text), &log);
+	tpm_log_replay(&log, log.nr, ALL, pcr);
+	tpm_log_free(&log);
+	bad = strdup(text);
+	p = strstr(bad, "rayos/vm-launch");
+	memcpy(p, "rayos/vm-unplug", 15);	/* same length, another type */
+	ASSERT_EQ(verify_text(bad, pcr, NULL, report, sizeof(report)), -EBADMSG,
+		  "retyped record detected without the MAC key");
+	ASSERT_CONTAINS(report, "record 0 (line 1, rayos/vm-unplug) does not match",
+			"report names record 0 and its digest");
+	free(bad);
+	bad = strdup(text);
+	p = strstr(bad, "{\"recnum\":3,");
+	p[10] = '8';	/* record 3 claims to be record 8: the sequence check runs first */
+	ASSERT_EQ(verify_text(bad, pcr, NULL, report, sizeof(report)), -EBADMSG,
+		  "renumbered record detected");
+	free(bad);
+
+	/* a digest of a bank nothing checks is refused */
+	{
+		struct tpm_log one;
+		uint8_t dig[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN];
+		char *l;
+
+		tpm_log_format(0, TPM_NV_LOG_INDEX, ALL, "rayos/policy", "{\"v\":1}", NULL, 0, &l,
+			       dig);
+		bad = malloc(strlen(l) + 2);
+		sprintf(bad, "%s\n", l);
+		free(l);
+		tpm_log_load_buf(bad, strlen(bad), &one);
+		memset(pcr, 0, sizeof(pcr));
+		tpm_extend(TPM_BANK_SHA256, pcr[TPM_BANK_SHA256], dig[TPM_BANK_SHA256]);
+		ASSERT_EQ(tpm_log_verify(&one, TPM_NV_LOG_INDEX, 1u << TPM_BANK_SHA256, pcr, NULL,
+					 0, report, sizeof(report)), -EBADMSG,
+			  "a record with sha1/384/512 digests no TPM value covers is refused");
+		ASSERT_CONTAINS(report, "sha1 digest that no TPM value covers",
+				"report names the unchecked bank");
+		tpm_log_free(&one);
+		free(bad);
+	}
+
 	/* garbage line */
 	bad = text_edit_line(text, 2, "{not json");
 	ASSERT_EQ(verify_text(bad, pcr, KEY, report, sizeof(report)), -EBADMSG,
@@ -222,10 +298,37 @@ static void test_log(void)
 	free(text);
 }
 
+/* Names and PolicySecret as tpm2-tools and swtpm computed them for an AK
+ * (tpm2_policysecret -L, tpm2_nvreadpublic). */
+static void test_attest_vectors(void)
+{
+	uint8_t ak[TPM_NAME_LEN], policy[32], name[TPM_NAME_LEN];
+	char hex[2 * TPM_NAME_LEN + 1];
+	TPMS_ATTEST att;
+	TPMT_PUBLIC pub = { .type = TPM2_ALG_RSA, .nameAlg = TPM2_ALG_SHA256 };
+
+	tpm_unhex("000bf330c1191bac32763328e04ea0fa421ec43d1056a400e179f1ab9ceed26bfbf6", ak,
+		  sizeof(ak));
+	tpm_policy_secret(ak, sizeof(ak), policy);
+	tpm_hex(policy, 32, hex);
+	ASSERT_STREQ(hex, "450286099bb8dd3ba69ac2973a89e67713365969d05c7a9070730b257c097d2d",
+		     "PolicySecret(AK) digest matches tpm2_policysecret's");
+	tpm_nv_name(TPM_NV_LOG_INDEX, TPM_NV_LOG_ATTRS, policy, 32, name);
+	tpm_hex(name, sizeof(name), hex);
+	ASSERT_STREQ(hex, "000ba5578fbab82bfd43a238d0e6f481c22b2024cecf19b783d003197fba3cd0ce53",
+		     "measurement index name matches tpm2_nvreadpublic's");
+	ASSERT_TRUE(tpm_ak_check(&pub, hex, sizeof(hex)) == -EINVAL,
+		    "an RSA key is not taken for RayOS's AK");
+	ASSERT_EQ(tpm_attest_verify(&pub, (const uint8_t *)"x", 1, (const uint8_t *)"y", 1,
+				    &att, hex, sizeof(hex)), -EINVAL,
+		  "attestation with an unsupported AK is refused");
+}
+
 int main(void)
 {
 	test_hashes();
 	test_extend();
 	test_log();
+	test_attest_vectors();
 	return tap_done();
 }
