@@ -54,7 +54,7 @@ $(BUILD)/%.o: %.c | $(SKELS)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/librayos.a: $(LIB_OBJS)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 $(AGENT): $(BUILD)/agent/main.o $(BUILD)/librayos.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -32,7 +32,7 @@
 #include "agent/ifwatch.h"
 #include "agent/netstats.h"
 #include "agent/registry.h"
-#include "agent/sha256.h"
+#include "agent/digest.h"
 #include "agent/tpm.h"
 #include "agent/log.h"
 #include "agent/policy.h"
@@ -63,12 +63,6 @@ static double elapsed_ms(const struct timespec *a)
 	return (b.tv_sec - a->tv_sec) * 1e3 + (b.tv_nsec - a->tv_nsec) / 1e6;
 }
 
-static void hex(const uint8_t *in, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", in[i]);
-}
-
 /* TPM event: the applied version and the digest of its compiled form. */
 static void measure_policy(struct agent *a, const struct compiled_policy *cp,
 			   uint64_t version)
@@ -78,7 +72,7 @@ static void measure_policy(struct agent *a, const struct compiled_policy *cp,
 
 	if (!a->tpm)
 		return;
-	hex(cp->digest, sizeof(cp->digest), digest);
+	sha256_hex(cp->digest, digest);
 	c = cJSON_CreateObject();
 	cJSON_AddNumberToObject(c, "version", version);
 	cJSON_AddStringToObject(c, "sha256", digest);
@@ -94,10 +88,12 @@ static int measure_object(void *ctx, const char *name, const void *elf, size_t l
 	struct agent *a = ctx;
 	uint8_t d[32];
 	char digest[65];
-	cJSON *c = cJSON_CreateObject();
+	cJSON *c;
 
-	sha256(elf, len, d);
-	hex(d, sizeof(d), digest);
+	if (sha256(elf, len, d))
+		return -ENOMEM;
+	c = cJSON_CreateObject();
+	sha256_hex(d, digest);
 	cJSON_AddStringToObject(c, "name", name);
 	cJSON_AddStringToObject(c, "sha256", digest);
 	cJSON_AddNumberToObject(c, "size", len);

@@ -13,7 +13,7 @@
 #include <netinet/in.h>
 
 #include "policy.h"
-#include "sha256.h"
+#include "agent/digest.h"
 
 /* The ABI has explicit padding only: these sizes are what both sides agree on. */
 _Static_assert(sizeof(struct rayos_dir_policy) == 40, "rayos_dir_policy layout");
@@ -433,7 +433,7 @@ static void hash_count(struct sha256_ctx *ctx, size_t n)
 	}									\
 } while (0)
 
-static void digest_vm(struct compiled_vm *cvm)
+static int digest_vm(struct compiled_vm *cvm)
 {
 	static const char tag[] = "rayos compiled vm v2";
 	uint8_t has_bind = cvm->has_bind;
@@ -450,7 +450,7 @@ static void digest_vm(struct compiled_vm *cvm)
 	HASH_TABLE(&ctx, cvm->cidr6, cvm->nr_cidr6);
 	HASH_TABLE(&ctx, cvm->tabs, cvm->nr_tabs);
 	HASH_TABLE(&ctx, cvm->dev, cvm->nr_dev);
-	sha256_final(&ctx, cvm->digest);
+	return sha256_final(&ctx, cvm->digest);
 }
 
 static void fill_record(struct compiled_vm *cvm, const struct policy_vm *vm)
@@ -661,8 +661,7 @@ static int compile_vm(const struct policy_vm *vm, struct compiled_vm *cvm,
 		ret = tabulate(cvm, d);
 	if (ret)
 		return ret;
-	digest_vm(cvm);
-	return 0;
+	return digest_vm(cvm);
 }
 
 int policy_compile(const struct policy_set *set, struct compiled_policy **out,
@@ -688,11 +687,13 @@ int policy_compile(const struct policy_set *set, struct compiled_policy **out,
 	for (i = 0; i < set->nr_vms; i++) {
 		ret = compile_vm(&set->vms[i], &cp->vms[i], err);
 		cp->nr_vms++;	/* even on error: its partial entries need freeing */
-		if (ret)
+		if (ret) {
+			sha256_final(&ctx, cp->digest);	/* frees the context */
 			goto out;
+		}
 		sha256_update(&ctx, cp->vms[i].digest, sizeof(cp->vms[i].digest));
 	}
-	sha256_final(&ctx, cp->digest);
+	ret = sha256_final(&ctx, cp->digest);
 out:
 	if (ret)
 		compiled_policy_free(cp);

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/digest.h"
 #include "agent/evloop.h"
 #include "agent/log.h"
 #include "agent/spawn.h"
@@ -921,25 +922,19 @@ int tpm_measure(struct tpm *t, const char *content_type, const cJSON *content)
 int tpm_measure_file(struct tpm *t, const char *content_type, const char *path,
 		     const cJSON *extra)
 {
-	uint8_t buf[65536], dig[SHA256_DIGEST_LEN];
+	uint8_t dig[SHA256_DIGEST_LEN];
 	char hex[2 * SHA256_DIGEST_LEN + 1];
-	struct sha256_ctx c;
 	cJSON *o = NULL, *it;
-	ssize_t n;
 	int fd, err;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	sha256_init(&c);
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		sha256_update(&c, buf, (size_t)n);
-	err = n < 0 ? -errno : 0;
+	err = sha256_fd(fd, NULL, dig);
 	close(fd);
-	sha256_final(&c, dig);
 	if (err)
 		return err;
-	tpm_hex(dig, sizeof(dig), hex);
+	sha256_hex(dig, hex);
 	o = extra ? cJSON_Duplicate(extra, true) : cJSON_CreateObject();
 	if (!o)
 		return -ENOMEM;

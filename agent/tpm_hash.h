@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The hash algorithms of TPM PCR banks (SHA-1, SHA-256, SHA-384, SHA-512),
- * small and self-contained: the agent computes each bank's event digest
- * itself and replays logs without a crypto library or tpm2_hash calls.
+ * The hash algorithms of TPM PCR banks (SHA-1, SHA-256, SHA-384, SHA-512)
+ * and HMAC-SHA256, from libcrypto: the agent computes each bank's event
+ * digest itself and replays logs without tpm2_hash calls.
  * SHA-1 is here only because TPMs still have SHA-1 banks enabled; it must be
  * extended like every other active bank or that bank becomes forgeable.
  */
@@ -11,8 +11,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include "agent/sha256.h"
 
 enum tpm_bank {
 	TPM_BANK_SHA1,
@@ -30,24 +28,16 @@ const char *tpm_bank_name(enum tpm_bank b);
 /* -1 when name is none of the above. */
 int tpm_bank_from_name(const char *name);
 
-struct tpm_hash_ctx {
-	enum tpm_bank bank;
-	struct sha256_ctx s256;		/* SHA-256: agent/sha256.c */
-	uint64_t nr_bytes;		/* SHA-1 and SHA-384/512 below */
-	union {
-		uint32_t s32[5];
-		uint64_t s64[8];
-	} st;
-	uint8_t block[128];
-};
-
-void tpm_hash_init(struct tpm_hash_ctx *c, enum tpm_bank b);
-void tpm_hash_update(struct tpm_hash_ctx *c, const void *data, size_t len);
-void tpm_hash_final(struct tpm_hash_ctx *c, uint8_t *out);
-void tpm_hash(enum tpm_bank b, const void *data, size_t len, uint8_t *out);
+/* 0, or -ENOMEM / -EINVAL (no such bank) from libcrypto. */
+int tpm_hash(enum tpm_bank b, const void *data, size_t len, uint8_t *out);
 
 /* pcr = H(pcr || digest): what TPM2_PCR_Extend does to one bank. */
-void tpm_extend(enum tpm_bank b, uint8_t *pcr, const uint8_t *digest);
+int tpm_extend(enum tpm_bank b, uint8_t *pcr, const uint8_t *digest);
+
+/* HMAC-SHA256 (the event log's record MACs). */
+#define TPM_SHA256_LEN	32
+int hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+		uint8_t out[TPM_SHA256_LEN]);
 
 /* Lower-case hex of len bytes into hex (2 * len + 1); parse: 0 or -EINVAL
  * (an optional "0x" prefix and either case are accepted). */

@@ -12,7 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/hmac.h"
 #include "agent/tpm_log.h"
 
 /*
@@ -47,25 +46,27 @@ static int event_digests(uint64_t recnum, uint32_t nv_index, const char *content
 			 uint8_t digests[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN])
 {
 	char *text = event_print(recnum, nv_index, content_type, content);
+	int err = 0;
 
 	if (!text)
 		return -ENOMEM;
-	for (int b = 0; b < TPM_NR_BANKS; b++)
+	for (int b = 0; b < TPM_NR_BANKS && !err; b++)
 		if (banks & (1u << b))
-			tpm_hash(b, text, strlen(text), digests[b]);
+			err = tpm_hash(b, text, strlen(text), digests[b]);
 	free(text);
-	return 0;
+	return err;
 }
 
 static int record_mac(cJSON *rec, const uint8_t *key, size_t key_len, uint8_t mac[TPM_MAC_LEN])
 {
 	char *body = cJSON_PrintUnformatted(rec);
+	int err;
 
 	if (!body)
 		return -ENOMEM;
-	hmac_sha256(key, key_len, body, strlen(body), mac);
+	err = hmac_sha256(key, key_len, body, strlen(body), mac);
 	free(body);
-	return 0;
+	return err;
 }
 
 int tpm_log_format(uint64_t recnum, uint32_t nv_index, unsigned int banks,

@@ -26,7 +26,7 @@
 #include "agent/ifwatch.h"
 #include "agent/log.h"
 #include "agent/registry.h"
-#include "agent/sha256.h"
+#include "agent/digest.h"
 #include "agent/tpm.h"
 #include "bpf/abi/policy.h"
 
@@ -66,12 +66,6 @@ static struct policy_vm *policy_vm(struct agent *a, uint32_t id)
 
 /* ---- measurements -------------------------------------------------------- */
 
-static void hex(const uint8_t *in, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", in[i]);
-}
-
 /* Set at shutdown: disk hashing threads stop between chunks. */
 static atomic_bool stopping;
 
@@ -79,23 +73,16 @@ static atomic_bool stopping;
  * tens of MiB, disk images can be far larger. */
 static int fd_sha256(int fd, char out[65])
 {
-	struct sha256_ctx ctx;
-	uint8_t buf[65536], d[32];
-	ssize_t n = 0;
+	uint8_t d[SHA256_DIGEST_LEN];
+	int err;
 
 	if (fd < 0)
 		return fd;
-	sha256_init(&ctx);
-	while (!atomic_load(&stopping) && (n = read(fd, buf, sizeof(buf))) > 0)
-		sha256_update(&ctx, buf, n);
+	err = sha256_fd(fd, &stopping, d);
 	close(fd);
-	if (atomic_load(&stopping))
-		return -ECANCELED;
-	if (n < 0)
-		return -errno;
-	sha256_final(&ctx, d);
-	hex(d, sizeof(d), out);
-	return 0;
+	if (!err)
+		sha256_hex(d, out);
+	return err;
 }
 
 static int file_sha256(const char *path, char out[65])
@@ -252,9 +239,8 @@ static void measure_launch(struct agent *a, const struct policy_vm *vm, pid_t pi
 		n = fd >= 0 ? read(fd, argv, sizeof(argv)) : -1;
 		if (fd >= 0)
 			close(fd);
-		if (n > 0) {
-			sha256(argv, n, d);
-			hex(d, sizeof(d), digest);
+		if (n > 0 && !sha256(argv, n, d)) {
+			sha256_hex(d, digest);
 			cJSON_AddStringToObject(c, "argv_sha256", digest);
 		}
 	}

@@ -44,7 +44,7 @@
 #include "agent/agent.h"
 #include "agent/control.h"
 #include "agent/nl.h"
-#include "agent/sha256.h"
+#include "agent/digest.h"
 #include "agent/spawn.h"
 #include "agent/util.h"
 
@@ -243,9 +243,10 @@ static void argv_digest(char *const argv[], char hex[2 * SHA256_DIGEST_LEN + 1])
 	sha256_init(&ctx);
 	for (; *argv; argv++)
 		sha256_update(&ctx, *argv, strlen(*argv) + 1);
-	sha256_final(&ctx, d);
-	for (int i = 0; i < SHA256_DIGEST_LEN; i++)
-		sprintf(hex + 2 * i, "%02x", d[i]);
+	if (sha256_final(&ctx, d))
+		hex[0] = '\0';	/* out of memory: the launch record goes without it */
+	else
+		sha256_hex(d, hex);
 }
 
 static bool has_own_netdev(char *const argv[])
@@ -452,7 +453,8 @@ int main(int argc, char **argv)
 	if (uuid)
 		cJSON_AddStringToObject(req, "uuid", uuid);
 	argv_digest(qargv, hex);
-	cJSON_AddStringToObject(req, "argv_sha256", hex);
+	if (hex[0])
+		cJSON_AddStringToObject(req, "argv_sha256", hex);
 	if (resolve_exe(qargv[0], exe))
 		cJSON_AddStringToObject(req, "exe", exe);
 	if (vtpm_dir[0])

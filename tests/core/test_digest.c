@@ -1,21 +1,22 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * SHA-256 against the FIPS 180-4 / NIST CAVP vectors, and incremental
- * updates split at every offset against the one-shot digest.
+ * agent/digest.c, the libcrypto wrapper: the FIPS 180-4 / NIST CAVP
+ * vectors through the one-shot, streamed and fd paths, updates split at
+ * every offset, a failing read and a stop request surface as errors.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "agent/sha256.h"
+#include "agent/digest.h"
 #include "tests/lib/tap.h"
 
 static void hex(const uint8_t d[32], char out[65])
 {
-	int i;
-
-	for (i = 0; i < 32; i++)
-		sprintf(out + 2 * i, "%02x", d[i]);
+	sha256_hex(d, out);
 }
 
 static void check_vector(const char *name, const void *msg, size_t len, const char *want)
@@ -57,7 +58,7 @@ static void test_million_a(void)
 	sha256_init(&ctx);
 	for (i = 0; i < 1000; i++)
 		sha256_update(&ctx, chunk, sizeof(chunk));
-	sha256_final(&ctx, d);
+	ASSERT_EQ(sha256_final(&ctx, d), 0, "streamed digest: no error");
 	hex(d, got);
 	ASSERT_STREQ(got, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
 		     "one million 'a' in 1000-byte updates");
@@ -87,10 +88,43 @@ static void test_incremental(void)
 	ASSERT_EQ(bad, 0, "split updates equal one-shot for lengths 0..200");
 }
 
+/* A file through sha256_fd: same digest as one-shot; a stop request and a
+ * read error come back as errors, not as a digest. */
+static void test_fd(void)
+{
+	char path[] = "/tmp/rayos-digest.XXXXXX", got[65], want[65];
+	static uint8_t buf[200000];
+	uint8_t d[32];
+	atomic_bool stop = false;
+	int fd;
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 31 + 7);
+	fd = mkstemp(path);
+	if (!ASSERT_TRUE(fd >= 0, "temporary file"))
+		return;
+	unlink(path);
+	ASSERT_EQ(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf), "200,000 bytes written");
+	sha256(buf, sizeof(buf), d);
+	hex(d, want);
+	lseek(fd, 0, SEEK_SET);
+	ASSERT_EQ(sha256_fd(fd, &stop, d), 0, "sha256_fd over several chunks: no error");
+	hex(d, got);
+	ASSERT_STREQ(got, want, "sha256_fd equals the one-shot digest");
+	lseek(fd, 0, SEEK_SET);
+	stop = true;
+	ASSERT_EQ(sha256_fd(fd, &stop, d), -ECANCELED, "a stop request ends sha256_fd with -ECANCELED");
+	close(fd);
+	fd = open("/tmp", O_RDONLY | O_DIRECTORY);
+	ASSERT_EQ(sha256_fd(fd, NULL, d), -EISDIR, "a read error (a directory) is returned, no digest");
+	close(fd);
+}
+
 int main(void)
 {
 	test_vectors();
 	test_million_a();
 	test_incremental();
+	test_fd();
 	return tap_done();
 }
