@@ -1299,25 +1299,6 @@ int tpm_verify(const char *run_dir, char *report, size_t len)
 	return err;
 }
 
-static int write_file(const char *path, const void *data, size_t len, mode_t mode)
-{
-	char tmp[PATH_MAX + 8];
-	int fd, err = 0;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, data, len) != (ssize_t)len || fsync(fd))
-		err = errno ? -errno : -EIO;
-	close(fd);
-	if (!err && rename(tmp, path))
-		err = -errno;
-	if (err)
-		unlink(tmp);
-	return err;
-}
-
 static int valid_nonce(const char *nonce_hex)
 {
 	size_t n = nonce_hex ? strlen(nonce_hex) : 0;
@@ -1442,7 +1423,7 @@ int tpm_quote(const char *run_dir, const char *state_dir, const char *nonce_hex,
 		for (size_t i = 0; i < keep; i++)
 			off += (size_t)sprintf(buf + off, "%s\n", log.recs[i].line);
 		snprintf(path, sizeof(path), "%.3000s/eventlog.jsonl", out_dir);
-		err = write_file(path, buf, off, 0644);
+		err = file_write_atomic(path, buf, off, 0644);
 		free(buf);
 		if (err) {
 			snprintf(report, len, "cannot write %.200s: %s", path, strerror(-err));
@@ -1465,7 +1446,7 @@ int tpm_quote(const char *run_dir, const char *state_dir, const char *nonce_hex,
 		cJSON_AddNumberToObject(meta, "ak_handle", TPM_AK_HANDLE);
 		text = cJSON_Print(meta);
 		snprintf(path, sizeof(path), "%.3000s/quote.json", out_dir);
-		err = text ? write_file(path, text, strlen(text), 0644) : -ENOMEM;
+		err = text ? file_write_atomic(path, text, strlen(text), 0644) : -ENOMEM;
 		if (err) {
 			snprintf(report, len, "cannot write %.200s: %s", path, strerror(-err));
 			goto out;
