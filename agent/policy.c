@@ -2278,6 +2278,48 @@ const struct policy_vm *policy_set_find(const struct policy_set *set, uint32_t i
 	return NULL;
 }
 
+int policy_set_add_quarantined(struct policy_set *set, uint32_t id, const char *name,
+			       const char *iface)
+{
+	struct policy_vm *grown, *vm;
+	size_t at = 0;
+
+	if (policy_set_find(set, id))
+		return -EEXIST;
+	while (at < set->nr_vms && set->vms[at].id < id)
+		at++;
+	grown = realloc(set->vms, (set->nr_vms + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	memmove(grown + at + 1, grown + at, (set->nr_vms - at) * sizeof(*grown));
+	vm = &grown[at];
+	memset(vm, 0, sizeof(*vm));
+	vm->id = id;
+	vm->quarantined = true;
+	snprintf(vm->name, sizeof(vm->name), "%s", name ? name : "");
+	snprintf(vm->iface, sizeof(vm->iface), "%s", iface ? iface : "");
+	vm->fw[RAYOS_DIR_IN].default_action = RAYOS_ACT_DENY;
+	vm->fw[RAYOS_DIR_OUT].default_action = RAYOS_ACT_DENY;
+	snprintf(vm->source, sizeof(vm->source), "(quarantine: no policy file names VM %u)", id);
+	set->vms = grown;
+	set->nr_vms++;
+	return 0;
+}
+
+bool policy_set_remove(struct policy_set *set, uint32_t id)
+{
+	struct policy_vm *vm = (struct policy_vm *)policy_set_find(set, id);
+	size_t at;
+
+	if (!vm)
+		return false;
+	at = (size_t)(vm - set->vms);
+	free_vm_rules(vm);
+	memmove(vm, vm + 1, (set->nr_vms - at - 1) * sizeof(*vm));
+	set->nr_vms--;
+	return true;
+}
+
 /* ---- files ----------------------------------------------------------------- */
 
 static int errno_fail(struct policy_error *err, const char *file, const char *what, int e)
@@ -2384,15 +2426,24 @@ static void free_names(struct name_list *nl)
 	free(nl->names);
 }
 
-static int list_policy_files(const char *dir, struct name_list *nl, struct policy_error *err)
+/* The names are listed from dirfd, the directory the files are then read
+ * from: a directory (or a symlink to one) replaced meanwhile cannot mix two
+ * sets. */
+static int list_policy_files(int dirfd, const char *dir, struct name_list *nl,
+			     struct policy_error *err)
 {
 	struct dirent *de;
+	int fd = dup(dirfd);
 	DIR *d;
 	int ret = 0;
 
-	d = opendir(dir);
-	if (!d)
-		return errno_fail(err, dir, "cannot open directory", errno);
+	d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		ret = errno_fail(err, dir, "cannot open directory", errno);
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
 	while ((errno = 0, de = readdir(d))) {
 		char **names;
 
@@ -2430,14 +2481,14 @@ int policy_load_dir(const char *dir, struct policy_set **out, struct policy_erro
 
 	*out = NULL;
 	memset(err, 0, sizeof(*err));
-	ret = list_policy_files(dir, &nl, err);
-	if (ret)
-		goto out;
 	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0) {
 		ret = errno_fail(err, dir, "cannot open directory", errno);
 		goto out;
 	}
+	ret = list_policy_files(dirfd, dir, &nl, err);
+	if (ret)
+		goto out;
 	src = calloc(nl.nr ?: 1, sizeof(*src));
 	set = policy_set_new();
 	if (!src || !set) {
