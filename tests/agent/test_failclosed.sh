@@ -76,7 +76,7 @@ quarantined() { status | jq -e --argjson id "$1" 'any(.quarantined[]; .id == $id
 
 P=$T/policies
 put "$P" vm.json "$(vm_json $VM "$HOST" $VMMAC "$NET.2" 8080 8081)"
-check "agent starts with VM $VM on $HOST" -- agent_start
+check "agent starts with VM $VM on $HOST" -- agent_start --no-tpm
 check "8080 connects before anything happens" -- connects 8080
 ok "$(! connects 9090; echo $?)" "9090 is denied before anything happens"
 
@@ -84,7 +84,7 @@ ok "$(! connects 9090; echo $?)" "9090 is denied before anything happens"
 probe_start 8080,8081 9090
 kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 for i in $(seq 10); do
-	agent_start >/dev/null || break
+	agent_start --no-tpm >/dev/null || break
 	kill -0 "$AGENT_PID" || break
 	sleep 0.3
 	kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
@@ -92,7 +92,7 @@ done
 ok "$((i == 10 ? 0 : 1))" "ten agent starts each ended by SIGKILL"
 probe_stop
 check "ten SIGKILLs under traffic: 0 denied probes connected, 0 allowed probes failed" -- probe_clean
-check "the agent comes back after the SIGKILLs" -- agent_start
+check "the agent comes back after the SIGKILLs" -- agent_start --no-tpm
 
 # ---- held: 200 alternating renames under traffic ----
 v0=$(version)
@@ -141,7 +141,7 @@ ok "$([[ $rc != 0 && $out == *quarantined* ]]; echo $?)" "cap grant on a quarant
 kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 ok "$(! connects 8080; echo $?)" "with the agent dead the quarantine holds (8080 closed)"
 ok "$(! connects 9090; echo $?)" "with the agent dead 9090 stays closed"
-check "the agent restarts with no policy file" -- agent_start
+check "the agent restarts with no policy file" -- agent_start --no-tpm
 check "after the restart VM $VM is still quarantined, since unchanged" -- bash -c \
 	"'$AGENT' status --json --run-dir '$T/run' | jq -e '.quarantined[] | select(.id == $VM) | .since == $since' >/dev/null"
 ok "$(! connects 8080; echo $?)" "after the restart 8080 is still closed"
