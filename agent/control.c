@@ -470,6 +470,9 @@ void control_server_tick(struct control_server *srv)
 
 void control_server_stats(const struct control_server *srv, struct control_stats *st)
 {
+	memset(st, 0, sizeof(*st));
+	if (!srv)
+		return;
 	*st = srv->st;
 	st->connections = srv->nr_conns;
 	st->max_connections = CONTROL_MAX_CONNS;

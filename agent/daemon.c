@@ -454,6 +454,20 @@ static void render_metrics(void *ctx, FILE *out)
 	devices_prometheus(out, a->ld, a->set);
 	degraded_prometheus(out, &a->deg);
 	quarantine_prometheus(out, a);
+	{
+		struct control_stats cs;
+
+		control_server_stats(a->ctl, &cs);
+		fprintf(out, "# HELP rayos_control_connections Open control socket connections.\n"
+			"# TYPE rayos_control_connections gauge\nrayos_control_connections %u\n"
+			"# HELP rayos_control_closed_total Control connections the agent closed "
+			"or refused, by why.\n# TYPE rayos_control_closed_total counter\n"
+			"rayos_control_closed_total{reason=\"quiet_evicted\"} %llu\n"
+			"rayos_control_closed_total{reason=\"timed_out\"} %llu\n"
+			"rayos_control_closed_total{reason=\"not_root\"} %llu\n", cs.connections,
+			(unsigned long long)cs.evicted, (unsigned long long)cs.timed_out,
+			(unsigned long long)cs.refused);
+	}
 }
 
 /* ---- control requests ---- */

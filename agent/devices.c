@@ -388,10 +388,12 @@ int devices_cap_prepare(struct loader *ld, struct devices_cap_change *ch, char *
 		if (ret)
 			snprintf(why, sizeof(why), "%s: %s", ch->audit_path, strerror(-ret));
 	}
-	if (ret)
+	if (ret) {
+		ch->audit_failed = true;
 		snprintf(err, errlen, "refused: the audit record cannot be written and synced "
 			 "(%s); nothing changed; make the state dir writable or free space in it, "
 			 "then retry", why);
+	}
 	return ret;
 }
 

@@ -69,6 +69,7 @@ struct devices_cap_change {
 	const char *who;		/* "by" in the record */
 	int cap;			/* filled by prepare: enum rayos_cap */
 	uint64_t caps_before, caps_after;
+	bool audit_failed;		/* prepare: the record could not be written */
 };
 
 int devices_cap_prepare(struct loader *ld, struct devices_cap_change *ch, char *err,

@@ -584,7 +584,7 @@ cJSON *vms_cap(struct agent *a, const cJSON *req, bool grant)
 	ch.audit_path = audit;
 	err = devices_cap_prepare(a->ld, &ch, err_msg, sizeof(err_msg));
 	if (err) {
-		if (err != -EINVAL && err != -ENOENT)
+		if (ch.audit_failed)
 			degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "%s", err_msg);
 		return control_error("%s", err_msg);
 	}

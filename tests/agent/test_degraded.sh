@@ -30,6 +30,14 @@ for s in policy_dir_missing policy_dir_replaced policy_rejected mass_removal_hel
 		n=$((n + 1))
 done
 ok "$((n == 7 ? 0 : 1))" "a healthy agent exports all 7 degraded states as 0 ($n)"
+if command -v promtool >/dev/null; then
+	promtool check metrics <<<"$m" >"$T/promtool.out" 2>&1
+	ok $? "promtool accepts /metrics with the degraded and control series" || sed "s/^/# /" "$T/promtool.out"
+else
+	skip "no promtool" "promtool accepts /metrics"
+fi
+ok "$([[ $m == *'rayos_control_connections '* && $m == *'rayos_control_closed_total{reason="quiet_evicted"}'* ]]; echo $?)" \
+	"/metrics has the control socket's connections and closes"
 check "status lists none" -- bash -c "'$AGENT' status --json --run-dir '$T/run' | jq -e '.degraded == []' >/dev/null"
 check "--no-tpm is a choice, not a degraded state" -- bash -c "! '$AGENT' status --json --run-dir '$T/run' | jq -e 'any(.degraded[]; .state == \"tpm_unreachable\")' >/dev/null"
 

@@ -134,6 +134,12 @@ ok "$([[ $m == *'rayos_quarantined_vms 1'* && $m == *"rayos_vm_quarantined_since
 	"/metrics: rayos_quarantined_vms, the VM's since and rayos_degraded"
 ok "$([[ $m == *"rayos_vm_packets_total{vm=\"$VM\",name=\"vm-$VM\",dir=\"in\",reason=\"drop_quarantine\"}"* ]]; echo $?)" \
 	"/metrics counts the quarantine's drops"
+if command -v promtool >/dev/null; then
+	promtool check metrics <<<"$m" >"$T/promtool.out" 2>&1
+	ok $? "promtool accepts /metrics with a quarantined VM"
+else
+	skip "no promtool" "promtool accepts /metrics with a quarantined VM"
+fi
 since=$(status | jq ".quarantined[] | select(.id == $VM) | .since")
 out=$(agent cap grant $VM CAP_GPU 2>&1); rc=$?
 ok "$([[ $rc != 0 && $out == *quarantined* ]]; echo $?)" "cap grant on a quarantined VM is refused ($out)"
