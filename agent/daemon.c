@@ -215,15 +215,16 @@ int agent_apply_policy_ex(struct agent *a, const char *why, bool allow_mass)
 	struct timespec t0;
 	char msg[PATH_MAX + 512];
 	struct stat sb;
-	int err;
+	int err, rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(&perr, 0, sizeof(perr));
-	if (stat(a->opts->policy_dir, &sb) || !S_ISDIR(sb.st_mode)) {
+	rc = stat(a->opts->policy_dir, &sb);
+	if (rc || !S_ISDIR(sb.st_mode)) {
 		/* Never an empty set: a missing directory keeps the last one. */
-		err = -ENOENT;
 		snprintf(msg, sizeof(msg), "%s: %s", a->opts->policy_dir,
-			 errno == ENOENT || !errno ? "no such directory" : strerror(errno));
+			 rc ? strerror(errno) : "not a directory");
+		err = -ENOENT;
 		policy_dir_missing(a, msg);
 		snprintf(a->apply_error, sizeof(a->apply_error), "policy directory %s is missing "
 			 "(since %llu): still enforcing version %llu", a->opts->policy_dir,

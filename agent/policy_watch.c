@@ -275,7 +275,6 @@ int policy_watch_open(const char *path, int epfd, const struct policy_watch_hook
 	w->wd_dir = inotify_add_watch(w->ino.fd, w->path, DIR_EVENTS);
 	if (w->wd_dir < 0 || stat(w->path, &st)) {
 		err = -errno;
-		log_err("cannot watch policy directory %s: %s", w->path, strerror(errno));
 		goto fail;
 	}
 	w->dev = st.st_dev;
