@@ -2278,31 +2278,53 @@ const struct policy_vm *policy_set_find(const struct policy_set *set, uint32_t i
 	return NULL;
 }
 
-int policy_set_add_quarantined(struct policy_set *set, uint32_t id, const char *name,
-			       const char *iface)
+static int cmp_quarantined(const void *a, const void *b)
 {
-	struct policy_vm *grown, *vm;
-	size_t at = 0;
+	uint32_t x = ((const struct policy_quarantined *)a)->id;
+	uint32_t y = ((const struct policy_quarantined *)b)->id;
 
-	if (policy_set_find(set, id))
-		return -EEXIST;
-	while (at < set->nr_vms && set->vms[at].id < id)
-		at++;
-	grown = realloc(set->vms, (set->nr_vms + 1) * sizeof(*grown));
+	return x < y ? -1 : x > y;
+}
+
+int policy_set_add_quarantined(struct policy_set *set, struct policy_quarantined *q,
+			       size_t nr)
+{
+	struct policy_vm *grown;
+	size_t i, j, k;
+
+	if (!nr)
+		return 0;
+	qsort(q, nr, sizeof(*q), cmp_quarantined);
+	for (j = 0; j < nr; j++)
+		if (policy_set_find(set, q[j].id) || (j && q[j].id == q[j - 1].id))
+			return -EEXIST;
+	grown = realloc(set->vms, (set->nr_vms + nr) * sizeof(*grown));
 	if (!grown)
 		return -ENOMEM;
-	memmove(grown + at + 1, grown + at, (set->nr_vms - at) * sizeof(*grown));
-	vm = &grown[at];
-	memset(vm, 0, sizeof(*vm));
-	vm->id = id;
-	vm->quarantined = true;
-	snprintf(vm->name, sizeof(vm->name), "%s", name ? name : "");
-	snprintf(vm->iface, sizeof(vm->iface), "%s", iface ? iface : "");
-	vm->fw[RAYOS_DIR_IN].default_action = RAYOS_ACT_DENY;
-	vm->fw[RAYOS_DIR_OUT].default_action = RAYOS_ACT_DENY;
-	snprintf(vm->source, sizeof(vm->source), "(quarantine: no policy file names VM %u)", id);
 	set->vms = grown;
-	set->nr_vms++;
+	/* Merge from the end: each VM moves once. */
+	i = set->nr_vms;
+	k = set->nr_vms + nr;
+	for (j = nr; j > 0;) {
+		struct policy_vm *vm;
+
+		if (i > 0 && grown[i - 1].id > q[j - 1].id) {
+			grown[--k] = grown[--i];
+			continue;
+		}
+		vm = &grown[--k];
+		j--;
+		memset(vm, 0, sizeof(*vm));
+		vm->id = q[j].id;
+		vm->quarantined = true;
+		snprintf(vm->name, sizeof(vm->name), "%s", q[j].name ? q[j].name : "");
+		snprintf(vm->iface, sizeof(vm->iface), "%s", q[j].iface ? q[j].iface : "");
+		vm->fw[RAYOS_DIR_IN].default_action = RAYOS_ACT_DENY;
+		vm->fw[RAYOS_DIR_OUT].default_action = RAYOS_ACT_DENY;
+		snprintf(vm->source, sizeof(vm->source),
+			 "(quarantine: no policy file names VM %u)", vm->id);
+	}
+	set->nr_vms += nr;
 	return 0;
 }
 

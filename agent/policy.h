@@ -165,11 +165,19 @@ void policy_set_free(struct policy_set *set);
 
 const struct policy_vm *policy_set_find(const struct policy_set *set, uint32_t id);
 
-/* Add VM id as quarantined: no rules, both directions deny, no capabilities
- * or devices; name and iface are kept for status and for attaching its tap
- * (either may be NULL).  -EEXIST when set already has the VM, -ENOMEM. */
-int policy_set_add_quarantined(struct policy_set *set, uint32_t id, const char *name,
-			       const char *iface);
+/* A VM to keep quarantined: name and iface are kept for status and for
+ * attaching its tap (either may be NULL). */
+struct policy_quarantined {
+	uint32_t id;
+	const char *name, *iface;
+};
+
+/* Add the nr VMs of q as quarantined: no rules, both directions deny, no
+ * capabilities or devices.  One merge, whatever nr (a publish may
+ * quarantine every VM of a host).  All or nothing: -EEXIST when set already
+ * has one of them (or q names one twice), -ENOMEM. */
+int policy_set_add_quarantined(struct policy_set *set, struct policy_quarantined *q,
+			       size_t nr);
 /* Take VM id out of set; false when it is not there. */
 bool policy_set_remove(struct policy_set *set, uint32_t id);
 

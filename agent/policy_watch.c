@@ -26,7 +26,7 @@
  * directory has been quiet this long, but never later than QUIET_MAX_MS
  * after the first event, so a steady stream of edits cannot starve it. */
 #define QUIET_MS	50
-#define QUIET_MAX_MS	250
+#define QUIET_MAX_MS	1000
 
 #define DIR_EVENTS	(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | \
 			 IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)

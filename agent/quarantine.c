@@ -226,7 +226,9 @@ void quarantine_open(struct agent *a)
 int quarantine_plan(struct agent *a, struct policy_set *next, bool allow_mass, char *msg,
 		    size_t len)
 {
-	size_t enforced = 0, leaving = 0, off = 0;
+	size_t enforced = 0, leaving = 0, off = 0, nr = 0;
+	struct policy_quarantined *q = NULL;
+	char (*ifnames)[IF_NAMESIZE] = NULL;
 	char ids[256] = "";
 	bool more = false;
 	int err;
@@ -256,12 +258,17 @@ int quarantine_plan(struct agent *a, struct policy_set *next, bool allow_mass, c
 		return -EBUSY;
 	}
 
+	q = calloc(publish_nr_vms(a->ld) + 1, sizeof(*q));
+	ifnames = calloc(publish_nr_vms(a->ld) + 1, sizeof(*ifnames));
+	if (!q || !ifnames) {
+		err = -ENOMEM;
+		goto out;
+	}
 	for (size_t i = 0; i < publish_nr_vms(a->ld); i++) {
 		const struct compiled_vm *cv = publish_vm_at(a->ld, i);
 		uint32_t id = cv->vm.vm_id;
 		const struct quarantine_entry *qe = quarantine_find(&a->quarantine, id);
 		const struct policy_vm *old = a->set ? policy_set_find(a->set, id) : NULL;
-		char ifname[IF_NAMESIZE] = "";
 		int ifindex;
 
 		if (policy_set_find(next, id))
@@ -272,17 +279,21 @@ int quarantine_plan(struct agent *a, struct policy_set *next, bool allow_mass, c
 			continue;	/* gone: dropped */
 		/* Keep it on the tap it is attached to. */
 		ifindex = loader_vm_ifindex(a->ld, id);
-		if (!(ifindex > 0 && if_indextoname(ifindex, ifname)))
-			snprintf(ifname, sizeof(ifname), "%s",
+		if (!(ifindex > 0 && if_indextoname(ifindex, ifnames[nr])))
+			snprintf(ifnames[nr], IF_NAMESIZE, "%s",
 				 old && old->iface[0] ? old->iface : qe ? qe->iface : "");
-		err = policy_set_add_quarantined(next, id, old ? old->name : qe ? qe->name : NULL,
-						 ifname);
-		if (err) {
-			snprintf(msg, len, "cannot quarantine VM %u: %s", id, strerror(-err));
-			return err;
-		}
+		q[nr].id = id;
+		q[nr].name = old ? old->name : qe ? qe->name : NULL;
+		q[nr].iface = ifnames[nr];
+		nr++;
 	}
-	return 0;
+	err = policy_set_add_quarantined(next, q, nr);
+	if (err)
+		snprintf(msg, len, "cannot quarantine %zu VM(s): %s", nr, strerror(-err));
+out:
+	free(ifnames);
+	free(q);
+	return err;
 }
 
 void quarantine_after_publish(struct agent *a)

@@ -1215,12 +1215,19 @@ static void test_quarantined(void)
 
 	if (!ASSERT_TRUE(set != NULL, "quarantine: base set parses"))
 		return;
-	ASSERT_EQ(policy_set_add_quarantined(set, 7, "seven", "tap7"), 0,
-		  "quarantine: VM 7 added");
-	ASSERT_EQ(policy_set_add_quarantined(set, 9, "nine", NULL), -EEXIST,
+	struct policy_quarantined seven[] = { { 7, "seven", "tap7" } };
+	struct policy_quarantined clash[] = { { 3, NULL, NULL }, { 9, "nine", NULL } };
+	struct policy_quarantined twice[] = { { 4, NULL, NULL }, { 4, NULL, NULL } };
+	struct policy_quarantined more[] = { { 11, NULL, NULL }, { 1, NULL, NULL },
+					      { 6, NULL, NULL } };
+
+	ASSERT_EQ(policy_set_add_quarantined(set, seven, 1), 0, "quarantine: VM 7 added");
+	ASSERT_EQ(policy_set_add_quarantined(set, clash, 2), -EEXIST,
 		  "quarantine: a VM with a policy is not replaced");
+	ASSERT_EQ(policy_set_add_quarantined(set, twice, 2), -EEXIST,
+		  "quarantine: the same VM twice is refused");
 	ASSERT_TRUE(set->nr_vms == 3 && set->vms[0].id == 5 && set->vms[1].id == 7 &&
-		    set->vms[2].id == 9, "quarantine: the set stays sorted by id");
+		    set->vms[2].id == 9, "quarantine: the set stays sorted by id, all or nothing");
 	ASSERT_TRUE(set->vms[1].quarantined && !strcmp(set->vms[1].iface, "tap7") &&
 		    !strcmp(set->vms[1].name, "seven"), "quarantine: name and tap kept");
 	if (!ASSERT_EQ(policy_compile(set, &cp, &err), 0, "quarantine: the set compiles"))
@@ -1240,6 +1247,13 @@ static void test_quarantined(void)
 		    !q->nr_tabs && !q->nr_dev && !q->has_bind, "quarantine: no map entries");
 	ASSERT_TRUE(policy_set_remove(set, 7) && set->nr_vms == 2 && set->vms[1].id == 9 &&
 		    !policy_set_remove(set, 7), "quarantine: removed again, once");
+	ASSERT_EQ(policy_set_add_quarantined(set, more, 3), 0, "quarantine: three at once");
+	ASSERT_TRUE(set->nr_vms == 5 && set->vms[0].id == 1 && set->vms[1].id == 5 &&
+		    set->vms[2].id == 6 && set->vms[3].id == 9 && set->vms[4].id == 11 &&
+		    set->vms[0].quarantined && !set->vms[1].quarantined &&
+		    set->vms[2].quarantined && !set->vms[3].quarantined &&
+		    set->vms[4].quarantined && !strcmp(set->vms[3].name, "nine"),
+		    "quarantine: merged in id order, the others untouched");
 out:
 	compiled_policy_free(cp);
 	policy_set_free(set);
