@@ -29,7 +29,12 @@ struct agent_opts {
 	bool measure_disks;	/* hash VMs' disk image files into the TPM log */
 	bool daemonize;
 	bool keep_caps;		/* debugging: do not drop capabilities */
+	/* A publish that takes more than this share (percent) of the VMs out
+	 * of the policy, two or more, is held back (100: never). */
+	unsigned int mass_removal_pct;
 };
+
+#define RAYOS_MASS_REMOVAL_PCT_DEFAULT	50
 
 void agent_opts_default(struct agent_opts *o);
 

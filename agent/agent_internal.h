@@ -7,19 +7,23 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
 
 #include "agent/agent.h"
+#include "agent/degraded.h"
 #include "agent/evloop.h"
 #include "agent/netstats.h"
+#include "agent/quarantine.h"
 #include "loader/loader.h"
 
 struct control_server;
 struct dhcp_server;
 struct http_server;
 struct ifwatch;
+struct policy_watch;
 struct registry;
 struct tpm;
 struct vm_watch;
@@ -30,7 +34,7 @@ struct agent {
 	bool running, purge;
 	struct loader *ld;
 	struct control_server *ctl;
-	struct ev_source sig, inotify, debounce, links, events;
+	struct ev_source sig, links, events;
 	struct loader_events *ring;
 	struct netstats ns;
 	struct http_server *http;
@@ -43,6 +47,7 @@ struct agent {
 	char tpm_error[256];
 	struct policy_set *set;		/* the applied policy */
 	char last_error[PATH_MAX + 512];	/* last rejected policy, "" if none */
+	char apply_error[PATH_MAX + 512];	/* why the last apply changed nothing */
 	uint64_t applied_version;
 	uint64_t applied_at;		/* CLOCK_REALTIME seconds */
 	double apply_ms;
@@ -50,11 +55,38 @@ struct agent {
 	char caps_kept[256];
 	struct rayos_feature_state features[RAYOS_FEAT_MAX];
 	int lock_fd;
+	struct policy_watch *pw;	/* the policy directory, followed by path */
+	bool dir_replaced;		/* the directory changed; not applied yet */
+	struct ev_source health;	/* periodic checks of what inotify misses */
+	struct degraded deg;		/* what status and /metrics report as degraded */
+	struct quarantine quarantine;	/* VMs isolated for want of a policy */
 };
 
 /* Parse, validate, compile and publish the policy directory; a failure
  * changes nothing and is remembered for `status`. */
 int agent_apply_policy(struct agent *a, const char *why);
+/* The same; allow_mass lets a publish remove more VMs than the share that
+ * is otherwise held back (quarantine.h). */
+int agent_apply_policy_ex(struct agent *a, const char *why, bool allow_mass);
+
+/* quarantine.c: see quarantine.h. */
+/* At start: the list from the state dir, reconciled with the maps. */
+void quarantine_open(struct agent *a);
+/* Before a publish of next: add the VMs that leave the set but still run as
+ * quarantined ones.  -EBUSY (msg says why and what to do) when it would
+ * remove too many VMs and allow_mass is false; next is then untouched. */
+int quarantine_plan(struct agent *a, struct policy_set *next, bool allow_mass, char *msg,
+		    size_t len);
+/* After a publish: the list follows a->set (logs, saves, degraded state). */
+void quarantine_after_publish(struct agent *a);
+/* The VM stopped or was unregistered: forget its quarantine (the next
+ * publish drops it).  False when it was not quarantined. */
+bool quarantine_release(struct agent *a, uint32_t id);
+/* Release quarantined VMs that no longer run; true when any was. */
+bool quarantine_check(struct agent *a);
+const struct quarantine_entry *quarantine_get(const struct agent *a, uint32_t id);
+cJSON *quarantine_json(const struct agent *a);
+void quarantine_prometheus(FILE *out, const struct agent *a);
 
 /* vms.c: requests of the control socket about VMs. */
 cJSON *vms_register(struct agent *a, const cJSON *req);

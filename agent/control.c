@@ -3,9 +3,18 @@
  * The agent's control socket and the CLI's client for it.  One request per
  * connection; the server side is non-blocking and lives in the epoll loop, so
  * a slow or silent client cannot stall enforcement work.
+ *
+ * Fairness: the peer is checked (SO_PEERCRED, root only) at accept, before
+ * it counts toward any limit.  A client process holds at most
+ * CONTROL_MAX_PER_PEER connections and all of them together at most
+ * CONTROL_MAX_CONNS; when either is full, the connection that has been quiet
+ * the longest is closed to make room, so clients that connect and send
+ * nothing can never lock out `status`.  A request must arrive whole within
+ * CONTROL_CONN_TIMEOUT_S of the connect.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -23,13 +32,24 @@
 #include "agent/evloop.h"
 #include "agent/log.h"
 
-#define CONTROL_MAX_CONNS	32
+/* Idle connections cost a socket and ~150 bytes here: room for a
+ * thousand clients, at most 64 from any one process. */
+#define CONTROL_MAX_CONNS	1024
+#define CONTROL_MAX_PER_PEER	64
 #define CONTROL_CONN_TIMEOUT_S	5
+/* At most one summary line of evictions and refusals per this period. */
+#define CONTROL_LOG_PERIOD_S	5
+/* Accepts per wake-up: clients that reconnect as fast as they are closed
+ * must not keep the loop in accept() while requests wait. */
+#define CONTROL_ACCEPT_BATCH	32
 
 struct control_conn {
 	struct ev_source src;
 	struct control_server *srv;
-	struct control_conn *next;
+	/* Least recently active first: the head is evicted when full. */
+	struct control_conn *prev, *next;
+	pid_t pid;			/* the peer process (SO_PEERCRED) */
+	uint64_t active_ms;		/* accept, or the last byte in or out */
 	time_t deadline;
 	uint8_t hdr[4];
 	uint32_t hdr_have;
@@ -45,9 +65,58 @@ struct control_server {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	control_handler_fn fn;
 	void *ctx;
-	struct control_conn *conns;
+	struct control_conn *head, *tail;
+	struct control_conn *grave;	/* closed, freed after the batch */
+	int spare_fd;			/* given up to refuse a client at EMFILE */
 	unsigned int nr_conns;
+	struct control_stats st;
+	uint64_t logged_evicted, logged_refused;
+	time_t log_at;
 };
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void lru_unlink(struct control_server *srv, struct control_conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		srv->tail = c->prev;
+	c->prev = c->next = NULL;
+}
+
+static void lru_append(struct control_server *srv, struct control_conn *c)
+{
+	c->prev = srv->tail;
+	c->next = NULL;
+	if (srv->tail)
+		srv->tail->next = c;
+	else
+		srv->head = c;
+	srv->tail = c;
+}
+
+/* Bytes moved: the connection goes to the young end. */
+static void touch(struct control_conn *c)
+{
+	c->active_ms = mono_ms();
+	if (c->out)	/* a reply going out slowly gets time while it moves */
+		c->deadline = time(NULL) + CONTROL_CONN_TIMEOUT_S;
+	if (c->srv->tail != c) {
+		lru_unlink(c->srv, c);
+		lru_append(c->srv, c);
+	}
+}
 
 cJSON *control_error(const char *fmt, ...)
 {
@@ -96,23 +165,33 @@ static char *frame(const cJSON *obj, size_t *len)
 	return buf;
 }
 
+/* Close c now; its memory waits for control_server_flush, after the
+ * event batch: an event of c may still be queued in it (one handler
+ * closes other connections to make room). */
 static void conn_free(struct control_conn *c)
 {
 	struct control_server *srv = c->srv;
-	struct control_conn **pp;
 
-	for (pp = &srv->conns; *pp; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	}
+	lru_unlink(srv, c);
 	srv->nr_conns--;
 	ev_del(srv->epfd, &c->src);
 	close(c->src.fd);
+	c->src.fd = -1;
 	free(c->body);
 	free(c->out);
-	free(c);
+	c->body = c->out = NULL;
+	c->next = srv->grave;
+	srv->grave = c;
+}
+
+void control_server_flush(struct control_server *srv)
+{
+	while (srv && srv->grave) {
+		struct control_conn *c = srv->grave;
+
+		srv->grave = c->next;
+		free(c);
+	}
 }
 
 static int conn_flush(struct control_conn *c)
@@ -126,6 +205,7 @@ static int conn_flush(struct control_conn *c)
 		if (n <= 0)
 			return -EPIPE;
 		c->out_done += n;
+		touch(c);
 	}
 	return 0;
 }
@@ -135,6 +215,7 @@ static void conn_reply(struct control_conn *c, cJSON *reply)
 	struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = &c->src };
 
 	c->out = frame(reply, &c->out_len);
+	c->deadline = time(NULL) + CONTROL_CONN_TIMEOUT_S;
 	cJSON_Delete(reply);
 	if (!c->out || conn_flush(c) != -EAGAIN) {
 		conn_free(c);
@@ -174,6 +255,7 @@ static int conn_read(struct control_conn *c)
 			return 0;
 		if (n <= 0)
 			return -EPIPE;
+		touch(c);
 		c->hdr_have += n;
 		if (c->hdr_have < 4)
 			continue;
@@ -190,6 +272,7 @@ static int conn_read(struct control_conn *c)
 			return 0;
 		if (n <= 0)
 			return -EPIPE;
+		touch(c);
 		c->body_have += n;
 	}
 	c->body[c->body_len] = '\0';
@@ -201,6 +284,8 @@ static void conn_event(struct ev_source *src, uint32_t events)
 	struct control_conn *c = (struct control_conn *)src;
 	int ret;
 
+	if (c->src.fd < 0)
+		return;		/* closed earlier in this batch */
 	if (c->out) {
 		if (conn_flush(c) != -EAGAIN)
 			conn_free(c);
@@ -225,47 +310,133 @@ static void conn_event(struct ev_source *src, uint32_t events)
 	conn_dispatch(c);
 }
 
-/* Drop connections that sat idle past their deadline. */
+/* One summary line now and then, not one per client: a flood of
+ * connections must not become a flood of log lines. */
+static void log_summary(struct control_server *srv)
+{
+	time_t now = time(NULL);
+	uint64_t ev = srv->st.evicted - srv->logged_evicted;
+	uint64_t rf = srv->st.refused - srv->logged_refused;
+
+	if ((!ev && !rf) || now < srv->log_at)
+		return;
+	log_warn("control: closed %llu connection(s) that sent nothing to make room (at most "
+		 "%d per client process, %d in all) and refused %llu non-root client(s) in the "
+		 "last %d s", (unsigned long long)ev, CONTROL_MAX_PER_PEER, CONTROL_MAX_CONNS,
+		 (unsigned long long)rf, CONTROL_LOG_PERIOD_S);
+	srv->logged_evicted = srv->st.evicted;
+	srv->logged_refused = srv->st.refused;
+	srv->log_at = now + CONTROL_LOG_PERIOD_S;
+}
+
+/* Close c to make room, telling it why if its socket takes it now. */
+static void evict(struct control_conn *c)
+{
+	static const char why[] = "{\"ok\":false,\"error\":\"closed to make room for other "
+				  "clients: no request in time\"}";
+	uint8_t frame_buf[4 + sizeof(why) - 1];
+	uint32_t be = htonl(sizeof(why) - 1);
+
+	if (!c->out && !c->hdr_have) {
+		memcpy(frame_buf, &be, 4);
+		memcpy(frame_buf + 4, why, sizeof(why) - 1);
+		if (send(c->src.fd, frame_buf, sizeof(frame_buf), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			errno = 0;	/* best effort */
+	}
+	c->srv->st.evicted++;
+	conn_free(c);
+}
+
+/* Close connections whose request did not arrive whole in time. */
 static void reap_stale(struct control_server *srv)
 {
 	time_t now = time(NULL);
-	struct control_conn *c = srv->conns, *next;
+	struct control_conn *c = srv->head, *next;
 
 	for (; c; c = next) {
 		next = c->next;
 		if (now > c->deadline) {
-			log_warn("control: dropping a client idle for %ds",
-				 CONTROL_CONN_TIMEOUT_S);
+			srv->st.timed_out++;
 			conn_free(c);
 		}
 	}
 }
 
-static bool peer_is_root(int fd)
+/* The least recently active connection of pid, or of anyone (pid 0).
+ * One whose request already waits in its socket is not quiet (the loop has
+ * not read it yet): it moves to the young end instead. */
+static struct control_conn *oldest(struct control_server *srv, pid_t pid)
 {
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	struct control_conn *c, *next, *first = NULL;
+	unsigned int seen = 0;
+	char byte;
 
-	return !getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) && cred.uid == 0;
+	/* Each connection once: those moved to the end are not seen again. */
+	for (c = srv->head; c && seen++ < srv->nr_conns; c = next) {
+		next = c->next;
+		if (pid && c->pid != pid)
+			continue;
+		if (!first)
+			first = c;
+		if (c->out || recv(c->src.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) != 1)
+			return c;
+		if (next)
+			touch(c);
+	}
+	return first;	/* every one has input waiting: the oldest goes anyway */
+}
+
+static unsigned int conns_of(const struct control_server *srv, pid_t pid)
+{
+	unsigned int n = 0;
+
+	for (const struct control_conn *c = srv->head; c; c = c->next)
+		n += c->pid == pid;
+	return n;
 }
 
 static void listen_event(struct ev_source *src, uint32_t events)
 {
 	struct control_server *srv = (struct control_server *)src;
 	struct control_conn *c;
-	int fd;
+	struct ucred cred;
+	socklen_t len;
+	int fd, batch = CONTROL_ACCEPT_BATCH;
 
 	(void)events;
 	reap_stale(srv);
-	while ((fd = accept4(srv->src.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-		if (!peer_is_root(fd) || srv->nr_conns >= CONTROL_MAX_CONNS) {
-			/* Refuse without reading: no state for strangers. */
-			log_warn("control: refused a client (%s)",
-				 srv->nr_conns >= CONTROL_MAX_CONNS ? "too many clients"
-								    : "peer is not root");
+	while (batch-- > 0) {
+		fd = accept4(srv->src.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+			/* Out of descriptors: make room rather than leave the
+			 * client in the backlog and the loop spinning on it. */
+			if (srv->head) {
+				evict(oldest(srv, 0));
+				continue;
+			}
+			if (srv->spare_fd >= 0) {
+				close(srv->spare_fd);
+				fd = accept4(srv->src.fd, NULL, NULL, SOCK_CLOEXEC);
+				if (fd >= 0)
+					close(fd);
+				srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				srv->st.refused++;
+				continue;
+			}
+		}
+		if (fd < 0)
+			break;
+		len = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) || cred.uid != 0) {
+			/* Refused before it counts: no state for strangers. */
+			srv->st.refused++;
 			close(fd);
 			continue;
 		}
+		if (conns_of(srv, cred.pid) >= CONTROL_MAX_PER_PEER)
+			evict(oldest(srv, cred.pid));
+		else if (srv->nr_conns >= CONTROL_MAX_CONNS)
+			evict(oldest(srv, 0));
 		c = calloc(1, sizeof(*c));
 		if (!c) {
 			close(fd);
@@ -274,16 +445,38 @@ static void listen_event(struct ev_source *src, uint32_t events)
 		c->src.fd = fd;
 		c->src.handler = conn_event;
 		c->srv = srv;
+		c->pid = cred.pid;
+		c->active_ms = mono_ms();
 		c->deadline = time(NULL) + CONTROL_CONN_TIMEOUT_S;
 		if (ev_add(srv->epfd, &c->src, EPOLLIN)) {
 			close(fd);
 			free(c);
 			continue;
 		}
-		c->next = srv->conns;
-		srv->conns = c;
+		lru_append(srv, c);
 		srv->nr_conns++;
+		srv->st.accepted++;
 	}
+	log_summary(srv);
+}
+
+void control_server_tick(struct control_server *srv)
+{
+	if (!srv)
+		return;
+	reap_stale(srv);
+	log_summary(srv);
+}
+
+void control_server_stats(const struct control_server *srv, struct control_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!srv)
+		return;
+	*st = srv->st;
+	st->connections = srv->nr_conns;
+	st->max_connections = CONTROL_MAX_CONNS;
+	st->max_per_peer = CONTROL_MAX_PER_PEER;
 }
 
 int control_server_open(const char *sock_path, int epfd, control_handler_fn fn,
@@ -305,11 +498,11 @@ int control_server_open(const char *sock_path, int epfd, control_handler_fn fn,
 	srv->fn = fn;
 	srv->ctx = ctx;
 	srv->src.handler = listen_event;
+	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	srv->src.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (srv->src.fd < 0) {
 		err = -errno;
-		free(srv);
-		return err;
+		goto fail;
 	}
 	/* The lock file says no agent runs, so a socket here is stale. */
 	unlink(sock_path);
@@ -318,25 +511,33 @@ int control_server_open(const char *sock_path, int epfd, control_handler_fn fn,
 	umask(old_mask);
 	if (!err && chmod(sock_path, 0600))
 		err = -errno;
-	if (!err && listen(srv->src.fd, 16))
+	/* A burst of clients waits in the backlog, not in connect(). */
+	if (!err && listen(srv->src.fd, SOMAXCONN))
 		err = -errno;
 	if (!err)
 		err = ev_add(epfd, &srv->src, EPOLLIN);
 	if (err) {
 		close(srv->src.fd);
-		free(srv);
-		return err;
+		goto fail;
 	}
 	*out = srv;
 	return 0;
+fail:
+	if (srv->spare_fd >= 0)
+		close(srv->spare_fd);
+	free(srv);
+	return err;
 }
 
 void control_server_close(struct control_server *srv)
 {
 	if (!srv)
 		return;
-	while (srv->conns)
-		conn_free(srv->conns);
+	while (srv->head)
+		conn_free(srv->head);
+	control_server_flush(srv);
+	if (srv->spare_fd >= 0)
+		close(srv->spare_fd);
 	ev_del(srv->epfd, &srv->src);
 	close(srv->src.fd);
 	unlink(srv->path);

@@ -36,6 +36,20 @@ int control_server_open(const char *sock_path, int epfd, control_handler_fn fn,
 			void *ctx, struct control_server **out);
 void control_server_close(struct control_server *srv);
 
+/* What the server has done since it opened, for status. */
+struct control_stats {
+	unsigned int connections, max_connections, max_per_peer;
+	uint64_t accepted;	/* root clients taken in */
+	uint64_t refused;	/* non-root clients closed at accept */
+	uint64_t evicted;	/* quiet connections closed to make room */
+	uint64_t timed_out;	/* requests not whole within the timeout */
+};
+void control_server_stats(const struct control_server *srv, struct control_stats *st);
+/* Periodic: close connections past their time, log what was closed. */
+void control_server_tick(struct control_server *srv);
+/* After each batch of epoll events: free the connections closed in it. */
+void control_server_flush(struct control_server *srv);
+
 /* Length-prefix framing, exposed for tests: validate a frame header. */
 int control_frame_len(const uint8_t hdr[4], uint32_t *len);
 

@@ -2,7 +2,9 @@
 /*
  * The agent process: takes the lock, loads and adopts the BPF objects,
  * applies the policy directory, drops capabilities, then runs one epoll loop
- * over signals, the policy directory (inotify), and the control socket.
+ * over signals, the policy directory (followed by path: policy_watch.h), the
+ * control socket, and a periodic health check of what degrades quietly
+ * (policy directory, audit log, TPM, quarantined VMs that stopped).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,7 +15,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
-#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -23,6 +24,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_internal.h"
+#include "agent/audit.h"
 #include "agent/cgroup.h"
 #include "agent/control.h"
 #include "agent/devices.h"
@@ -36,14 +38,15 @@
 #include "agent/tpm.h"
 #include "agent/log.h"
 #include "agent/policy.h"
+#include "agent/policy_watch.h"
 #include "agent/util.h"
 #include "loader/loader.h"
 #include "loader/publish.h"
 #include "loader/stats.h"
 
-/* Editors write a file in several steps; apply once the directory has
- * been quiet this long. */
-#define RELOAD_DEBOUNCE_MS	50
+/* Period of the health check (degraded states, quarantined VMs that
+ * stopped, a policy path switched where inotify cannot see it). */
+#define HEALTH_PERIOD_S		1
 
 void agent_opts_default(struct agent_opts *o)
 {
@@ -53,6 +56,7 @@ void agent_opts_default(struct agent_opts *o)
 	strcpy(o->run_dir, RAYOS_RUN_DIR_DEFAULT);
 	strcpy(o->pin_root, RAYOS_PIN_ROOT_DEFAULT);
 	o->metrics_port = RAYOS_METRICS_PORT_DEFAULT;
+	o->mass_removal_pct = RAYOS_MASS_REMOVAL_PCT_DEFAULT;
 }
 
 static double elapsed_ms(const struct timespec *a)
@@ -187,6 +191,19 @@ static void apply_dhcp(struct agent *a, const struct dhcp_config *cfg)
 
 int agent_apply_policy(struct agent *a, const char *why)
 {
+	return agent_apply_policy_ex(a, why, false);
+}
+
+/* The policy directory is gone: keep what is enforced and say so. */
+static void policy_dir_missing(struct agent *a, const char *detail)
+{
+	degraded_set(&a->deg, DEG_POLICY_DIR_MISSING, "%s; still enforcing policy version "
+		     "%llu; create the directory (or put the name back) to apply it", detail,
+		     (unsigned long long)a->applied_version);
+}
+
+int agent_apply_policy_ex(struct agent *a, const char *why, bool allow_mass)
+{
 	struct compiled_policy *cp = NULL;
 	struct dhcp_config *dcfg = NULL;
 	struct policy_set *set = NULL;
@@ -194,13 +211,44 @@ int agent_apply_policy(struct agent *a, const char *why)
 	struct policy_error perr;
 	struct timespec t0;
 	char msg[PATH_MAX + 512];
-	int err;
+	struct stat sb;
+	int err, rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(&perr, 0, sizeof(perr));
+	rc = stat(a->opts->policy_dir, &sb);
+	if (rc || !S_ISDIR(sb.st_mode)) {
+		/* Never an empty set: a missing directory keeps the last one. */
+		snprintf(msg, sizeof(msg), "%s: %s", a->opts->policy_dir,
+			 rc ? strerror(errno) : "not a directory");
+		err = -ENOENT;
+		policy_dir_missing(a, msg);
+		snprintf(a->apply_error, sizeof(a->apply_error), "policy directory %s is missing "
+			 "(since %llu): still enforcing version %llu", a->opts->policy_dir,
+			 (unsigned long long)a->deg.s[DEG_POLICY_DIR_MISSING].since,
+			 (unsigned long long)a->applied_version);
+		policy_watch_check(a->pw);
+		return err;
+	}
+	degraded_clear(&a->deg, DEG_POLICY_DIR_MISSING);
 	err = policy_load_dir(a->opts->policy_dir, &set, &perr);
-	if (!err)
-		err = policy_compile(set, &cp, &perr);
+	if (err) {
+		policy_error_format(&perr, msg, sizeof(msg));
+		goto rejected;
+	}
+	/* VMs that leave the set while they run are quarantined, not
+	 * dropped; too many leaving at once waits for consent. */
+	err = quarantine_plan(a, set, allow_mass, msg, sizeof(msg));
+	if (err == -EBUSY) {
+		degraded_set(&a->deg, DEG_MASS_REMOVAL_HELD, "%s", msg);
+		log_err("policy not applied (%s): %s; still enforcing version %llu", why, msg,
+			(unsigned long long)a->applied_version);
+		snprintf(a->apply_error, sizeof(a->apply_error), "%s", msg);
+		goto out;
+	}
+	if (err)
+		goto rejected;
+	err = policy_compile(set, &cp, &perr);
 	if (err) {
 		policy_error_format(&perr, msg, sizeof(msg));
 		goto rejected;
@@ -224,12 +272,18 @@ int agent_apply_policy(struct agent *a, const char *why)
 	a->applied_version = st.version;
 	a->applied_at = time(NULL);
 	a->last_error[0] = '\0';
+	a->apply_error[0] = '\0';
+	a->dir_replaced = false;
+	degraded_clear(&a->deg, DEG_POLICY_REJECTED);
+	degraded_clear(&a->deg, DEG_POLICY_DIR_REPLACED);
+	degraded_clear(&a->deg, DEG_MASS_REMOVAL_HELD);
 	policy_set_free(a->set);
 	a->set = set;
 	set = NULL;
 	vms_after_publish(a);
 	registry_overlay(a->reg, a->set);
 	ifwatch_reconcile(a->ifw, a->set);
+	quarantine_after_publish(a);
 	measure_policy(a, cp, st.version);
 	apply_dhcp(a, dcfg);
 	log_info("policy version %llu applied (%s) from %s: %zu VMs "
@@ -249,6 +303,15 @@ rejected:
 	log_err("policy rejected (%s): %s; still enforcing version %llu",
 		why, msg, (unsigned long long)a->applied_version);
 	snprintf(a->last_error, sizeof(a->last_error), "%s", msg);
+	snprintf(a->apply_error, sizeof(a->apply_error), "%s", msg);
+	degraded_set(&a->deg, DEG_POLICY_REJECTED, "%s; still enforcing version %llu; fix "
+		     "the file (rayos-agent policy check %s)", msg,
+		     (unsigned long long)a->applied_version, a->opts->policy_dir);
+	if (a->dir_replaced)
+		degraded_set(&a->deg, DEG_POLICY_DIR_REPLACED, "%s was replaced by a directory "
+			     "whose policy is rejected: still enforcing version %llu of the "
+			     "previous one", a->opts->policy_dir,
+			     (unsigned long long)a->applied_version);
 out:
 	dhcp_config_free(dcfg);
 	compiled_policy_free(cp);
@@ -274,49 +337,70 @@ static void on_signal(struct ev_source *src, uint32_t events)
 	}
 }
 
-static void arm_debounce(struct agent *a)
+/* policy_watch hooks: the directory changed, was replaced or came back... */
+static void on_policy_dir(void *ctx, const char *why, bool replaced)
 {
-	struct itimerspec its = {
-		.it_value.tv_nsec = RELOAD_DEBOUNCE_MS * 1000000L,
-	};
+	struct agent *a = ctx;
 
-	timerfd_settime(a->debounce.fd, 0, &its, NULL);
-}
-
-static void on_inotify(struct ev_source *src, uint32_t events)
-{
-	struct agent *a = (struct agent *)((char *)src - offsetof(struct agent, inotify));
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	bool relevant = false;
-	ssize_t n;
-
-	(void)events;
-	while ((n = read(src->fd, buf, sizeof(buf))) > 0) {
-		for (char *p = buf; p < buf + n;) {
-			struct inotify_event *ev = (struct inotify_event *)p;
-
-			if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF))
-				log_err("policy directory %s was removed or moved: keeping "
-					"the applied policy; restart the agent once it is back",
-					a->opts->policy_dir);
-			else
-				relevant = true;
-			p += sizeof(*ev) + ev->len;
-		}
+	if (replaced) {
+		a->dir_replaced = true;
+		log_info("%s: %s; applying it", a->opts->policy_dir, why);
 	}
-	if (relevant)
-		arm_debounce(a);
+	agent_apply_policy(a, why);
 }
 
-static void on_debounce(struct ev_source *src, uint32_t events)
+/* ... or went away. */
+static void on_policy_dir_missing(void *ctx, const char *detail)
 {
-	struct agent *a = (struct agent *)((char *)src - offsetof(struct agent, debounce));
+	struct agent *a = ctx;
+
+	log_err("policy directory %s is gone (%s): keeping policy version %llu until a "
+		"directory appears under that name", a->opts->policy_dir, detail,
+		(unsigned long long)a->applied_version);
+	policy_dir_missing(a, detail);
+}
+
+/* What degrades without an event: the audit log's file system filling up
+ * or turning read-only, the TPM going away, a quarantined VM's tap gone
+ * while no QEMU was registered, a symlink higher up the policy path. */
+static void health_check(struct agent *a)
+{
+	char audit[PATH_MAX], why[PATH_MAX + 64];
+
+	policy_watch_check(a->pw);
+	control_server_tick(a->ctl);
+	snprintf(audit, sizeof(audit), "%s/audit.log", a->opts->state_dir);
+	if (audit_probe(audit, why, sizeof(why)))
+		degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "audit records cannot be written "
+			     "(%s): capability changes are refused until they can", why);
+	else
+		degraded_clear(&a->deg, DEG_AUDIT_UNWRITABLE);
+	if (a->tpm) {
+		cJSON *t = tpm_status_json(a->tpm);
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(t, "state");
+		const cJSON *le = cJSON_GetObjectItemCaseSensitive(t, "last_error");
+
+		if (cJSON_IsString(st) && (!strcmp(st->valuestring, "unavailable") ||
+					   !strcmp(st->valuestring, "diverged")))
+			degraded_set(&a->deg, DEG_TPM_UNREACHABLE, "TPM %s: %s; measurements "
+				     "queue, enforcement goes on", st->valuestring,
+				     cJSON_IsString(le) ? le->valuestring : "");
+		else
+			degraded_clear(&a->deg, DEG_TPM_UNREACHABLE);
+		cJSON_Delete(t);
+	}
+	quarantine_check(a);
+}
+
+static void on_health(struct ev_source *src, uint32_t events)
+{
+	struct agent *a = (struct agent *)((char *)src - offsetof(struct agent, health));
 	uint64_t ticks;
 
 	(void)events;
 	if (read(src->fd, &ticks, sizeof(ticks)) != sizeof(ticks))
 		return;
-	agent_apply_policy(a, "policy directory changed");
+	health_check(a);
 }
 
 static void on_links(struct ev_source *src, uint32_t events)
@@ -325,6 +409,7 @@ static void on_links(struct ev_source *src, uint32_t events)
 
 	(void)events;
 	ifwatch_event(a->ifw, a->set);
+	quarantine_check(a);	/* a quarantined VM's tap went: it stopped */
 }
 
 static void on_drop_event(void *ctx, const struct rayos_event *ev)
@@ -365,6 +450,22 @@ static void render_metrics(void *ctx, FILE *out)
 		publish_nr_vms(a->ld), elapsed_ms(&a->started) / 1000);
 	netstats_prometheus(out, a->ld, a->set, &a->ns);
 	devices_prometheus(out, a->ld, a->set);
+	degraded_prometheus(out, &a->deg);
+	quarantine_prometheus(out, a);
+	{
+		struct control_stats cs;
+
+		control_server_stats(a->ctl, &cs);
+		fprintf(out, "# HELP rayos_control_connections Open control socket connections.\n"
+			"# TYPE rayos_control_connections gauge\nrayos_control_connections %u\n"
+			"# HELP rayos_control_closed_total Control connections the agent closed "
+			"or refused, by why.\n# TYPE rayos_control_closed_total counter\n"
+			"rayos_control_closed_total{reason=\"quiet_evicted\"} %llu\n"
+			"rayos_control_closed_total{reason=\"timed_out\"} %llu\n"
+			"rayos_control_closed_total{reason=\"not_root\"} %llu\n", cs.connections,
+			(unsigned long long)cs.evicted, (unsigned long long)cs.timed_out,
+			(unsigned long long)cs.refused);
+	}
 }
 
 /* ---- control requests ---- */
@@ -410,6 +511,20 @@ static cJSON *status_reply(struct agent *a)
 	cJSON_AddNumberToObject(pol, "apply_ms", a->apply_ms);
 	if (a->last_error[0])
 		cJSON_AddStringToObject(pol, "last_error", a->last_error);
+	if (a->apply_error[0])
+		cJSON_AddStringToObject(pol, "pending", a->apply_error);
+	{
+		uint64_t dev, ino;
+
+		/* The directory followed: its identity changes when the name is
+		 * given to another one (replaced, symlink switched). */
+		o = cJSON_AddObjectToObject(pol, "directory");
+		policy_watch_ident(a->pw, &dev, &ino);
+		cJSON_AddBoolToObject(o, "present", policy_watch_present(a->pw));
+		cJSON_AddNumberToObject(o, "since", (double)policy_watch_since(a->pw));
+		cJSON_AddNumberToObject(o, "device", (double)dev);
+		cJSON_AddNumberToObject(o, "inode", (double)ino);
+	}
 	arr = cJSON_AddArrayToObject(pol, "files");
 	for (size_t i = 0; a->set && i < a->set->nr_files; i++)
 		cJSON_AddItemToArray(arr, cJSON_CreateString(a->set->files[i]));
@@ -430,7 +545,23 @@ static cJSON *status_reply(struct agent *a)
 		cJSON_AddNumberToObject(o, "slot", cv->vm.slot);
 		cJSON_AddNumberToObject(o, "generation", cv->vm.gen);
 		cJSON_AddNumberToObject(o, "policy_version", cv->vm.policy_version);
+		cJSON_AddBoolToObject(o, "quarantined", !!(cv->vm.flags & RAYOS_VMF_QUARANTINE));
 		cJSON_AddItemToArray(arr, o);
+	}
+	cJSON_AddItemToObject(r, "quarantined", quarantine_json(a));
+	cJSON_AddItemToObject(r, "degraded", degraded_json(&a->deg));
+	{
+		struct control_stats cs;
+
+		control_server_stats(a->ctl, &cs);
+		o = cJSON_AddObjectToObject(r, "control");
+		cJSON_AddNumberToObject(o, "connections", cs.connections);
+		cJSON_AddNumberToObject(o, "max_connections", cs.max_connections);
+		cJSON_AddNumberToObject(o, "max_per_client", cs.max_per_peer);
+		cJSON_AddNumberToObject(o, "accepted", (double)cs.accepted);
+		cJSON_AddNumberToObject(o, "evicted_idle", (double)cs.evicted);
+		cJSON_AddNumberToObject(o, "refused_not_root", (double)cs.refused);
+		cJSON_AddNumberToObject(o, "timed_out", (double)cs.timed_out);
 	}
 
 	arr = cJSON_AddArrayToObject(r, "enforcement");
@@ -590,10 +721,16 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 		return r;
 	}
 	if (!strcmp(cmd, "policy.reload")) {
-		int err = agent_apply_policy(a, "reload requested");
+		const cJSON *mass = cJSON_GetObjectItemCaseSensitive(req, "allow_mass_removal");
+		int err;
 
+		if (mass && !cJSON_IsBool(mass))
+			return control_error("\"allow_mass_removal\" must be true or false");
+		err = agent_apply_policy_ex(a, cJSON_IsTrue(mass) ? "reload requested, mass "
+					    "removal allowed" : "reload requested",
+					    cJSON_IsTrue(mass));
 		if (err)
-			return control_error("%s", a->last_error);
+			return control_error("%s", a->apply_error);
 		r = cJSON_CreateObject();
 		cJSON_AddBoolToObject(r, "ok", 1);
 		cJSON_AddNumberToObject(r, "version", a->applied_version);
@@ -655,28 +792,31 @@ static int setup_events(struct agent *a)
 	a->sig.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	a->sig.handler = on_signal;
 
-	a->inotify.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	a->inotify.handler = on_inotify;
-	if (a->inotify.fd >= 0 &&
-	    inotify_add_watch(a->inotify.fd, a->opts->policy_dir,
-			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
-			      IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
-		err = -errno;
-		log_err("cannot watch policy directory %s: %s", a->opts->policy_dir,
-			strerror(errno));
-		return err;
-	}
-	a->debounce.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	a->debounce.handler = on_debounce;
-	if (a->sig.fd < 0 || a->inotify.fd < 0 || a->debounce.fd < 0)
+	a->health.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	a->health.handler = on_health;
+	if (a->sig.fd < 0 || a->health.fd < 0)
 		return -errno;
+	{
+		struct itimerspec its = {
+			.it_value.tv_sec = HEALTH_PERIOD_S, .it_interval.tv_sec = HEALTH_PERIOD_S,
+		};
+		struct policy_watch_hooks hooks = {
+			.ctx = a, .apply = on_policy_dir, .missing = on_policy_dir_missing,
+		};
+
+		timerfd_settime(a->health.fd, 0, &its, NULL);
+		err = policy_watch_open(a->opts->policy_dir, a->epfd, &hooks, &a->pw);
+		if (err) {
+			log_err("cannot watch policy directory %s: %s", a->opts->policy_dir,
+				strerror(-err));
+			return err;
+		}
+	}
 	a->links.handler = on_links;
 	a->links.fd = ifwatch_fd(a->ifw);
 	err = ev_add(a->epfd, &a->sig, EPOLLIN);
 	if (!err)
-		err = ev_add(a->epfd, &a->inotify, EPOLLIN);
-	if (!err)
-		err = ev_add(a->epfd, &a->debounce, EPOLLIN);
+		err = ev_add(a->epfd, &a->health, EPOLLIN);
 	if (!err)
 		err = ev_add(a->epfd, &a->links, EPOLLIN);
 	if (err)
@@ -739,18 +879,34 @@ static void close_source(struct ev_source *src)
 		close(src->fd);
 }
 
+/* Pinned objects, taps, DHCP sockets and up to a thousand control
+ * clients: more descriptors than a service's default 1024, which the hard
+ * limit allows without privileges. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= 8192)
+		return;
+	rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		log_warn("cannot raise the open-file limit to %llu: %s",
+			 (unsigned long long)rl.rlim_cur, strerror(errno));
+}
+
 int agent_run(const struct agent_opts *o)
 {
 	char cache[PATH_MAX], regs[PATH_MAX];
 	struct loader_opts lo = { .pin_root = o->pin_root, .max_vms = o->max_vms,
 				  .feature_cache = cache, .no_dev_stats = !o->device_stats };
 	struct agent a = { .opts = o, .lock_fd = -1, .epfd = -1, .sig.fd = -1,
-			   .inotify.fd = -1, .debounce.fd = -1, .links.fd = -1,
+			   .health.fd = -1, .links.fd = -1,
 			   .events.fd = -1 };
 	struct stat st;
 	int err;
 
 	clock_gettime(CLOCK_MONOTONIC, &a.started);
+	raise_fd_limit();
 	if (stat(o->policy_dir, &st) || !S_ISDIR(st.st_mode)) {
 		log_err("policy directory %s: %s (create it or pass --policy-dir)",
 			o->policy_dir, errno ? strerror(errno) : "not a directory");
@@ -796,6 +952,10 @@ int agent_run(const struct agent_opts *o)
 			goto out;
 	}
 	start_tpm(&a);
+	if (a.tpm_error[0] && !o->no_tpm)
+		degraded_set(&a.deg, DEG_TPM_UNREACHABLE, "measured launch unavailable: %s; "
+			     "enforcement goes on", a.tpm_error);
+	quarantine_open(&a);	/* before the first publish: it keeps them */
 	agent_apply_policy(&a, "start");	/* a bad policy leaves what is pinned */
 	vms_restore(&a);
 	log_info("running as pid %d with %s; control socket %s/%s", getpid(),
@@ -816,6 +976,7 @@ int agent_run(const struct agent_opts *o)
 
 			src->handler(src, evs[i].events);
 		}
+		control_server_flush(a.ctl);	/* connections closed in this batch */
 	}
 out:
 	vms_close(&a);
@@ -825,8 +986,9 @@ out:
 	if (a.purge && a.ifw)
 		ifwatch_detach_all(a.ifw);	/* links, ifb devices and qdiscs */
 	close_source(&a.sig);
-	close_source(&a.inotify);
-	close_source(&a.debounce);
+	close_source(&a.health);
+	policy_watch_close(a.pw);
+	quarantine_free(&a.quarantine);
 	ifwatch_close(a.ifw);	/* owns links.fd */
 	http_server_close(a.http);
 	loader_events_close(a.ring);	/* owns events.fd */

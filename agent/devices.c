@@ -13,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/audit.h"
 #include "agent/devices.h"
+#include "agent/log.h"
 #include "loader/publish.h"
 
 static const char *const class_names[RAYOS_DEVC_MAX] = {
@@ -329,77 +331,111 @@ void devices_prometheus(FILE *out, struct loader *ld, const struct policy_set *s
 			parts[p].active);
 }
 
-static int audit_line(const char *path, const char *line)
+/* The audit record of a capability change; result NULL: the write-ahead
+ * record, else the outcome of a change that failed after it. */
+static cJSON *cap_record(const struct devices_cap_change *ch, const char *result)
 {
-	int fd, err = 0;
-	size_t n = strlen(line);
+	cJSON *j = cJSON_CreateObject();
 
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, line, n) != (ssize_t)n || fdatasync(fd))
-		err = -errno ?: -EIO;
-	close(fd);
-	return err;
+	if (!j)
+		return NULL;
+	cJSON_AddStringToObject(j, "event", result ? "cap_change_failed"
+					     : ch->grant ? "cap_grant" : "cap_revoke");
+	if (result)
+		cJSON_AddStringToObject(j, "of", ch->grant ? "cap_grant" : "cap_revoke");
+	cJSON_AddNumberToObject(j, "vm", ch->vm_id);
+	cJSON_AddStringToObject(j, "cap", policy_cap_name(ch->cap));
+	cJSON_AddItemToObject(j, "caps_before", caps_json(ch->caps_before));
+	cJSON_AddItemToObject(j, "caps_after", caps_json(ch->caps_after));
+	cJSON_AddStringToObject(j, "by", ch->who ? ch->who : "");
+	if (result)
+		cJSON_AddStringToObject(j, "error", result);
+	return j;
+}
+
+int devices_cap_prepare(struct loader *ld, struct devices_cap_change *ch, char *err,
+			size_t errlen)
+{
+	char why[PATH_MAX + 64];
+	struct rayos_vm rec;
+	cJSON *j;
+	int ret;
+
+	ch->cap = policy_cap_from_name(ch->cap_name);
+	if (ch->cap < 0) {
+		snprintf(err, errlen, "unknown capability \"%s\" (known: CAP_NETWORK, "
+			 "CAP_DISK_READ, CAP_DISK_WRITE, CAP_GPU, CAP_INPUT, CAP_CONSOLE, "
+			 "CAP_AUDIT, CAP_ADMIN)", ch->cap_name);
+		return -EINVAL;
+	}
+	if (loader_vm_record(ld, ch->vm_id, &rec)) {
+		snprintf(err, errlen, "VM %u has no record: is it in the policy?", ch->vm_id);
+		return -ENOENT;
+	}
+	ch->caps_before = rec.caps;
+	ch->caps_after = ch->grant ? rec.caps | (1ULL << ch->cap) : rec.caps & ~(1ULL << ch->cap);
+	if (!ch->audit_path)
+		return 0;
+	/* Write-ahead: the record is on disk before anything changes; a
+	 * file system that is read-only or full refuses the change even
+	 * when this one line would still fit, since what follows it (the
+	 * runtime state, the next records) would not. */
+	ret = audit_probe(ch->audit_path, why, sizeof(why));
+	if (!ret) {
+		j = cap_record(ch, NULL);
+		ret = j ? audit_append(ch->audit_path, j) : -ENOMEM;
+		cJSON_Delete(j);
+		if (ret)
+			snprintf(why, sizeof(why), "%s: %s", ch->audit_path, strerror(-ret));
+	}
+	if (ret) {
+		ch->audit_failed = true;
+		snprintf(err, errlen, "refused: the audit record cannot be written and synced "
+			 "(%s); nothing changed; make the state dir writable or free space in it, "
+			 "then retry", why);
+	}
+	return ret;
+}
+
+void devices_cap_failed(const struct devices_cap_change *ch, const char *why)
+{
+	cJSON *j;
+
+	if (!ch->audit_path)
+		return;
+	j = cap_record(ch, why);
+	if (j && audit_append(ch->audit_path, j))
+		log_err("VM %u: cannot record in %s that the %s of %s failed", ch->vm_id,
+			ch->audit_path, ch->grant ? "grant" : "revoke", ch->cap_name);
+	cJSON_Delete(j);
+}
+
+int devices_cap_commit(struct loader *ld, const struct devices_cap_change *ch, char *err,
+		       size_t errlen)
+{
+	int ret = loader_vm_set_caps(ld, ch->vm_id, ch->caps_after);
+
+	if (ret) {
+		snprintf(err, errlen, "VM %u: cannot update its record: %s", ch->vm_id,
+			 strerror(-ret));
+		devices_cap_failed(ch, err);
+	}
+	return ret;
 }
 
 int devices_cap_change(struct loader *ld, uint32_t vm_id, const char *cap_name, bool grant,
 		       const char *audit_path, const char *who, uint64_t *caps_out,
 		       char *err, size_t errlen)
 {
-	int cap = policy_cap_from_name(cap_name), ret;
-	uint64_t old, caps;
-	struct rayos_vm rec;
-	char *line = NULL;
-	struct timespec ts;
-	cJSON *j;
+	struct devices_cap_change ch = {
+		.vm_id = vm_id, .cap_name = cap_name, .grant = grant,
+		.audit_path = audit_path, .who = who,
+	};
+	int ret = devices_cap_prepare(ld, &ch, err, errlen);
 
-	if (cap < 0) {
-		snprintf(err, errlen, "unknown capability \"%s\" (known: CAP_NETWORK, "
-			 "CAP_DISK_READ, CAP_DISK_WRITE, CAP_GPU, CAP_INPUT, CAP_CONSOLE, "
-			 "CAP_AUDIT, CAP_ADMIN)", cap_name);
-		return -EINVAL;
-	}
-	if (loader_vm_record(ld, vm_id, &rec)) {
-		snprintf(err, errlen, "VM %u has no record: is it in the policy?", vm_id);
-		return -ENOENT;
-	}
-	old = rec.caps;
-	caps = grant ? old | (1ULL << cap) : old & ~(1ULL << cap);
-	ret = loader_vm_set_caps(ld, vm_id, caps);
-	if (ret) {
-		snprintf(err, errlen, "VM %u: cannot update its record: %s", vm_id, strerror(-ret));
-		return ret;
-	}
-	*caps_out = caps;
-	if (!audit_path)
-		return 0;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	j = cJSON_CreateObject();
-	if (j) {
-		cJSON_AddNumberToObject(j, "time", (double)ts.tv_sec + ts.tv_nsec / 1e9);
-		cJSON_AddStringToObject(j, "event", grant ? "cap_grant" : "cap_revoke");
-		cJSON_AddNumberToObject(j, "vm", vm_id);
-		cJSON_AddStringToObject(j, "cap", policy_cap_name(cap));
-		cJSON_AddItemToObject(j, "caps_before", caps_json(old));
-		cJSON_AddItemToObject(j, "caps_after", caps_json(caps));
-		cJSON_AddStringToObject(j, "by", who ? who : "");
-		char *text = cJSON_PrintUnformatted(j);
-
-		/* One write of the whole line: O_APPEND keeps lines whole. */
-		if (text && asprintf(&line, "%s\n", text) < 0)
-			line = NULL;
-		cJSON_free(text);
-		cJSON_Delete(j);
-	}
-	if (!line) {
-		snprintf(err, errlen, "applied, but out of memory writing the audit log");
-		return -ENOMEM;
-	}
-	ret = audit_line(audit_path, line);
-	free(line);
-	if (ret)
-		snprintf(err, errlen, "applied, but cannot append to audit log %s: %s",
-			 audit_path, strerror(-ret));
+	if (!ret)
+		ret = devices_cap_commit(ld, &ch, err, errlen);
+	if (!ret)
+		*caps_out = ch.caps_after;
 	return ret;
 }

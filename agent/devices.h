@@ -53,11 +53,32 @@ cJSON *devices_list_json(struct loader *ld, const struct policy_set *set, int64_
 void devices_prometheus(FILE *out, struct loader *ld, const struct policy_set *set);
 
 /*
- * `cap grant|revoke VM CAP_X`: flips the VM's record (next open sees it)
- * and appends one JSON line to audit_path (NULL: no log) with fdatasync.
- * *caps_out gets the VM's new caps.  On error returns -errno and err says
- * why (unknown capability, VM without a record).
+ * `cap grant|revoke VM CAP_X`, write-ahead: devices_cap_prepare checks the
+ * request, works out the new caps and appends the audit record with
+ * fdatasync (audit_path NULL: no log); only then devices_cap_commit flips
+ * the VM's record (the next open sees it).  A record that cannot be written
+ * refuses the change (err says why and what to do) and changes nothing.  A
+ * change that fails after its record (commit, or the caller's own step in
+ * between) gets a "cap_change_failed" record: devices_cap_failed.
  */
+struct devices_cap_change {
+	uint32_t vm_id;
+	const char *cap_name;
+	bool grant;
+	const char *audit_path;
+	const char *who;		/* "by" in the record */
+	int cap;			/* filled by prepare: enum rayos_cap */
+	uint64_t caps_before, caps_after;
+	bool audit_failed;		/* prepare: the record could not be written */
+};
+
+int devices_cap_prepare(struct loader *ld, struct devices_cap_change *ch, char *err,
+			size_t errlen);
+int devices_cap_commit(struct loader *ld, const struct devices_cap_change *ch, char *err,
+		       size_t errlen);
+void devices_cap_failed(const struct devices_cap_change *ch, const char *why);
+
+/* prepare + commit; *caps_out gets the VM's new caps. */
 int devices_cap_change(struct loader *ld, uint32_t vm_id, const char *cap_name, bool grant,
 		       const char *audit_path, const char *who, uint64_t *caps_out,
 		       char *err, size_t errlen);

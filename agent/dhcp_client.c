@@ -7,6 +7,7 @@
  * on a real interface is in dhcp_client_run.c.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,7 @@ struct dhcpc {
 	uint32_t announce_ip_be, announces_left;
 	uint64_t announce_at;
 	uint32_t naks;			/* in a row, for the restart delay */
+	char why[160];			/* the reason of a "refused" event */
 	struct dhcp_msg msg;
 	struct dhcpc_tx tx;
 };
@@ -151,6 +153,128 @@ static bool usable_addr(uint32_t ip_be)
 
 	/* Not 0/8, loopback, multicast/reserved or broadcast. */
 	return ip >> 24 != 0 && ip >> 24 != 127 && ip < 0xe0000000U;
+}
+
+/* What is wrong with an address a host could be given, or NULL. */
+static const char *addr_kind(uint32_t ip_be)
+{
+	uint32_t ip = ntohl(ip_be);
+
+	if (!ip)
+		return "zero";
+	if (ip == 0xffffffffU)
+		return "the limited broadcast address";
+	if (ip >> 24 == 0)
+		return "in 0.0.0.0/8 (this network)";
+	if (ip >> 24 == 127)
+		return "a loopback address";
+	if ((ip & 0xffff0000U) == 0xa9fe0000U)
+		return "a link-local address (169.254.0.0/16)";
+	if (ip >> 28 == 0xe)
+		return "a multicast address";
+	if (ip >> 28 == 0xf)
+		return "a reserved address (240.0.0.0/4)";
+	return NULL;
+}
+
+/* The class mask RFC 2131 falls back to when the server sends none. */
+static uint32_t class_mask(uint32_t ip_be)
+{
+	uint32_t ip = ntohl(ip_be);
+
+	return htonl(ip < 0x80000000U ? 0xff000000U : ip < 0xc0000000U ? 0xffff0000U
+								     : 0xffffff00U);
+}
+
+static const char *refuse(char *buf, size_t len, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static const char *refuse(char *buf, size_t len, const char *field, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	return field;
+}
+
+const char *dhcpc_check_offer(const struct dhcp_msg *m, char *buf, size_t len)
+{
+	char ip[INET_ADDRSTRLEN], other[INET_ADDRSTRLEN], net[INET_ADDRSTRLEN];
+	uint32_t yi = m->hdr.yiaddr_be, mask_be = 0, host, rt;
+	const uint8_t *v;
+	const char *kind;
+	size_t vlen;
+	int prefix;
+
+	inet_ntop(AF_INET, &yi, ip, sizeof(ip));
+	kind = addr_kind(yi);
+	if (kind)
+		return refuse(buf, len, "yiaddr", "yiaddr %s is %s", ip, kind);
+	if (m->has_server_id) {
+		inet_ntop(AF_INET, &m->server_id_be, other, sizeof(other));
+		if (m->server_id_be == yi)
+			return refuse(buf, len, "yiaddr", "yiaddr %s is the server's own address "
+				      "(server identifier)", ip);
+		kind = addr_kind(m->server_id_be);
+		if (kind)
+			return refuse(buf, len, "server identifier", "server identifier %s is %s",
+				      other, kind);
+	}
+	if (m->hdr.siaddr_be && m->hdr.siaddr_be == yi)
+		return refuse(buf, len, "yiaddr", "yiaddr %s is the server's own address "
+			      "(siaddr)", ip);
+	v = dhcp_opt_get(m, DHO_SUBNET_MASK, &vlen);
+	if (v) {
+		uint32_t inv;
+
+		if (vlen != 4)
+			return refuse(buf, len, "subnet mask", "subnet mask option is %zu bytes, "
+				      "not 4", vlen);
+		memcpy(&mask_be, v, 4);
+		inet_ntop(AF_INET, &mask_be, other, sizeof(other));
+		if (!mask_be)
+			return refuse(buf, len, "subnet mask", "subnet mask %s is no subnet", other);
+		inv = ~ntohl(mask_be);
+		if (inv & (inv + 1))
+			return refuse(buf, len, "subnet mask", "subnet mask %s is not contiguous",
+				      other);
+	} else {
+		mask_be = class_mask(yi);
+	}
+	prefix = __builtin_popcount(ntohl(mask_be));
+	host = ntohl(yi) & ~ntohl(mask_be);
+	if (prefix <= 30) {	/* /31 and /32 have no network or broadcast address */
+		uint32_t net_be = yi & mask_be;
+
+		inet_ntop(AF_INET, &net_be, net, sizeof(net));
+		if (!host)
+			return refuse(buf, len, "yiaddr", "yiaddr %s is the network address of "
+				      "%s/%d", ip, net, prefix);
+		if (host == ~ntohl(mask_be))
+			return refuse(buf, len, "yiaddr", "yiaddr %s is the broadcast address of "
+				      "%s/%d", ip, net, prefix);
+	}
+	if (m->has_lease_time && m->lease_time == 0)
+		return refuse(buf, len, "lease time", "lease time 0 s: the address would be gone "
+			      "as soon as it is bound");
+	v = dhcp_opt_get(m, DHO_ROUTER, &vlen);
+	if (v && vlen >= 4) {
+		memcpy(&rt, v, 4);
+		inet_ntop(AF_INET, &rt, other, sizeof(other));
+		kind = addr_kind(rt);
+		if (kind)
+			return refuse(buf, len, "router", "router %s is %s", other, kind);
+		if (rt == yi)
+			return refuse(buf, len, "router", "router %s is the offered address itself",
+				      other);
+		host = ntohl(rt) & ~ntohl(mask_be);
+		if (prefix <= 30 && (rt & mask_be) == (yi & mask_be) &&
+		    (!host || host == ~ntohl(mask_be)))
+			return refuse(buf, len, "router", "router %s is the network or broadcast "
+				      "address of the offered subnet", other);
+	}
+	return NULL;
 }
 
 static bool static_configured(const struct dhcpc *c)
@@ -344,6 +468,14 @@ static void avoid_server(struct dhcpc *c, uint32_t server_be)
 	c->avoid[c->nr_avoid - 1] = server_be;
 }
 
+static bool only_failed_offers(const struct dhcpc *c)
+{
+	for (size_t i = 0; i < c->nr_offers; i++)
+		if (!avoided(c, c->offers[i].server_be))
+			return false;
+	return true;
+}
+
 /* The documented rule: skip servers that failed us if anyone else offered,
  * then the longest lease, ties to the earliest offer. */
 static void choose_and_request(struct dhcpc *c, uint64_t now)
@@ -492,24 +624,18 @@ static void lease_from_ack(struct dhcpc *c, const struct dhcp_msg *m, uint32_t s
 {
 	const uint8_t *v;
 	size_t len;
-	uint32_t mask, t;
+	uint32_t t;
 
 	memset(l, 0, sizeof(*l));
 	l->ip_be = m->hdr.yiaddr_be;
 	l->server_be = m->has_server_id ? m->server_id_be : server_be;
+	/* dhcpc_check_offer() refused a mask that is zero or not contiguous;
+	 * without one RFC 2131 has the class mask. */
 	v = dhcp_opt_get(m, DHO_SUBNET_MASK, &len);
-	if (v && len == 4) {
+	if (v && len == 4)
 		memcpy(&l->mask_be, v, 4);
-		mask = ~ntohl(l->mask_be);
-		if (mask & (mask + 1))
-			l->mask_be = 0;		/* not contiguous: use the class */
-	}
-	if (!l->mask_be) {
-		uint32_t ip = ntohl(l->ip_be);
-
-		l->mask_be = htonl(ip < 0x80000000U ? 0xff000000U :
-				   ip < 0xc0000000U ? 0xffff0000U : 0xffffff00U);
-	}
+	else
+		l->mask_be = class_mask(l->ip_be);
 	l->prefix = (uint8_t)__builtin_popcount(ntohl(l->mask_be));
 	v = dhcp_opt_get(m, DHO_ROUTER, &len);
 	if (v && len >= 4 && len % 4 == 0)
@@ -519,7 +645,7 @@ static void lease_from_ack(struct dhcpc *c, const struct dhcp_msg *m, uint32_t s
 		memcpy(&l->dns_be, v, 4);
 	l->lease_s = m->has_lease_time ? m->lease_time : 3600;
 	if (l->lease_s < 2)
-		l->lease_s = 2;		/* a zero lease would renew in a loop */
+		l->lease_s = 2;		/* 1 s: T1 would be 0 (0 itself was refused) */
 	if (l->lease_s == DHCPC_INFINITE) {
 		l->t1_s = l->t2_s = DHCPC_INFINITE;
 		return;
@@ -607,6 +733,20 @@ static int ignore(struct dhcpc *c, const struct dhcp_msg *m, const char *why)
 	return -ENOENT;
 }
 
+/* An OFFER or ACK no server should send: say which field, use nothing. */
+static int refused(struct dhcpc *c, const struct dhcp_msg *m, const char *field)
+{
+	struct dhcpc_event ev = {
+		.what = "refused", .from = (uint8_t)c->state, .to = (uint8_t)c->state,
+		.msg_type = m->type, .server_be = m->has_server_id ? m->server_id_be : 0,
+		.ip_be = m->hdr.yiaddr_be, .xid = c->xid, .reason = c->why, .field = field,
+	};
+
+	if (c->ops.event)
+		c->ops.event(c->ops.ctx, &ev);
+	return -ENOENT;
+}
+
 static void on_offer(struct dhcpc *c, const struct dhcp_msg *m, uint64_t now)
 {
 	struct offer o = {
@@ -646,6 +786,7 @@ int dhcpc_input(struct dhcpc *c, const struct dhcp_msg *m, const uint8_t src_mac
 {
 	struct dhcpc_lease l;
 	enum dhcpc_state s = c->state;
+	const char *field;
 
 	if (m->hdr.op != BOOTREPLY)
 		return ignore(c, m, "not a BOOTREPLY");
@@ -659,8 +800,9 @@ int dhcpc_input(struct dhcpc *c, const struct dhcp_msg *m, const uint8_t src_mac
 			return ignore(c, m, "OFFER not expected now");
 		if (!m->has_server_id)
 			return ignore(c, m, "OFFER without server identifier");
-		if (!usable_addr(m->hdr.yiaddr_be))
-			return ignore(c, m, "OFFER of an unusable address");
+		field = dhcpc_check_offer(m, c->why, sizeof(c->why));
+		if (field)
+			return refused(c, m, field);	/* not a candidate: keep looking */
 		emit(c, "rx", m->type, m->server_id_be, m->hdr.yiaddr_be, NULL);
 		on_offer(c, m, now);
 		return 0;
@@ -690,8 +832,21 @@ int dhcpc_input(struct dhcpc *c, const struct dhcp_msg *m, const uint8_t src_mac
 		return 0;
 	}
 
-	if (!usable_addr(m->hdr.yiaddr_be))
-		return ignore(c, m, "ACK of an unusable address");
+	field = dhcpc_check_offer(m, c->why, sizeof(c->why));
+	if (field) {
+		refused(c, m, field);
+		if (s == DHCPC_REQUESTING) {
+			/* That server failed us: another one, if any offers. */
+			avoid_server(c, c->req.server_be);
+			restart(c, now, 0, "refused ACK");
+		} else if (s == DHCPC_REBOOTING) {
+			if (c->ops.lease)
+				c->ops.lease(c->ops.ctx, NULL);
+			restart(c, now, 0, "refused ACK");
+		}
+		/* RENEWING/REBINDING: the current lease stands until it ends. */
+		return -ENOENT;
+	}
 	if ((s == DHCPC_RENEWING || s == DHCPC_REBINDING) && m->hdr.yiaddr_be != c->cur.ip_be)
 		return ignore(c, m, "ACK for another address while renewing");
 	emit(c, "rx", m->type, m->has_server_id ? m->server_id_be : 0, m->hdr.yiaddr_be, NULL);
@@ -770,12 +925,19 @@ void dhcpc_tick(struct dhcpc *c, uint64_t now)
 		break;
 	case DHCPC_SELECTING:
 	case DHCPC_STATIC:
-		if (c->nr_offers && now >= c->select_at)
-			choose_and_request(c, now);
-		else if (c->state == DHCPC_SELECTING && !c->nr_offers && now >= c->static_at)
+		if (c->nr_offers && now >= c->select_at && c->state == DHCPC_SELECTING &&
+		    now >= c->static_at && only_failed_offers(c)) {
+			/* Only servers that failed us (no answer, or an ACK
+			 * we refused) keep offering: the static address. */
+			c->nr_offers = 0;
 			begin_static(c, now);
-		else if (now >= c->timer_at)
+		} else if (c->nr_offers && now >= c->select_at) {
+			choose_and_request(c, now);
+		} else if (c->state == DHCPC_SELECTING && !c->nr_offers && now >= c->static_at) {
+			begin_static(c, now);
+		} else if (now >= c->timer_at) {
 			send_discover(c, now);
+		}
 		break;
 	case DHCPC_REQUESTING:
 	case DHCPC_REBOOTING:
@@ -904,6 +1066,8 @@ int dhcpc_event_json(const struct dhcpc_event *ev, double time_s, const char *if
 	if (ev->ip_be)
 		APPEND(",\"ip\":\"%s\"", ip);
 	APPEND(",\"xid\":\"0x%08x\"", ev->xid);
+	if (ev->field)
+		APPEND(",\"field\":\"%s\"", ev->field);
 	if (ev->reason)
 		APPEND(",\"reason\":\"%s\"", ev->reason);
 	APPEND("}");

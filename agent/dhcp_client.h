@@ -20,7 +20,19 @@
  * Offer choice (documented rule): offers are collected for offer_window_ms
  * after the first one; servers that failed us in this episode (no ACK/NAK
  * to our REQUEST) are passed over when anyone else offered; among the rest
- * the longest lease wins, ties go to the earliest offer.
+ * the longest lease wins, ties go to the earliest offer.  Once the static
+ * fallback is due, offers from servers that all failed us already give way
+ * to it.
+ *
+ * What no server should offer is refused, with a "refused" event naming the
+ * field (dhcpc_check_offer): a yiaddr that is zero, loopback, link-local,
+ * multicast, reserved or broadcast, the network or broadcast address of the
+ * offered subnet, or the server's own address; a server identifier that is
+ * no usable address; a subnet mask that is zero or not contiguous; a lease
+ * time of zero; a router that is the offered address or no usable one.  A
+ * refused OFFER is not a candidate (discovery goes on, then the static
+ * fallback); a refused ACK while requesting counts as that server failing
+ * us; while renewing the current lease is kept until it expires.
  */
 #ifndef RAYOS_DHCP_CLIENT_H
 #define RAYOS_DHCP_CLIENT_H
@@ -99,13 +111,14 @@ struct dhcpc_tx {
 
 /* One entry of the transaction log. */
 struct dhcpc_event {
-	const char *what;	/* "state", "tx", "rx", "ignored", "probe", "announce",
-				 * "conflict", "apply", "remove", "offer-chosen",
-				 * "timeout", "static" */
+	const char *what;	/* "state", "tx", "rx", "ignored", "refused", "probe",
+				 * "announce", "conflict", "apply", "remove",
+				 * "offer-chosen", "timeout", "static" */
 	uint8_t from, to;	/* enum dhcpc_state, for "state" */
 	uint8_t msg_type;	/* for "tx", "rx", "ignored" (0 = n/a) */
 	uint32_t server_be, ip_be, xid;
 	const char *reason;	/* NULL = none */
+	const char *field;	/* for "refused": the message field at fault */
 };
 
 struct dhcpc_ops {
@@ -124,6 +137,12 @@ struct dhcpc_ops {
 };
 
 struct dhcpc;
+
+/* Can a lease be built from m (an OFFER or ACK)?  NULL when it can, else the
+ * field at fault ("yiaddr", "server identifier", "subnet mask", "lease
+ * time", "router") with why in buf ("yiaddr 192.0.2.255 is the broadcast
+ * address of 192.0.2.0/24"). */
+const char *dhcpc_check_offer(const struct dhcp_msg *m, char *buf, size_t len);
 
 int dhcpc_new(const struct dhcpc_cfg *cfg, const struct dhcpc_ops *ops, struct dhcpc **out);
 void dhcpc_free(struct dhcpc *c);

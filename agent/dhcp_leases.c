@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "agent/dhcp_leases.h"
+#include "agent/util.h"
 #include "agent/log.h"
 
 /* The log grows by writing zeroes ahead of the records, a chunk at a time,
@@ -140,29 +141,6 @@ static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
 		off += (uint64_t)n;
 	}
 	return 0;
-}
-
-static int fsync_dir_of(const char *path)
-{
-	char dir[PATH_MAX];
-	char *slash;
-	int fd, err = 0;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	else
-		strcpy(dir, ".");
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd))
-		err = -errno;
-	close(fd);
-	return err;
 }
 
 int lease_store_open(const char *path, void (*apply)(void *ctx, const struct lease_rec *),

@@ -36,7 +36,7 @@ static void usage(FILE *f)
 "\n"
 "  start [--policy-dir D] [--state-dir D] [--run-dir D] [--pin-root D]\n"
 "        [--max-vms N] [--metrics-port P] [--tcti T] [--no-tpm]\n"
-"        [--device-stats] [--measure-disks]\n"
+"        [--device-stats] [--measure-disks] [--mass-removal-share PCT]\n"
 "        [--daemon] [--verbose] [--keep-caps]\n"
 "                          load and pin the BPF programs, apply the policy\n"
 "                          directory and keep it applied (foreground)\n"
@@ -44,14 +44,18 @@ static void usage(FILE *f)
 "                          --purge removes it\n"
 "  status [--json]         policy version, VMs, enforcement points, uptime\n"
 "  policy check FILE...    validate policy files offline (exit 0 or 1)\n"
-"  policy reload           re-read the policy directory now\n"
+"  policy reload [--allow-mass-removal]\n"
+"                          re-read the policy directory now; a set that drops\n"
+"                          more than the mass-removal share of the VMs is held\n"
+"                          back unless --allow-mass-removal\n"
 "  vm list [--json]        VMs in the maps, their taps and traffic totals\n"
 "  vm stats [ID] [--json]  counters by direction, reason and rule\n"
 "  vm register ID [--iface TAP] [--pid PID]\n"
 "                          enforce VM ID's policy on TAP (overrides the policy)\n"
 "                          and confine process PID (its QEMU) in the VM's cgroup\n"
 "  vm info ID              the policy's name, interface, bridge, MAC, address\n"
-"  vm unregister ID        back to the policy's interface, if any\n"
+"  vm unregister ID        back to the policy's interface, if any; a quarantined\n"
+"                          VM loses its enforcement\n"
 "  perf [--json]           host-wide counters, event rates, recent drops\n"
 "  cap grant|revoke ID CAP_X   change a running VM's capabilities (audited)\n"
 "  device status|handlers|list [ID]   device enforcement, classes, counters\n"
@@ -75,7 +79,8 @@ enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_V
        OPT_DAEMON, OPT_VERBOSE, OPT_KEEP_CAPS, OPT_JSON, OPT_PURGE, OPT_METRICS_PORT,
        OPT_IFACE, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
        OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS, OPT_MEASURE_DISKS, OPT_AK, OPT_AK_NAME,
-       OPT_EK, OPT_CHALLENGE, OPT_BANKS, OPT_EK_CERT, OPT_EK_CA };
+       OPT_EK, OPT_CHALLENGE, OPT_BANKS, OPT_EK_CERT, OPT_EK_CA, OPT_MASS_SHARE,
+       OPT_ALLOW_MASS };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -106,13 +111,15 @@ static const struct option long_opts[] = {
 	{ "banks", required_argument, NULL, OPT_BANKS },
 	{ "ek-cert", required_argument, NULL, OPT_EK_CERT },
 	{ "ek-ca", required_argument, NULL, OPT_EK_CA },
+	{ "mass-removal-share", required_argument, NULL, OPT_MASS_SHARE },
+	{ "allow-mass-removal", no_argument, NULL, OPT_ALLOW_MASS },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
 
 struct cli {
 	struct agent_opts ao;
-	bool json, purge;
+	bool json, purge, allow_mass;
 	const char *iface;
 	const char *nonce, *out, *file, *pid;
 	bool random;
@@ -232,6 +239,20 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 		case OPT_MEASURE_DISKS:
 			cli->ao.measure_disks = true;
 			break;
+		case OPT_MASS_SHARE:
+			errno = 0;
+			unsigned long pct = strtoul(optarg, &end, 10);
+
+			if (errno || *end || !optarg[0] || pct > 100) {
+				fprintf(stderr, "rayos-agent: --mass-removal-share %s: want a "
+					"percentage 0..100 (100: never hold a publish back)\n", optarg);
+				return -EINVAL;
+			}
+			cli->ao.mass_removal_pct = pct;
+			break;
+		case OPT_ALLOW_MASS:
+			cli->allow_mass = true;
+			break;
 		case OPT_DAEMON:
 			cli->ao.daemonize = true;
 			break;
@@ -331,13 +352,18 @@ static void print_status(const cJSON *r)
 	printf("digest:     %s\n", jstr(pol, "digest"));
 	if (jstr(pol, "last_error")[0])
 		printf("rejected:   %s\n", jstr(pol, "last_error"));
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(r, "degraded"))
+		printf("DEGRADED:   %s since %s: %s\n", jstr(it, "state"), jstr(it, "since_iso"),
+		       jstr(it, "detail"));
 	printf("VMs:        %d\n", cJSON_GetArraySize(vms));
 	cJSON_ArrayForEach(it, vms)
-		printf("  %-6.0f %-24s group %-12s iface %-15s gen %.0f v%.0f\n",
+		printf("  %-6.0f %-24s group %-12s iface %-15s gen %.0f v%.0f%s\n",
 		       jnum(it, "id"), jstr(it, "name"),
 		       jstr(it, "group")[0] ? jstr(it, "group") : "-",
 		       jstr(it, "interface")[0] ? jstr(it, "interface") : "-",
-		       jnum(it, "generation"), jnum(it, "policy_version"));
+		       jnum(it, "generation"), jnum(it, "policy_version"),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "quarantined"))
+			       ? "  QUARANTINED (no policy: everything dropped)" : "");
 	printf("enforcement:\n");
 	cJSON_ArrayForEach(it, ep)
 		printf("  %-20s %-11s %s\n", jstr(it, "point"), jstr(it, "state"),
@@ -458,7 +484,16 @@ static int cmd_policy(struct cli *cli, int argc, char **argv)
 		return 2;
 	}
 	if (!strcmp(argv[0], "reload")) {
-		cJSON *r = call(cli, request("policy.reload"), false);
+		cJSON *req = request("policy.reload"), *r;
+
+		if (argc > 1) {
+			usage(stderr);
+			cJSON_Delete(req);
+			return 2;
+		}
+		if (cli->allow_mass)
+			cJSON_AddBoolToObject(req, "allow_mass_removal", 1);
+		r = call(cli, req, false);
 
 		if (!r)
 			return 1;

@@ -2278,6 +2278,70 @@ const struct policy_vm *policy_set_find(const struct policy_set *set, uint32_t i
 	return NULL;
 }
 
+static int cmp_quarantined(const void *a, const void *b)
+{
+	uint32_t x = ((const struct policy_quarantined *)a)->id;
+	uint32_t y = ((const struct policy_quarantined *)b)->id;
+
+	return x < y ? -1 : x > y;
+}
+
+int policy_set_add_quarantined(struct policy_set *set, struct policy_quarantined *q,
+			       size_t nr)
+{
+	struct policy_vm *grown;
+	size_t i, j, k;
+
+	if (!nr)
+		return 0;
+	qsort(q, nr, sizeof(*q), cmp_quarantined);
+	for (j = 0; j < nr; j++)
+		if (policy_set_find(set, q[j].id) || (j && q[j].id == q[j - 1].id))
+			return -EEXIST;
+	grown = realloc(set->vms, (set->nr_vms + nr) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	set->vms = grown;
+	/* Merge from the end: each VM moves once. */
+	i = set->nr_vms;
+	k = set->nr_vms + nr;
+	for (j = nr; j > 0;) {
+		struct policy_vm *vm;
+
+		if (i > 0 && grown[i - 1].id > q[j - 1].id) {
+			grown[--k] = grown[--i];
+			continue;
+		}
+		vm = &grown[--k];
+		j--;
+		memset(vm, 0, sizeof(*vm));
+		vm->id = q[j].id;
+		vm->quarantined = true;
+		snprintf(vm->name, sizeof(vm->name), "%s", q[j].name ? q[j].name : "");
+		snprintf(vm->iface, sizeof(vm->iface), "%s", q[j].iface ? q[j].iface : "");
+		vm->fw[RAYOS_DIR_IN].default_action = RAYOS_ACT_DENY;
+		vm->fw[RAYOS_DIR_OUT].default_action = RAYOS_ACT_DENY;
+		snprintf(vm->source, sizeof(vm->source),
+			 "(quarantine: no policy file names VM %u)", vm->id);
+	}
+	set->nr_vms += nr;
+	return 0;
+}
+
+bool policy_set_remove(struct policy_set *set, uint32_t id)
+{
+	struct policy_vm *vm = (struct policy_vm *)policy_set_find(set, id);
+	size_t at;
+
+	if (!vm)
+		return false;
+	at = (size_t)(vm - set->vms);
+	free_vm_rules(vm);
+	memmove(vm, vm + 1, (set->nr_vms - at - 1) * sizeof(*vm));
+	set->nr_vms--;
+	return true;
+}
+
 /* ---- files ----------------------------------------------------------------- */
 
 static int errno_fail(struct policy_error *err, const char *file, const char *what, int e)
@@ -2384,15 +2448,24 @@ static void free_names(struct name_list *nl)
 	free(nl->names);
 }
 
-static int list_policy_files(const char *dir, struct name_list *nl, struct policy_error *err)
+/* The names are listed from dirfd, the directory the files are then read
+ * from: a directory (or a symlink to one) replaced meanwhile cannot mix two
+ * sets. */
+static int list_policy_files(int dirfd, const char *dir, struct name_list *nl,
+			     struct policy_error *err)
 {
 	struct dirent *de;
+	int fd = dup(dirfd);
 	DIR *d;
 	int ret = 0;
 
-	d = opendir(dir);
-	if (!d)
-		return errno_fail(err, dir, "cannot open directory", errno);
+	d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		ret = errno_fail(err, dir, "cannot open directory", errno);
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
 	while ((errno = 0, de = readdir(d))) {
 		char **names;
 
@@ -2430,14 +2503,14 @@ int policy_load_dir(const char *dir, struct policy_set **out, struct policy_erro
 
 	*out = NULL;
 	memset(err, 0, sizeof(*err));
-	ret = list_policy_files(dir, &nl, err);
-	if (ret)
-		goto out;
 	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0) {
 		ret = errno_fail(err, dir, "cannot open directory", errno);
 		goto out;
 	}
+	ret = list_policy_files(dirfd, dir, &nl, err);
+	if (ret)
+		goto out;
 	src = calloc(nl.nr ?: 1, sizeof(*src));
 	set = policy_set_new();
 	if (!src || !set) {

@@ -108,6 +108,9 @@ struct policy_vm {
 	size_t nr_disks;
 	const struct policy_disk *disks;
 	char source[PATH_MAX];		/* file that defined the VM */
+	/* Not from a file: the agent keeps a running VM that left the policy
+	 * set under a deny-all record (policy_set_add_quarantined). */
+	bool quarantined;
 };
 
 /* Files larger than this are refused before parsing. */
@@ -161,6 +164,22 @@ int policy_load_file(const char *file, struct policy_set **out,
 void policy_set_free(struct policy_set *set);
 
 const struct policy_vm *policy_set_find(const struct policy_set *set, uint32_t id);
+
+/* A VM to keep quarantined: name and iface are kept for status and for
+ * attaching its tap (either may be NULL). */
+struct policy_quarantined {
+	uint32_t id;
+	const char *name, *iface;
+};
+
+/* Add the nr VMs of q as quarantined: no rules, both directions deny, no
+ * capabilities or devices.  One merge, whatever nr (a publish may
+ * quarantine every VM of a host).  All or nothing: -EEXIST when set already
+ * has one of them (or q names one twice), -ENOMEM. */
+int policy_set_add_quarantined(struct policy_set *set, struct policy_quarantined *q,
+			       size_t nr);
+/* Take VM id out of set; false when it is not there. */
+bool policy_set_remove(struct policy_set *set, uint32_t id);
 
 /* The top-level "dhcp" object of the set (at most one file has one), or
  * NULL; its contents are checked by dhcp_config_parse() (agent/dhcp.h). */

@@ -464,6 +464,8 @@ static void fill_record(struct compiled_vm *cvm, const struct policy_vm *vm)
 		cvm->vm.flags |= RAYOS_VMF_MAC;
 		memcpy(cvm->vm.mac, vm->mac, sizeof(cvm->vm.mac));
 	}
+	if (vm->quarantined)
+		cvm->vm.flags |= RAYOS_VMF_QUARANTINE;
 	for (d = 0; d < RAYOS_DIR_MAX; d++) {
 		struct rayos_dir_policy *dp = &cvm->vm.dir[d];
 		size_t i;

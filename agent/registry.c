@@ -18,6 +18,7 @@
 
 #include "agent/log.h"
 #include "agent/registry.h"
+#include "agent/util.h"
 
 struct registry {
 	char path[PATH_MAX];
@@ -62,10 +63,9 @@ bool registry_ifname_valid(const char *s)
 
 static int save(const struct registry *r)
 {
-	char tmp[PATH_MAX + 8], *text;
 	cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "registrations");
-	int fd, err = 0;
-	size_t len;
+	char *text;
+	int err;
 
 	for (size_t i = 0; i < r->nr; i++) {
 		const struct vm_runtime *g = &r->regs[i];
@@ -86,15 +86,7 @@ static int save(const struct registry *r)
 	cJSON_Delete(root);
 	if (!text)
 		return -ENOMEM;
-	len = strlen(text);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", r->path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd))
-		err = -errno;
-	if (fd >= 0)
-		close(fd);
-	if (!err && rename(tmp, r->path))
-		err = -errno;
+	err = file_write_atomic(r->path, text, strlen(text), 0600);
 	if (err)
 		log_err("cannot save VM registrations to %s: %s", r->path, strerror(-err));
 	free(text);

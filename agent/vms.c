@@ -412,6 +412,9 @@ static void release_vm(struct agent *a, uint32_t id, const char *why)
 			vm->iface[0] = '\0';
 	}
 	registry_del(a->reg, id);
+	/* Stopped or unregistered: a quarantine ends with the VM, and the
+	 * publish below drops its record and detaches its tap. */
+	quarantine_release(a, id);
 	measure_stop(a, id, why);
 	/* The policy's own interface, if it names one, is enforced again. */
 	agent_apply_policy(a, "VM unregistered");
@@ -445,6 +448,9 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 	if (!vm)
 		return control_error("unknown VM %u: it is not in the applied policy (%s)",
 				     vr.id, a->opts->policy_dir);
+	if (vm->quarantined)
+		return control_error("VM %u has no policy (quarantined): add it to %s before "
+				     "registering it", vr.id, a->opts->policy_dir);
 	if (ifc && (!cJSON_IsString(ifc) || !registry_ifname_valid(ifc->valuestring)))
 		return control_error("\"interface\" must be an interface name of 1..15 "
 				     "printable characters");
@@ -516,8 +522,15 @@ cJSON *vms_unregister(struct agent *a, const cJSON *req)
 
 	if (req_vm_id(req, &id))
 		return control_error("\"id\" must be a VM id (1..4294967295)");
-	if (!registry_get(a->reg, id))
-		return control_error("VM %u is not registered", id);
+	if (!registry_get(a->reg, id)) {
+		/* A quarantined VM that only the policy had put on its tap:
+		 * the admin takes it out of RayOS's hands. */
+		if (!quarantine_release(a, id))
+			return control_error("VM %u is not registered", id);
+		log_info("VM %u unregistered on request while quarantined", id);
+		measure_stop(a, id, "unregistered");
+		return ok_reply(id);
+	}
 	log_info("VM %u unregistered on request", id);
 	release_vm(a, id, "unregistered");
 	return ok_reply(id);
@@ -554,15 +567,18 @@ cJSON *vms_info(struct agent *a, const cJSON *req)
 	return r;
 }
 
-/* cap.grant / cap.revoke {"id", "cap"}: next open sees it; audited; kept
- * across publishes and restarts (the runtime entry). */
+/* cap.grant / cap.revoke {"id", "cap"}: next open sees it; audited before
+ * it happens (write-ahead: no record, no change); kept across publishes
+ * and restarts (the runtime entry). */
 cJSON *vms_cap(struct agent *a, const cJSON *req, bool grant)
 {
 	const cJSON *cap = cJSON_GetObjectItemCaseSensitive(req, "cap");
 	const struct vm_runtime *old;
-	struct vm_runtime vr = {};
-	char audit[PATH_MAX], err_msg[256];
-	uint64_t caps;
+	struct vm_runtime vr = {}, prev = {};
+	const struct quarantine_entry *qe;
+	struct devices_cap_change ch = { .grant = grant, .who = "control socket" };
+	char audit[PATH_MAX], err_msg[PATH_MAX + 512];
+	bool had = false;
 	int bit, err;
 	cJSON *r;
 
@@ -575,14 +591,27 @@ cJSON *vms_cap(struct agent *a, const cJSON *req, bool grant)
 		return control_error("unknown capability \"%s\"", cap->valuestring);
 	if (!policy_vm(a, vr.id))
 		return control_error("unknown VM %u: it is not in the applied policy", vr.id);
+	qe = quarantine_get(a, vr.id);
+	if (qe)
+		return control_error("VM %u is quarantined (it has no policy since %llu): give it "
+				     "a policy before changing its capabilities", vr.id,
+				     (unsigned long long)qe->since);
 	snprintf(audit, sizeof(audit), "%s/audit.log", a->opts->state_dir);
-	err = devices_cap_change(a->ld, vr.id, cap->valuestring, grant, audit, "control socket",
-				 &caps, err_msg, sizeof(err_msg));
-	if (err)
+	ch.vm_id = vr.id;
+	ch.cap_name = cap->valuestring;
+	ch.audit_path = audit;
+	err = devices_cap_prepare(a->ld, &ch, err_msg, sizeof(err_msg));
+	if (err) {
+		if (ch.audit_failed)
+			degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "%s", err_msg);
 		return control_error("%s", err_msg);
+	}
+	degraded_clear(&a->deg, DEG_AUDIT_UNWRITABLE);
 	old = registry_get(a->reg, vr.id);
-	if (old)
-		vr = *old;
+	if (old) {
+		vr = prev = *old;
+		had = true;
+	}
 	if (grant) {
 		vr.cap_grant |= 1ULL << bit;
 		vr.cap_revoke &= ~(1ULL << bit);
@@ -590,11 +619,26 @@ cJSON *vms_cap(struct agent *a, const cJSON *req, bool grant)
 		vr.cap_revoke |= 1ULL << bit;
 		vr.cap_grant &= ~(1ULL << bit);
 	}
-	registry_put(a->reg, &vr);
+	/* The runtime entry next (a restart re-applies it), the maps last. */
+	err = registry_put(a->reg, &vr);
+	if (!err)
+		err = devices_cap_commit(a->ld, &ch, err_msg, sizeof(err_msg));
+	else
+		snprintf(err_msg, sizeof(err_msg), "refused: cannot save the change in %s/"
+			 "registrations.json: %s; nothing changed", a->opts->state_dir,
+			 strerror(-err));
+	if (err) {
+		devices_cap_failed(&ch, err_msg);
+		if (had)
+			registry_put(a->reg, &prev);
+		else
+			registry_del(a->reg, vr.id);
+		return control_error("%s", err_msg);
+	}
 	log_info("VM %u: %s %s (audit: %s)", vr.id, grant ? "granted" : "revoked",
 		 cap->valuestring, audit);
 	r = ok_reply(vr.id);
-	cJSON_AddNumberToObject(r, "caps", caps);
+	cJSON_AddNumberToObject(r, "caps", ch.caps_after);
 	return r;
 }
 
@@ -605,8 +649,9 @@ void vms_after_publish(struct agent *a)
 		struct rayos_vm rec;
 		uint64_t caps;
 
-		if ((!vr->cap_grant && !vr->cap_revoke) || loader_vm_record(a->ld, vr->id, &rec))
-			continue;
+		if ((!vr->cap_grant && !vr->cap_revoke) || loader_vm_record(a->ld, vr->id, &rec) ||
+		    (rec.flags & RAYOS_VMF_QUARANTINE))
+			continue;	/* a quarantined VM gets no capabilities */
 		caps = (rec.caps | vr->cap_grant) & ~vr->cap_revoke;
 		if (caps != rec.caps)
 			loader_vm_set_caps(a->ld, vr->id, caps);

@@ -150,6 +150,10 @@ static __always_inline bool shaped(const struct rayos_iface *iface, __u8 dir)
  *    tap belongs to a VM whose policy is being re-registered; isolating that
  *    one VM briefly is safe (nothing else crosses its tap) while passing
  *    would run it without any policy.
+ *  - a quarantined record (RAYOS_VMF_QUARANTINE: the VM lost its policy
+ *    while it runs): DROP everything, ARP and DHCP included, before any
+ *    flow or rule lookup, so that no flow opened under the old policy
+ *    survives it.
  *  - every later lookup: see the helper that does it.
  */
 static __always_inline int rayos_tc(struct __sk_buff *skb, __u8 dir)
@@ -176,7 +180,8 @@ static __always_inline int rayos_tc(struct __sk_buff *skb, __u8 dir)
 
 	rsn = rayos_parse_skb(skb, &p);
 	if (!rsn)
-		rsn = judge(skb, iface, dir, &p, now, &rule);
+		rsn = vm->flags & RAYOS_VMF_QUARANTINE ? RAYOS_RSN_QUARANTINE
+						       : judge(skb, iface, dir, &p, now, &rule);
 
 	/* The byte budget is spent only by packets that would pass, and only
 	 * where no qdisc shapes the direction (a queue beats a policer). */

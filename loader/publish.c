@@ -579,6 +579,35 @@ out:
 	return err;
 }
 
+int publish_remove_vm(struct loader *ld, uint32_t vm_id)
+{
+	struct pub_state *ps = state(ld);
+	struct pub_vm *pv = find_vm(ps, vm_id);
+	uint64_t deleted = 0;
+	__u32 id = vm_id;
+	size_t at;
+	int err;
+
+	if (!pv)
+		return -ENOENT;
+	if (bpf_map_delete_elem(ld->map_fds[RAYOS_MAP_VMS], &id) && errno != ENOENT)
+		return -errno;
+	sync_bind(ld, &pv->cv, true);
+	loader_iface_sync(ld, id, NULL);
+	err = loader_sync_programs(ld);
+	if (err)
+		log_warn("cannot wait for an RCU grace period (%s): deleting VM %u's entries "
+			 "anyway", strerror(-err), vm_id);
+	write_entries(ld, &pv->cv, pv->cv.vm.gen, true, &deleted);
+	if (pv->cv.vm.slot < ps->nr_slots)
+		ps->slot_used[pv->cv.vm.slot] = SLOT_DIRTY;
+	cv_release(&pv->cv);
+	at = (size_t)(pv - ps->vms);
+	memmove(pv, pv + 1, (ps->nr_vms - at - 1) * sizeof(*pv));
+	ps->nr_vms--;
+	return 0;
+}
+
 /* A capability grant or revoke: one record replacement, like a flip, so
  * the next device open sees the new caps.  The publisher's copy follows, so
  * an unchanged VM keeps the override through later publishes; a changed one

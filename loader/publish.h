@@ -41,6 +41,12 @@ int publish_adopt(struct loader *ld);
 int publish_policy(struct loader *ld, struct compiled_policy *cp,
 		   struct publish_stats *stats);
 
+/* Take one VM out of the maps outside a publish (a quarantined VM that
+ * stopped or was unregistered): its record, static binding and entries,
+ * after a grace period; its slot is cleared before reuse.  -ENOENT when
+ * the VM is not in the maps. */
+int publish_remove_vm(struct loader *ld, uint32_t vm_id);
+
 /* The VMs in the maps now (published or adopted), in id order. */
 size_t publish_nr_vms(const struct loader *ld);
 const struct compiled_vm *publish_vm_at(const struct loader *ld, size_t i);

@@ -108,7 +108,8 @@ enum rayos_dev_reason {
 	RAYOS_DEVR_CAP = 2,		/* the capability table or a listed disk */
 	RAYOS_DEVR_BASIC = 3,		/* always allowed */
 	RAYOS_DEVR_DEFAULT_DENY = 4,	/* nothing allowed it */
-	RAYOS_DEVR_NO_VM = 5,		/* cgroup or VM record unknown: basics only */
+	RAYOS_DEVR_NO_VM = 5,		/* cgroup or VM record unknown, or the VM
+					 * quarantined: basics only */
 };
 
 /*

@@ -78,6 +78,11 @@ struct rayos_dir_policy {
 
 /* rayos_vm.flags */
 #define RAYOS_VMF_MAC		(1U << 0)	/* mac[] is set: enforce it */
+/* The VM left the policy set while it still runs (tap present or QEMU
+ * alive): its tap drops every frame both ways and its cgroup gets the
+ * always-allowed devices only, until it gets a policy again or is stopped
+ * or unregistered.  A record flag, so that it holds with the agent dead. */
+#define RAYOS_VMF_QUARANTINE	(1U << 1)
 
 /*
  * rayos_vms: key __u32 vm_id.  Replaced as one hash update, so a reader sees

@@ -18,9 +18,9 @@
  *   5. everything else is denied.
  * A request is allowed only if every bit it asks for is allowed, and denied
  * as soon as one bit is explicitly denied.  A task whose cgroup maps to no
- * VM, or whose VM has no record, gets the basics only (fail closed: the
- * program runs only on cgroups the agent made for VMs, so a miss means a
- * VM the policy no longer lists).
+ * VM, or whose VM has no record or a quarantined one (RAYOS_VMF_QUARANTINE),
+ * gets the basics only (fail closed: the program runs only on cgroups the
+ * agent made for VMs, so a miss means a VM the policy no longer lists).
  */
 #ifndef RAYOS_DEVPOLICY_BPF_H
 #define RAYOS_DEVPOLICY_BPF_H
@@ -126,7 +126,7 @@ static __always_inline int rayos_dev_verdict(const struct rayos_vm *vm,
 	__u32 allow = 0, deny = 0, disk = 0, cap, basic = rayos_dev_basic_bits(cls);
 
 	access &= RAYOS_DEV_ACC_ALL;
-	if (!vm) {
+	if (!vm || (vm->flags & RAYOS_VMF_QUARANTINE)) {
 		*reason = RAYOS_DEVR_NO_VM;
 		return !(access & ~basic);
 	}

@@ -171,10 +171,22 @@ ok $? "a VM whose 70 CIDRs do not fit its table is applied and named in the log"
 check "its CIDRs are in the pinned LPM trie" -- \
 	bash -c "[[ \$(bpftool -j map dump pinned '$PIN/rayos_fw_cidr4' | jq length) == 70 ]]"
 
-# Removing the VM from the policy detaches it; stop keeps pins, --purge removes them.
+# Removing the VM from the policy while its tap is there quarantines it
+# (fail closed: links stay, its record turns deny-all); vm unregister ends
+# that and detaches it; stop keeps pins, --purge removes them.
 echo '{"version": 1}' >"$T/policies/test.json"
+quarantined() {
+	"$AGENT" status --json --run-dir "$T/run" | jq -e '.quarantined[0].id == 7 and
+		(.vms[] | select(.id == 7) | .quarantined)' >/dev/null
+}
+wait_for 2 quarantined
+ok $? "a VM removed from the policy while its tap is there is quarantined, not detached"
+check "the quarantined VM's links stay attached" -- link_attached
+check "its pinned record carries the quarantine flag" -- bash -c \
+	"bpftool -j map dump pinned '$PIN/rayos_vms' | jq -e '.[] | select(.formatted.key == 7) | .formatted.value.flags == 2' >/dev/null"
+agent vm unregister 7 >/dev/null
 wait_for 1 test ! -e "$PIN/links/vm7_from"
-ok $? "a VM removed from the policy is detached"
+ok $? "vm unregister ends the quarantine and detaches the VM"
 agent stop >/dev/null
 wait "$AGENT_PID"
 ok "$([[ $? == 0 && -e $PIN/rayos_vms ]]; echo $?)" "stop ends the agent (exit 0) and keeps the pins"

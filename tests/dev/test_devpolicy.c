@@ -230,6 +230,24 @@ static void test_lookups(void)
 	fk.lookups = 0;
 	rayos_dev_decide(7, C, 10, 200, R, &d);
 	ASSERT_EQ(fk.lookups, 3, "decide: three lookups (record, exact, wildcard)");
+
+	/* A quarantined record (the VM lost its policy): the basics only,
+	 * whatever caps or explicit entries it carries. */
+	add_vm(9, ~0ULL, 0, 4);
+	fk.vms[fk.nr_vms - 1].flags = RAYOS_VMF_QUARANTINE;
+	add_rule(9, 0, C, 241, 0, R | W, 0, 0);
+	add_rule(9, 0, B, 240, 16, 0, 0, R | W);
+	rayos_dev_decide(9, C, 10, 200, R | W, &d);
+	ASSERT_TRUE(!d.allow && d.reason == RAYOS_DEVR_NO_VM && d.has_vm && d.slot == 4,
+		    "decide: quarantined VM: tun denied despite CAP_NETWORK (counted in its slot)");
+	rayos_dev_decide(9, C, 241, 0, R, &d);
+	ASSERT_TRUE(!d.allow && d.reason == RAYOS_DEVR_NO_VM,
+		    "decide: quarantined VM: an explicit allow no longer counts");
+	rayos_dev_decide(9, B, 240, 16, R, &d);
+	ASSERT_TRUE(!d.allow, "decide: quarantined VM: its listed disk is denied");
+	rayos_dev_decide(9, C, 1, 3, R | W, &d);
+	ASSERT_TRUE(d.allow && d.reason == RAYOS_DEVR_NO_VM,
+		    "decide: quarantined VM: the basics (null) stay allowed");
 }
 
 static void test_current_vm(void)

@@ -151,6 +151,14 @@ struct rep {
 	uint32_t yiaddr, server;	/* host order */
 	uint32_t lease, t1, t2;		/* 0 = absent */
 	bool no_server_id;
+	bool zero_lease;		/* a lease time option of 0 */
+	bool no_mask;			/* no subnet mask option */
+	bool zero_mask;			/* a subnet mask of 0.0.0.0 */
+	uint32_t mask;			/* 0 = 255.255.255.0, else this (host order) */
+	uint8_t mask_len;		/* 0 = 4 */
+	bool router_set;
+	uint32_t router;		/* with router_set, else S1 (host order) */
+	uint32_t siaddr;		/* host order */
 };
 
 static int feed(struct dhcpc *c, uint8_t type, const struct rep *o)
@@ -158,7 +166,8 @@ static int feed(struct dhcpc *c, uint8_t type, const struct rep *o)
 	uint8_t buf[DHCPC_PKT_MAX];
 	struct dhcp_builder b;
 	struct dhcp_hdr h;
-	uint32_t mask = htonl(0xffffff00U), router = htonl(S1);
+	uint32_t mask = o->zero_mask ? 0 : htonl(o->mask ? o->mask : 0xffffff00U);
+	uint32_t router = htonl(o->router_set ? o->router : S1);
 	int len;
 
 	memset(&h, 0, sizeof(h));
@@ -167,19 +176,21 @@ static int feed(struct dhcpc *c, uint8_t type, const struct rep *o)
 	h.hlen = 6;
 	h.xid_be = o->xid ? htonl(o->xid) : r.last.hdr.xid_be;
 	h.yiaddr_be = htonl(o->yiaddr);
+	h.siaddr_be = htonl(o->siaddr);
 	memcpy(h.chaddr, o->chaddr ? o->chaddr : MAC, 6);
 	dhcp_build_init(&b, buf, sizeof(buf), &h);
 	dhcp_build_opt_u8(&b, DHO_MSG_TYPE, type);
 	if (!o->no_server_id)
 		dhcp_build_opt_u32(&b, DHO_SERVER_ID, o->server);
 	if (type != DHCPNAK) {
-		if (o->lease)
+		if (o->lease || o->zero_lease)
 			dhcp_build_opt_u32(&b, DHO_LEASE_TIME, o->lease);
 		if (o->t1)
 			dhcp_build_opt_u32(&b, DHO_T1, o->t1);
 		if (o->t2)
 			dhcp_build_opt_u32(&b, DHO_T2, o->t2);
-		dhcp_build_opt(&b, DHO_SUBNET_MASK, &mask, 4);
+		if (!o->no_mask)
+			dhcp_build_opt(&b, DHO_SUBNET_MASK, &mask, o->mask_len ? o->mask_len : 4);
 		dhcp_build_opt(&b, DHO_ROUTER, &router, 4);
 	}
 	len = dhcp_build_finish(&b);
@@ -607,6 +618,165 @@ static void test_static(void)
 	dhcpc_free(c);
 }
 
+/* What no server should offer: refused with the field named, never a
+ * candidate, so discovery goes on and the static fallback follows. */
+static const struct {
+	const char *name;
+	struct rep rep;
+	const char *field;	/* NULL: a sane offer (control case) */
+} nonsense[] = {
+	{ "yiaddr is the subnet's broadcast address", { .yiaddr = IP(255), .server = S1, .lease = 600 }, "yiaddr" },
+	{ "yiaddr is the subnet's network address", { .yiaddr = IP(0), .server = S1, .lease = 600 }, "yiaddr" },
+	{ "yiaddr is the server's identifier", { .yiaddr = S1, .server = S1, .lease = 600 }, "yiaddr" },
+	{ "yiaddr is siaddr", { .yiaddr = IP(100), .server = S1, .siaddr = IP(100), .lease = 600 }, "yiaddr" },
+	{ "yiaddr is zero", { .yiaddr = 0, .server = S1, .lease = 600 }, "yiaddr" },
+	{ "yiaddr is loopback", { .yiaddr = 0x7f000005, .server = S1, .lease = 600 }, "yiaddr" },
+	{ "yiaddr is multicast", { .yiaddr = 0xe0000005, .server = S1, .lease = 600 }, "yiaddr" },
+	{ "yiaddr is reserved (240/4)", { .yiaddr = 0xf0000001, .server = S1, .lease = 600 }, "yiaddr" },
+	{ "yiaddr is 255.255.255.255", { .yiaddr = 0xffffffff, .server = S1, .lease = 600 }, "yiaddr" },
+	{ "yiaddr is link-local", { .yiaddr = 0xa9fe0304, .server = S1, .lease = 600 }, "yiaddr" },
+	{ "yiaddr in 0/8", { .yiaddr = 0x00000105, .server = S1, .lease = 600 }, "yiaddr" },
+	{ "subnet mask 0.0.0.0", { .yiaddr = IP(100), .server = S1, .lease = 600, .zero_mask = true }, "subnet mask" },
+	{ "subnet mask 255.0.255.0", { .yiaddr = IP(100), .server = S1, .lease = 600, .mask = 0xff00ff00 }, "subnet mask" },
+	{ "subnet mask 255.255.255.1", { .yiaddr = IP(100), .server = S1, .lease = 600, .mask = 0xffffff01 }, "subnet mask" },
+	{ "subnet mask of 3 bytes", { .yiaddr = IP(100), .server = S1, .lease = 600, .mask_len = 3 }, "subnet mask" },
+	{ "lease time 0", { .yiaddr = IP(100), .server = S1, .zero_lease = true }, "lease time" },
+	{ "broadcast address of a /16 mask", { .yiaddr = NET | 0xffff, .server = S1, .lease = 600, .mask = 0xffff0000 }, "yiaddr" },
+	{ "network address of the class mask (no mask option)", { .yiaddr = 0x0a000000, .server = 0x0a000001, .lease = 600, .no_mask = true, .router_set = true, .router = 0x0a000001 }, "yiaddr" },
+	{ "server identifier is loopback", { .yiaddr = IP(100), .server = 0x7f000001, .lease = 600 }, "server identifier" },
+	{ "router is the offered address", { .yiaddr = IP(100), .server = S1, .lease = 600, .router_set = true, .router = IP(100) }, "router" },
+	{ "router is multicast", { .yiaddr = IP(100), .server = S1, .lease = 600, .router_set = true, .router = 0xe0000001 }, "router" },
+	{ "router is the subnet's broadcast address", { .yiaddr = IP(100), .server = S1, .lease = 600, .router_set = true, .router = IP(255) }, "router" },
+	{ "control: a sane offer", { .yiaddr = IP(100), .server = S1, .lease = 600 }, NULL },
+	{ "control: .255 inside a /16 is an address", { .yiaddr = NET | 0x01ff, .server = S1, .lease = 600, .mask = 0xffff0000 }, NULL },
+	{ "control: a /31 has no network or broadcast address (RFC 3021)", { .yiaddr = IP(0), .server = IP(1), .lease = 600, .mask = 0xfffffffe, .router_set = true, .router = IP(1) }, NULL },
+};
+
+static void test_nonsense_offers(void)
+{
+	char want[64];
+
+	for (size_t i = 0; i < sizeof(nonsense) / sizeof(nonsense[0]); i++) {
+		struct dhcpc *c = client(NULL);
+		const char *field = nonsense[i].field;
+		int ret;
+
+		dhcpc_start(c, NULL, 0);
+		ret = feed(c, DHCPOFFER, &nonsense[i].rep);
+		run_until(c, 3000);
+		snprintf(want, sizeof(want), "\"field\":\"%s\"", field ? field : "");
+		if (field)
+			tap_ok(ret == -ENOENT && saw_event("\"event\":\"refused\"") && saw_event(want) &&
+			       r.tx[DHCPREQUEST] == 0 && dhcpc_state(c) == DHCPC_SELECTING,
+			       "nonsense OFFER refused (%s): %s", field, nonsense[i].name);
+		else
+			tap_ok(ret == 0 && r.tx[DHCPREQUEST] == 1, "%s: requested", nonsense[i].name);
+		if (tap_failed() && field)
+			tap_diag("  ret %d, REQUESTs %d, last event %s", ret, r.tx[DHCPREQUEST],
+				 r.events[(r.nr_events - 1) % 64]);
+		dhcpc_free(c);
+	}
+}
+
+/* Only nonsense on offer: none of it is configured; the static fallback is. */
+static void test_nonsense_then_static(void)
+{
+	struct dhcpc_cfg cfg = {
+		.static_ip_be = htonl(IP(250)), .static_prefix = 24, .static_after_ms = 20000,
+		.no_probe = true,
+	};
+	struct dhcpc *c = client(&cfg);
+	struct rep sane = { .yiaddr = IP(100), .server = S2, .lease = 600 };
+	bool all = true;
+
+	dhcpc_start(c, NULL, 0);
+	for (uint64_t t = 0; t < 20000; t = r.now) {
+		for (size_t i = 0; i < sizeof(nonsense) / sizeof(nonsense[0]); i++)
+			if (nonsense[i].field)
+				all &= feed(c, DHCPOFFER, &nonsense[i].rep) == -ENOENT;
+		run_until(c, dhcpc_next_deadline(c));
+	}
+	ASSERT_TRUE(all, "nonsense then static: every nonsense OFFER refused, round after round");
+	ASSERT_TRUE(dhcpc_state(c) == DHCPC_STATIC && r.applies == 1 && r.applied.is_static &&
+		    r.applied.ip_be == htonl(IP(250)) && r.tx[DHCPREQUEST] == 0,
+		    "nonsense then static: the static fallback is applied, nothing offered was");
+	/* A sane server later still wins over the static address. */
+	feed(c, DHCPOFFER, &sane);
+	run_until(c, r.now + 1000);
+	ASSERT_EQ(r.tx[DHCPREQUEST], 1, "nonsense then static: a sane offer later is requested");
+	dhcpc_free(c);
+
+	/* Nonsense and a sane offer together: the sane one, whatever the leases. */
+	c = client(NULL);
+	dhcpc_start(c, NULL, 0);
+	for (size_t i = 0; i < sizeof(nonsense) / sizeof(nonsense[0]); i++)
+		if (nonsense[i].field) {
+			struct rep o = nonsense[i].rep;
+
+			o.lease = o.zero_lease ? 0 : 86400;	/* longer than the sane one */
+			feed(c, DHCPOFFER, &o);
+		}
+	feed(c, DHCPOFFER, &sane);
+	run_until(c, 1000);
+	ASSERT_TRUE(r.tx[DHCPREQUEST] == 1 && opt32(&r.last, DHO_SERVER_ID) == S2 &&
+		    opt32(&r.last, DHO_REQUESTED_IP) == IP(100),
+		    "nonsense among offers: the sane one is requested, not the longest lease");
+	dhcpc_free(c);
+}
+
+/* A sane OFFER, then an ACK no server should send. */
+static void test_nonsense_ack(void)
+{
+	struct dhcpc *c = client(NULL);
+	struct rep bad = { .yiaddr = IP(100), .server = S1, .lease = 600, .mask = 0xff00ff00 };
+	struct rep zero = { .yiaddr = IP(100), .server = S1, .zero_lease = true };
+
+	dhcpc_start(c, NULL, 0);
+	offer(c, S1, IP(100), 600);
+	run_until(c, 1000);
+	ASSERT_EQ(feed(c, DHCPACK, &bad), -ENOENT, "nonsense ACK: refused");
+	ASSERT_TRUE(dhcpc_state(c) == DHCPC_SELECTING && r.applies == 0 &&
+		    saw_event("\"field\":\"subnet mask\""),
+		    "nonsense ACK: nothing applied, discovering again");
+	dhcpc_free(c);
+
+	/* A server that baits with sane OFFERs and answers with nonsense:
+	 * once the static fallback is due, it no longer gets a REQUEST. */
+	{
+		struct dhcpc_cfg cfg = {
+			.static_ip_be = htonl(IP(250)), .static_prefix = 24,
+			.static_after_ms = 30000, .no_probe = true,
+		};
+		int requests = 0;
+
+		c = client(&cfg);
+		dhcpc_start(c, NULL, 0);
+		for (int round = 0; round < 40 && dhcpc_state(c) != DHCPC_STATIC; round++) {
+			if (dhcpc_state(c) == DHCPC_SELECTING)
+				offer(c, S1, IP(100), 600);
+			else if (dhcpc_state(c) == DHCPC_REQUESTING && r.tx[DHCPREQUEST] > requests)
+				feed(c, DHCPACK, &bad);
+			requests = r.tx[DHCPREQUEST];
+			run_until(c, dhcpc_next_deadline(c));
+		}
+		ASSERT_TRUE(dhcpc_state(c) == DHCPC_STATIC && r.applies == 1 &&
+			    r.applied.ip_be == htonl(IP(250)),
+			    "baiting server: sane OFFERs, nonsense ACKs -> the static fallback");
+		dhcpc_free(c);
+	}
+
+	/* While renewing: the lease in use stands. */
+	c = client(NULL);
+	if (!ASSERT_TRUE(dora(c, 600), "nonsense renewal ACK: bound first"))
+		return;
+	run_until(c, r.now + 300000);
+	ASSERT_EQ(dhcpc_state(c), DHCPC_RENEWING, "nonsense renewal ACK: renewing at T1");
+	ASSERT_EQ(feed(c, DHCPACK, &zero), -ENOENT, "nonsense renewal ACK: lease 0 refused");
+	ASSERT_TRUE(dhcpc_state(c) == DHCPC_RENEWING && r.removes == 0 && r.applies == 1,
+		    "nonsense renewal ACK: the current lease stays");
+	dhcpc_free(c);
+}
+
 static void test_foreign(void)
 {
 	struct dhcpc *c = client(NULL);
@@ -687,6 +857,9 @@ int main(int argc, char **argv)
 	test_offer_choice();
 	test_server_fallback();
 	test_static();
+	test_nonsense_offers();
+	test_nonsense_then_static();
+	test_nonsense_ack();
 	test_foreign();
 	test_release();
 	test_json();

@@ -351,7 +351,8 @@ static void policy_apply(const struct tpolicy *pol)
 
 /* What the publisher does to a VM whose policy changed: rewrite its record
  * with a new policy_version (rules here stay the same). */
-static void vm_bump_version(void)
+/* A new policy version of the same record; set_flags ORed into its flags. */
+static void vm_bump_version_flags(uint8_t set_flags)
 {
 	struct rayos_vm vm;
 	uint32_t id = VM_ID;
@@ -359,8 +360,14 @@ static void vm_bump_version(void)
 	if (bpf_map_lookup_elem(fx.map[RAYOS_MAP_VMS], &id, &vm))
 		return;
 	vm.policy_version = fx.version++;
+	vm.flags |= set_flags;
 	bpf_map_update_elem(fx.map[RAYOS_MAP_VMS], &id, &vm, BPF_ANY);
 	iface_sync();
+}
+
+static void vm_bump_version(void)
+{
+	vm_bump_version_flags(0);
 }
 
 /* ---- packets ---- */
@@ -572,6 +579,14 @@ static const struct tpolicy pol_ct = {
 	},
 };
 
+/* Open both ways, but quarantined (the VM lost its policy while running):
+ * the record flag alone must stop every frame, control traffic included. */
+static const struct tpolicy pol_quarantine = {
+	.vm_flags = RAYOS_VMF_MAC | RAYOS_VMF_QUARANTINE,
+	.bind = RAYOS_BINDF_IPV4 | RAYOS_BINDF_IPV6,
+	.dir = { [IN] = { RAYOS_ACT_ALLOW }, [OUT] = { RAYOS_ACT_ALLOW } },
+};
+
 static const struct tpolicy pol_in_deny_raw = {
 	.vm_flags = RAYOS_VMF_MAC,
 	.bind = RAYOS_BINDF_IPV4,
@@ -728,6 +743,17 @@ static const struct fw_case cases[] = {
 		{ IN, { .kind = K_IP, V4("192.0.2.10", VM_IP), .proto = ICMP, .dport = 8, .sport = 4242 }, DROP(DROP_DEFAULT), NO_RULE },
 		{ IN, { .kind = K_IP, V4("192.0.2.10", VM_IP), .proto = ICMP, .dport = 0, .sport = 4243 }, DROP(DROP_DEFAULT), NO_RULE } } },
 
+	/* ---- quarantine: a VM that lost its policy while running ---- */
+	{ "quarantined VM: TCP out and in dropped even with both defaults allow", &pol_quarantine, {
+		{ OUT, VMOUT(.proto = TCP, .sport = 40000, .dport = 443, .tcp_flags = SYN), DROP(QUARANTINE), NO_RULE },
+		{ IN, VMIN(.proto = TCP, .sport = 443, .dport = 40000, .tcp_flags = SYN | ACK), DROP(QUARANTINE), NO_RULE },
+		{ IN, { .kind = K_IP, V4("2001:db8:53::53", VM_IP6), .proto = UDP, .sport = 53, .dport = 33333 }, DROP(QUARANTINE), NO_RULE } } },
+	{ "quarantined VM: ARP, DHCP and ICMP echo dropped too", &pol_quarantine, {
+		{ OUT, { .kind = K_ARP, .op = 1, V4(VM_IP, HOST_IP) }, DROP(QUARANTINE), NO_RULE },
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1 }, DROP(QUARANTINE), NO_RULE },
+		{ IN, { .kind = K_DHCP, V4(HOST_IP, VM_IP), .sport = 67, .dport = 68, .dhcp_op = 2, .dhcp_type = 2 }, DROP(QUARANTINE), NO_RULE },
+		{ IN, VMIN(.proto = ICMP, .dport = 8, .sport = 1), DROP(QUARANTINE), NO_RULE } } },
+
 	/* ---- fragments ---- */
 	{ "IPv4 fragments take the first fragment's ports", &pol_ct, {
 		{ OUT, { .kind = K_IP, V4(VM_IP, "192.0.2.53"), .proto = UDP, .sport = 5353, .dport = 53, .frag = 0x2000, .frag_id = 77 }, PASS(PASS_RULE), 1 },
@@ -781,6 +807,7 @@ static const char *reason_name(int r)
 		[RAYOS_RSN_SPOOF_ND] = "SPOOF_ND", [RAYOS_RSN_UNBOUND] = "UNBOUND",
 		[RAYOS_RSN_ROGUE_DHCP] = "ROGUE_DHCP", [RAYOS_RSN_ROGUE_RA] = "ROGUE_RA",
 		[RAYOS_RSN_RATE] = "RATE", [RAYOS_RSN_NO_VM] = "NO_VM",
+		[RAYOS_RSN_QUARANTINE] = "QUARANTINE",
 	};
 
 	return r >= 0 && r < RAYOS_RSN_MAX && names[r] ? names[r] : "?";
@@ -1055,6 +1082,13 @@ static void test_flow_expiry_and_policy_change(void)
 	run_one(OUT, &out, 1, &retval);
 	run_one(IN, &back, 1, &retval);
 	ASSERT_EQ(retval, TC_ACT_OK, "origin packet re-validates the flow under the new policy");
+
+	/* Quarantine: a live flow of the VM ends with it, both ways. */
+	vm_bump_version_flags(RAYOS_VMF_QUARANTINE);
+	run_one(IN, &back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "quarantine: the reply of a live flow is dropped");
+	run_one(OUT, &out, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "quarantine: the flow's origin packet is dropped too");
 }
 
 static void test_rate(void)

@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "agent/policy.h"
+#include "agent/quarantine.h"
 #include "bpf/include/fwtab.bpf.h"
 #include "tests/lib/tap.h"
 
@@ -1200,6 +1201,120 @@ out:
 	policy_set_free(set);
 }
 
+/* A VM the agent keeps quarantined: inserted in id order, compiled to a
+ * deny-all record with the flag, no capabilities and no entries. */
+static void test_quarantined(void)
+{
+	static const char json[] =
+		"{ \"version\": 1, \"vms\": [ { \"id\": 5, \"name\": \"five\" },"
+		" { \"id\": 9, \"name\": \"nine\", \"capabilities\": [\"CAP_GPU\"] } ] }";
+	struct policy_error err = {};
+	struct policy_set *set = parse(json, &err);
+	struct compiled_policy *cp = NULL;
+	const struct compiled_vm *q = NULL;
+
+	if (!ASSERT_TRUE(set != NULL, "quarantine: base set parses"))
+		return;
+	struct policy_quarantined seven[] = { { 7, "seven", "tap7" } };
+	struct policy_quarantined clash[] = { { 3, NULL, NULL }, { 9, "nine", NULL } };
+	struct policy_quarantined twice[] = { { 4, NULL, NULL }, { 4, NULL, NULL } };
+	struct policy_quarantined more[] = { { 11, NULL, NULL }, { 1, NULL, NULL },
+					      { 6, NULL, NULL } };
+
+	ASSERT_EQ(policy_set_add_quarantined(set, seven, 1), 0, "quarantine: VM 7 added");
+	ASSERT_EQ(policy_set_add_quarantined(set, clash, 2), -EEXIST,
+		  "quarantine: a VM with a policy is not replaced");
+	ASSERT_EQ(policy_set_add_quarantined(set, twice, 2), -EEXIST,
+		  "quarantine: the same VM twice is refused");
+	ASSERT_TRUE(set->nr_vms == 3 && set->vms[0].id == 5 && set->vms[1].id == 7 &&
+		    set->vms[2].id == 9, "quarantine: the set stays sorted by id, all or nothing");
+	ASSERT_TRUE(set->vms[1].quarantined && !strcmp(set->vms[1].iface, "tap7") &&
+		    !strcmp(set->vms[1].name, "seven"), "quarantine: name and tap kept");
+	if (!ASSERT_EQ(policy_compile(set, &cp, &err), 0, "quarantine: the set compiles"))
+		goto out;
+	for (size_t i = 0; i < cp->nr_vms; i++)
+		if (cp->vms[i].vm.vm_id == 7)
+			q = &cp->vms[i];
+	if (!ASSERT_TRUE(q != NULL, "quarantine: VM 7 compiled"))
+		goto out;
+	ASSERT_EQ(q->vm.flags, RAYOS_VMF_QUARANTINE, "quarantine: record flag, no MAC");
+	ASSERT_EQ(q->vm.caps, 0, "quarantine: no capabilities");
+	ASSERT_TRUE(q->vm.dir[RAYOS_DIR_IN].default_action == RAYOS_ACT_DENY &&
+		    q->vm.dir[RAYOS_DIR_OUT].default_action == RAYOS_ACT_DENY &&
+		    !q->vm.dir[0].nr_rules && !q->vm.dir[1].nr_rules,
+		    "quarantine: both directions deny, no rules");
+	ASSERT_TRUE(!q->nr_ports && !q->nr_ranges && !q->nr_cidr4 && !q->nr_cidr6 &&
+		    !q->nr_tabs && !q->nr_dev && !q->has_bind, "quarantine: no map entries");
+	ASSERT_TRUE(policy_set_remove(set, 7) && set->nr_vms == 2 && set->vms[1].id == 9 &&
+		    !policy_set_remove(set, 7), "quarantine: removed again, once");
+	ASSERT_EQ(policy_set_add_quarantined(set, more, 3), 0, "quarantine: three at once");
+	ASSERT_TRUE(set->nr_vms == 5 && set->vms[0].id == 1 && set->vms[1].id == 5 &&
+		    set->vms[2].id == 6 && set->vms[3].id == 9 && set->vms[4].id == 11 &&
+		    set->vms[0].quarantined && !set->vms[1].quarantined &&
+		    set->vms[2].quarantined && !set->vms[3].quarantined &&
+		    set->vms[4].quarantined && !strcmp(set->vms[3].name, "nine"),
+		    "quarantine: merged in id order, the others untouched");
+out:
+	compiled_policy_free(cp);
+	policy_set_free(set);
+}
+
+/* The mass-removal rule and the quarantine list's file. */
+static void test_quarantine_list(void)
+{
+	static const struct {
+		size_t leaving, enforced;
+		unsigned int pct;
+		bool held;
+	} rules[] = {
+		{ 1, 1, 50, false },	/* one VM may always go */
+		{ 2, 2, 50, true },	/* all of them */
+		{ 1, 2, 50, false },	/* half */
+		{ 2, 3, 50, true },	/* more than half */
+		{ 2, 4, 50, false },
+		{ 3, 4, 50, true },
+		{ 4, 4, 100, false },	/* 100: never held */
+		{ 2, 100, 0, true },	/* 0: any two */
+		{ 0, 0, 50, false },
+	};
+	struct quarantine q = {}, back = {};
+	struct quarantine_entry e = { .id = 7, .since = 1700000000, .name = "seven",
+				      .iface = "tap7" };
+	char dir[] = "/tmp/rayos-quarantine.XXXXXX", path[PATH_MAX];
+
+	for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++)
+		tap_ok(quarantine_mass_removal(rules[i].leaving, rules[i].enforced,
+					       rules[i].pct) == rules[i].held,
+		       "mass removal: %zu of %zu VMs at %u%% %s", rules[i].leaving,
+		       rules[i].enforced, rules[i].pct, rules[i].held ? "held" : "goes");
+	if (!mkdtemp(dir))
+		return;
+	snprintf(path, sizeof(path), "%s/quarantine.json", dir);
+	ASSERT_EQ(quarantine_load(&q, path), 0, "quarantine list: a missing file is empty");
+	quarantine_put(&q, &e);
+	e.since = 1800000000;
+	quarantine_put(&q, &e);
+	ASSERT_EQ(q.e[0].since, 1700000000, "quarantine list: an update keeps since");
+	e.id = 8;
+	quarantine_put(&q, &e);
+	ASSERT_EQ(quarantine_save(&q), 0, "quarantine list: saved");
+	ASSERT_EQ(quarantine_load(&back, path), 0, "quarantine list: read back");
+	ASSERT_TRUE(back.nr == 2 && quarantine_find(&back, 7) &&
+		    quarantine_find(&back, 7)->since == 1700000000 &&
+		    !strcmp(quarantine_find(&back, 8)->iface, "tap7"),
+		    "quarantine list: ids, since and interface survive");
+	ASSERT_TRUE(quarantine_del(&back, 7) && !quarantine_del(&back, 7) && back.nr == 1,
+		    "quarantine list: delete once");
+	write_file(dir, "quarantine.json", "[1, 2");
+	quarantine_free(&back);
+	ASSERT_EQ(quarantine_load(&back, path), 0, "quarantine list: a damaged file is ignored");
+	ASSERT_EQ(back.nr, 0, "  ...and yields nothing");
+	quarantine_free(&q);
+	quarantine_free(&back);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	test_error_format();
@@ -1212,5 +1327,7 @@ int main(void)
 	test_compiled_record();
 	test_digest();
 	test_devices();
+	test_quarantined();
+	test_quarantine_list();
 	return tap_done();
 }
