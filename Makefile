@@ -45,7 +45,7 @@ $(BUILD)/include/%.skel.h: $(BUILD)/bpf/%.o | $(BUILD)/include
 
 # ---- host code -------------------------------------------------------------
 # librayos.a: everything but main(), so tests link the real code.
-LIB_SRCS   := $(filter-out agent/main.c,$(wildcard agent/*.c loader/*.c))
+LIB_SRCS   := $(filter-out agent/main.c,$(wildcard agent/*.c agent/*/*.c loader/*.c))
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 AGENT      := $(BUILD)/rayos-agent
 

@@ -8,13 +8,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
-#define RAYOS_POLICY_DIR_DEFAULT	"/etc/rayos/policies"
-#define RAYOS_STATE_DIR_DEFAULT		"/var/lib/rayos"
-#define RAYOS_RUN_DIR_DEFAULT		"/run/rayos"
-#define RAYOS_METRICS_PORT_DEFAULT	9469
-
-/* Directories are limited so that every file name built in them fits PATH_MAX. */
-#define RAYOS_DIR_LEN			1024
+#include "agent/core/paths.h"
 
 struct agent_opts {
 	char policy_dir[RAYOS_DIR_LEN];
@@ -40,9 +34,5 @@ void agent_opts_default(struct agent_opts *o);
 
 /* Run the agent in the foreground until stopped; returns the exit status. */
 int agent_run(const struct agent_opts *o);
-
-/* Keep only the Linux capabilities the running agent needs.  names gets
- * the kept set, e.g. "cap_net_admin,cap_net_raw,cap_bpf". */
-int privs_drop(char *names, size_t len);
 
 #endif

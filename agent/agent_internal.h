@@ -13,9 +13,9 @@
 #include <cjson/cJSON.h>
 
 #include "agent/agent.h"
-#include "agent/degraded.h"
-#include "agent/evloop.h"
-#include "agent/netstats.h"
+#include "agent/core/degraded.h"
+#include "agent/core/evloop.h"
+#include "agent/metrics/netstats.h"
 #include "agent/quarantine.h"
 #include "loader/loader.h"
 

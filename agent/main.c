@@ -18,13 +18,13 @@
 #include <cjson/cJSON.h>
 
 #include "agent/agent.h"
-#include "agent/control.h"
-#include "agent/dhcp.h"
-#include "agent/dhcp_client.h"
-#include "agent/log.h"
-#include "agent/policy.h"
-#include "agent/shaper.h"
-#include "agent/tpm.h"
+#include "agent/control/control.h"
+#include "agent/core/log.h"
+#include "agent/dhcp/dhcp.h"
+#include "agent/dhcp/dhcp_client.h"
+#include "agent/policy/policy.h"
+#include "agent/tpm/tpm.h"
+#include "agent/vm/shaper.h"
 #include "loader/loader.h"
 
 #define CALL_TIMEOUT_MS	10000

@@ -14,12 +14,12 @@
 #include <time.h>
 
 #include "agent/agent_internal.h"
-#include "agent/degraded.h"
-#include "agent/ifwatch.h"
-#include "agent/log.h"
+#include "agent/core/degraded.h"
+#include "agent/core/log.h"
+#include "agent/core/util.h"
 #include "agent/quarantine.h"
-#include "agent/registry.h"
-#include "agent/util.h"
+#include "agent/vm/ifwatch.h"
+#include "agent/vm/registry.h"
 #include "loader/publish.h"
 
 /* ---- the list ------------------------------------------------------------ */

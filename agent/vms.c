@@ -20,14 +20,14 @@
 #include <unistd.h>
 
 #include "agent/agent_internal.h"
-#include "agent/cgroup.h"
-#include "agent/control.h"
-#include "agent/devices.h"
-#include "agent/ifwatch.h"
-#include "agent/log.h"
-#include "agent/registry.h"
-#include "agent/digest.h"
-#include "agent/tpm.h"
+#include "agent/control/control.h"
+#include "agent/core/digest.h"
+#include "agent/core/log.h"
+#include "agent/tpm/tpm.h"
+#include "agent/vm/cgroup.h"
+#include "agent/vm/devices.h"
+#include "agent/vm/ifwatch.h"
+#include "agent/vm/registry.h"
 #include "bpf/abi/policy.h"
 
 struct vm_watch {

@@ -18,7 +18,7 @@
 
 #include <bpf/bpf.h>
 
-#include "agent/log.h"
+#include "agent/core/log.h"
 #include "bpf/abi/net.h"
 #include "loader/loader_internal.h"
 

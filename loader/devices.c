@@ -22,7 +22,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "agent/log.h"
+#include "agent/core/log.h"
 #include "bpf/abi/dev.h"
 #include "loader/loader_internal.h"
 #include "rayos_dev.skel.h"

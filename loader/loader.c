@@ -19,8 +19,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "agent/log.h"
-#include "agent/util.h"
+#include "agent/core/log.h"
+#include "agent/core/util.h"
 #include "bpf/abi/dev.h"
 #include "bpf/abi/policy.h"
 #include "loader/loader.h"

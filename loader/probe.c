@@ -19,7 +19,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
-#include "agent/log.h"
+#include "agent/core/log.h"
 #include "loader/loader.h"
 #include "loader/loader_internal.h"
 

@@ -13,8 +13,8 @@
 
 #include <bpf/bpf.h>
 
-#include "agent/log.h"
-#include "agent/util.h"
+#include "agent/core/log.h"
+#include "agent/core/util.h"
 #include "loader/loader_internal.h"
 #include "loader/publish.h"
 #include "loader/stats.h"

@@ -19,7 +19,7 @@
 
 #include <stdint.h>
 
-#include "agent/policy.h"
+#include "agent/policy/policy.h"
 #include "loader/loader.h"
 
 struct publish_stats {

@@ -11,7 +11,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "agent/log.h"
+#include "agent/core/log.h"
 #include "loader/loader_internal.h"
 #include "loader/stats.h"
 

@@ -38,8 +38,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "agent/agent.h"
-#include "agent/control.h"
+#include "agent/control/control.h"
+#include "agent/core/paths.h"
 
 #define PROG		"rayos-libvirt-hook"
 #define CALL_TIMEOUT_MS	3000

@@ -41,12 +41,12 @@
 
 #include <cjson/cJSON.h>
 
-#include "agent/agent.h"
-#include "agent/control.h"
-#include "agent/nl.h"
-#include "agent/digest.h"
-#include "agent/spawn.h"
-#include "agent/util.h"
+#include "agent/control/control.h"
+#include "agent/core/digest.h"
+#include "agent/core/nl.h"
+#include "agent/core/paths.h"
+#include "agent/core/spawn.h"
+#include "agent/core/util.h"
 
 #define PROG		"rayos-qemu"
 #define CALL_TIMEOUT_MS	10000

@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/control.h"
+#include "agent/control/control.h"
 
 static double now_ms(void)
 {

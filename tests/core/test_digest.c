@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/digest.h"
+#include "agent/core/digest.h"
 #include "tests/lib/tap.h"
 
 static void hex(const uint8_t d[32], char out[65])

@@ -17,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/cgroup.h"
-#include "agent/log.h"
-#include "agent/policy.h"
+#include "agent/core/log.h"
+#include "agent/policy/policy.h"
+#include "agent/vm/cgroup.h"
 #include "loader/loader.h"
 #include "loader/publish.h"
 

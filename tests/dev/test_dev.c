@@ -29,10 +29,10 @@
 
 #include <bpf/bpf.h>
 
-#include "agent/cgroup.h"
-#include "agent/devices.h"
-#include "agent/log.h"
-#include "agent/policy.h"
+#include "agent/core/log.h"
+#include "agent/policy/policy.h"
+#include "agent/vm/cgroup.h"
+#include "agent/vm/devices.h"
 #include "bpf/abi/dev.h"
 #include "loader/loader.h"
 #include "loader/publish.h"

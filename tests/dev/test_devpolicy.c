@@ -13,7 +13,7 @@
 #include <string.h>
 #include <linux/types.h>
 
-#include "agent/devices.h"
+#include "agent/vm/devices.h"
 #include "bpf/abi/dev.h"
 #include "bpf/abi/policy.h"
 #include "tests/lib/tap.h"

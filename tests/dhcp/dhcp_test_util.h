@@ -7,7 +7,7 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-#include "agent/dhcp_proto.h"
+#include "agent/dhcp/dhcp_proto.h"
 
 struct cmsg_opts {
 	uint32_t req_ip, server_id, ciaddr, giaddr;	/* host order, 0 = absent */

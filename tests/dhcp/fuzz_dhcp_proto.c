@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/dhcp_proto.h"
-#include "agent/dhcp_server.h"
-#include "agent/log.h"
+#include "agent/core/log.h"
+#include "agent/dhcp/dhcp_proto.h"
+#include "agent/dhcp/dhcp_server.h"
 
 static struct dhcp_engine *eng;
 static struct dhcp_msg msg, reply_msg;

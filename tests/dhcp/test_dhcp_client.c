@@ -15,8 +15,8 @@
 #include <string.h>
 #include <arpa/inet.h>
 
-#include "agent/dhcp_client.h"
-#include "agent/log.h"
+#include "agent/core/log.h"
+#include "agent/dhcp/dhcp_client.h"
 #include "tests/lib/tap.h"
 
 #define NET	0xc6120000U	/* 198.18.0.0/24 */

@@ -18,8 +18,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "agent/dhcp_leases.h"
-#include "agent/log.h"
+#include "agent/core/log.h"
+#include "agent/dhcp/dhcp_leases.h"
 #include "tests/lib/tap.h"
 
 #define MAX_RECS	200000

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 
-#include "agent/dhcp_proto.h"
+#include "agent/dhcp/dhcp_proto.h"
 #include "tests/dhcp/dhcp_test_util.h"
 #include "tests/lib/tap.h"
 

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <arpa/inet.h>
 
-#include "agent/dhcp_server.h"
-#include "agent/log.h"
+#include "agent/core/log.h"
+#include "agent/dhcp/dhcp_server.h"
 #include "tests/dhcp/dhcp_test_util.h"
 #include "tests/lib/tap.h"
 

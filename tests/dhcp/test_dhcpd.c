@@ -23,11 +23,11 @@
 #include <sys/signalfd.h>
 #include <cjson/cJSON.h>
 
-#include "agent/dhcp.h"
-#include "agent/dhcp_server.h"
-#include "agent/evloop.h"
-#include "agent/log.h"
-#include "agent/policy.h"
+#include "agent/core/evloop.h"
+#include "agent/core/log.h"
+#include "agent/dhcp/dhcp.h"
+#include "agent/dhcp/dhcp_server.h"
+#include "agent/policy/policy.h"
 #include "tests/lib/tap.h"
 
 static char *slurp(const char *path)

@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/dhcp_proto.h"
+#include "agent/dhcp/dhcp_proto.h"
 
 struct kind {
 	const char *name;

@@ -18,36 +18,37 @@ cd "$tree" || exit 2
 [[ $BUILD == /* ]] || BUILD=$tree/$BUILD
 CC=${CC:-cc}
 
-room() {	# room PATH (relative to the tree, or absolute inside it)
+# room PATH: sets ROOM (no subshell: it runs for every include of every file).
+room() {
 	local p=${1#"$tree"/}
 	case $p in
-	"$BUILD"/*|build/*) echo bpf ;;
-	*/*) echo "${p%/*}" ;;
-	*) echo . ;;
+	"$BUILD"/*|build/*) ROOM=bpf ;;
+	*/*) ROOM=${p%/*} ;;
+	*) ROOM=. ;;
 	esac
 }
 
 declare -A edge_why=()
 srcs=$(git ls-files 'agent/*.c' 'loader/*.c' 'qemu-hooks/*.c' 2>/dev/null ||
        find agent loader qemu-hooks -name '*.c')
-for src in $srcs; do
-	[[ -f $src ]] || continue
-	from=$(room "$src")
-	# -MM: the headers this file really includes (after the preprocessor),
-	# system headers left out.  A header that does not exist fails here.
-	deps=$($CC -MM -MG -D_GNU_SOURCE -I. -I"$BUILD/include" "$src" 2>&1) || {
-		echo "check_deps: cannot preprocess $src: $deps" >&2
-		exit 2
-	}
-	for d in $(sed -e 's/\\$//' -e 's/^[^:]*://' <<<"$deps"); do
-		[[ $d == "$src" ]] && continue
-		d=$(realpath -m --relative-to="$tree" "$d")
+# -MM: the headers each file really includes (after the preprocessor),
+# system headers left out; one compiler run for all of them.  A rule reads
+# "x.o: SOURCE HEADER...", continued over lines.
+rules=$($CC -MM -MG -D_GNU_SOURCE -I. -I"$BUILD/include" $srcs 2>&1) || {
+	echo "check_deps: cannot preprocess: $rules" >&2
+	exit 2
+}
+while read -r _ src deps; do
+	room "$src"; from=$ROOM
+	for d in $deps; do
+		d=${d#./}
+		[[ $d == *..* || $d == /* ]] && d=$(realpath -m --relative-to="$tree" "$d")
 		[[ $d == ../* ]] && continue	# outside the tree
-		to=$(room "$d")
+		room "$d"; to=$ROOM
 		[[ $to == "$from" ]] && continue
 		[[ -n ${edge_why["$from -> $to"]:-} ]] || edge_why["$from -> $to"]="$src includes $d"
 	done
-done
+done < <(sed -e ':a' -e '/\\$/N; s/\\\n//; ta' <<<"$rules")
 
 declare -A ok_edge=()
 while read -r line; do

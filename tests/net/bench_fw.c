@@ -23,8 +23,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "agent/log.h"
-#include "agent/policy.h"
+#include "agent/core/log.h"
+#include "agent/policy/policy.h"
 #include "bpf/abi/net.h"
 #include "loader/loader.h"
 #include "loader/publish.h"

@@ -6,8 +6,8 @@
  * counters and ring-buffer events.  Each case writes the maps the way the
  * agent does, runs frames and checks verdict, reason counter and rule counter.
  */
+#include "agent/policy/policy.h"
 #include "tests/net/net_fixture.h"
-#include "agent/policy.h"
 
 #include <stddef.h>
 

@@ -15,8 +15,8 @@
 
 #include <bpf/bpf.h>
 
-#include "agent/log.h"
-#include "agent/policy.h"
+#include "agent/core/log.h"
+#include "agent/policy/policy.h"
 #include "loader/loader.h"
 #include "loader/publish.h"
 

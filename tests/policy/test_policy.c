@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <cjson/cJSON.h>
 
-#include "agent/policy.h"
+#include "agent/policy/policy.h"
 #include "agent/quarantine.h"
 #include "bpf/include/fwtab.bpf.h"
 #include "tests/lib/tap.h"

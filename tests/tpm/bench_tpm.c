@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/spawn.h"
-#include "agent/tpm.h"
+#include "agent/core/spawn.h"
+#include "agent/tpm/tpm.h"
 
 static double now_s(void)
 {

@@ -17,11 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/spawn.h"
-#include "agent/tpm.h"
-#include "agent/tpm_attest.h"
-#include "agent/tpm_esys.h"
-#include "agent/tpm_log.h"
+#include "agent/core/spawn.h"
+#include "agent/tpm/tpm.h"
+#include "agent/tpm/tpm_attest.h"
+#include "agent/tpm/tpm_esys.h"
+#include "agent/tpm/tpm_log.h"
 #include "tests/lib/tap.h"
 #include "tests/lib/text.h"
 

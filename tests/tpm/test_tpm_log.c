@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/tpm_attest.h"
-#include "agent/tpm_hash.h"
-#include "agent/tpm_log.h"
+#include "agent/tpm/tpm_attest.h"
+#include "agent/tpm/tpm_hash.h"
+#include "agent/tpm/tpm_log.h"
 #include "tests/lib/tap.h"
 #include "tests/lib/text.h"
 

@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/tpm.h"
-#include "agent/tpm_attest.h"
-#include "agent/tpm_log.h"
+#include "agent/tpm/tpm.h"
+#include "agent/tpm/tpm_attest.h"
+#include "agent/tpm/tpm_log.h"
 
 static int measure(const char *state, const char *run, int n)
 {

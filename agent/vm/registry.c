@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Runtime VM state: which tap and which QEMU process a running VM has, as
+ * told by the CLI, the libvirt hook or rayos-qemu, and the capabilities an
+ * admin granted or revoked at run time.  An entry names a VM of the policy;
+ * its interface overrides the policy's "interface".  Kept in the state dir
+ * (written to a temporary file, synced and renamed) so a restarted agent
+ * re-attaches the same taps, watches the same processes and keeps grants.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "agent/core/log.h"
+#include "agent/core/util.h"
+#include "agent/vm/registry.h"
+
+struct registry {
+	char path[PATH_MAX];
+	struct vm_runtime *regs;
+	size_t nr;
+};
+
+static struct vm_runtime *find(const struct registry *r, uint32_t id)
+{
+	for (size_t i = 0; i < r->nr; i++)
+		if (r->regs[i].id == id)
+			return &r->regs[i];
+	return NULL;
+}
+
+static int add(struct registry *r, const struct vm_runtime *vr)
+{
+	struct vm_runtime *g = find(r, vr->id), *grown;
+
+	if (!g) {
+		grown = realloc(r->regs, (r->nr + 1) * sizeof(*grown));
+		if (!grown)
+			return -ENOMEM;
+		r->regs = grown;
+		g = &r->regs[r->nr++];
+	}
+	*g = *vr;
+	return 0;
+}
+
+bool registry_ifname_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n || n >= IF_NAMESIZE || !strcmp(s, ".") || !strcmp(s, ".."))
+		return false;
+	for (; *s; s++)
+		if (*s <= ' ' || *s == '/' || *s == ':' || *s > '~')
+			return false;
+	return true;
+}
+
+static int save(const struct registry *r)
+{
+	cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "registrations");
+	char *text;
+	int err;
+
+	for (size_t i = 0; i < r->nr; i++) {
+		const struct vm_runtime *g = &r->regs[i];
+		cJSON *o = cJSON_CreateObject();
+		char hex[17];
+
+		cJSON_AddNumberToObject(o, "id", g->id);
+		cJSON_AddStringToObject(o, "interface", g->iface);
+		cJSON_AddNumberToObject(o, "pid", g->pid);
+		/* 64-bit masks as hex strings: JSON numbers are doubles. */
+		snprintf(hex, sizeof(hex), "%llx", (unsigned long long)g->cap_grant);
+		cJSON_AddStringToObject(o, "cap_grant", hex);
+		snprintf(hex, sizeof(hex), "%llx", (unsigned long long)g->cap_revoke);
+		cJSON_AddStringToObject(o, "cap_revoke", hex);
+		cJSON_AddItemToArray(arr, o);
+	}
+	text = cJSON_Print(root);
+	cJSON_Delete(root);
+	if (!text)
+		return -ENOMEM;
+	err = file_write_atomic(r->path, text, strlen(text), 0600);
+	if (err)
+		log_err("cannot save VM registrations to %s: %s", r->path, strerror(-err));
+	free(text);
+	return err;
+}
+
+int registry_open(const char *path, struct registry **out)
+{
+	struct registry *r = calloc(1, sizeof(*r));
+	cJSON *root = NULL, *it;
+	enum { MAX = 1 << 20 };
+	char *buf;
+	ssize_t n;
+	int fd;
+
+	if (!r)
+		return -ENOMEM;
+	snprintf(r->path, sizeof(r->path), "%s", path);
+	*out = r;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	buf = malloc(MAX);
+	n = buf ? read(fd, buf, MAX - 1) : -1;
+	close(fd);
+	if (n >= 0) {
+		buf[n] = '\0';
+		root = cJSON_Parse(buf);
+	}
+	free(buf);
+	it = cJSON_GetObjectItemCaseSensitive(root, "registrations");
+	if (!cJSON_IsArray(it)) {
+		/* Only we write this file; if it is damaged, say so and go on
+		 * with the policy's interfaces. */
+		log_warn("%s is not a registration list: ignoring it", path);
+		cJSON_Delete(root);
+		return 0;
+	}
+	cJSON_ArrayForEach(it, it) {
+		cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
+		cJSON *ifc = cJSON_GetObjectItemCaseSensitive(it, "interface");
+		cJSON *pid = cJSON_GetObjectItemCaseSensitive(it, "pid");
+		cJSON *grant = cJSON_GetObjectItemCaseSensitive(it, "cap_grant");
+		cJSON *revoke = cJSON_GetObjectItemCaseSensitive(it, "cap_revoke");
+		struct vm_runtime vr = {};
+
+		if (!cJSON_IsNumber(id) || id->valuedouble < 1 || id->valuedouble > UINT32_MAX ||
+		    !cJSON_IsString(ifc) || (ifc->valuestring[0] &&
+					      !registry_ifname_valid(ifc->valuestring)))
+			continue;
+		vr.id = (uint32_t)id->valuedouble;
+		snprintf(vr.iface, sizeof(vr.iface), "%s", ifc->valuestring);
+		vr.pid = cJSON_IsNumber(pid) && pid->valuedouble > 0 ? (pid_t)pid->valuedouble : 0;
+		if (cJSON_IsString(grant))
+			vr.cap_grant = strtoull(grant->valuestring, NULL, 16);
+		if (cJSON_IsString(revoke))
+			vr.cap_revoke = strtoull(revoke->valuestring, NULL, 16);
+		add(r, &vr);
+	}
+	cJSON_Delete(root);
+	return 0;
+}
+
+void registry_close(struct registry *r)
+{
+	if (!r)
+		return;
+	free(r->regs);
+	free(r);
+}
+
+int registry_put(struct registry *r, const struct vm_runtime *vr)
+{
+	int err = add(r, vr);
+
+	return err ?: save(r);
+}
+
+int registry_del(struct registry *r, uint32_t id)
+{
+	struct vm_runtime *g = find(r, id);
+
+	if (!g)
+		return -ENOENT;
+	*g = r->regs[--r->nr];
+	return save(r);
+}
+
+const struct vm_runtime *registry_get(const struct registry *r, uint32_t id)
+{
+	return find(r, id);
+}
+
+size_t registry_count(const struct registry *r)
+{
+	return r->nr;
+}
+
+const struct vm_runtime *registry_at(const struct registry *r, size_t i)
+{
+	return i < r->nr ? &r->regs[i] : NULL;
+}
+
+void registry_overlay(const struct registry *r, struct policy_set *set)
+{
+	for (size_t i = 0; i < r->nr; i++) {
+		struct policy_vm *vm = (struct policy_vm *)policy_set_find(set, r->regs[i].id);
+
+		if (vm && r->regs[i].iface[0])
+			snprintf(vm->iface, sizeof(vm->iface), "%s", r->regs[i].iface);
+	}
+}

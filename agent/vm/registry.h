@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Runtime VM state (tap, QEMU pid, capability grants), kept in the state dir. */
+#ifndef RAYOS_REGISTRY_H
+#define RAYOS_REGISTRY_H
+
+#include <net/if.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent/policy/policy.h"
+
+struct vm_runtime {
+	uint32_t id;
+	char iface[IF_NAMESIZE];	/* "" = the policy's interface */
+	pid_t pid;			/* the VM's QEMU process, 0 = none */
+	uint64_t cap_grant;		/* capabilities added at run time */
+	uint64_t cap_revoke;		/* capabilities taken away at run time */
+};
+
+struct registry;
+
+int registry_open(const char *path, struct registry **out);
+void registry_close(struct registry *r);
+/* Insert or replace the entry of vr->id, then save. */
+int registry_put(struct registry *r, const struct vm_runtime *vr);
+int registry_del(struct registry *r, uint32_t id);	/* -ENOENT if absent */
+const struct vm_runtime *registry_get(const struct registry *r, uint32_t id);
+size_t registry_count(const struct registry *r);
+const struct vm_runtime *registry_at(const struct registry *r, size_t i);
+/* Give each registered VM of set its registered interface. */
+void registry_overlay(const struct registry *r, struct policy_set *set);
+/* A name the kernel would accept for a network interface. */
+bool registry_ifname_valid(const char *s);
+
+#endif
