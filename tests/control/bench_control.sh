@@ -7,13 +7,13 @@
 # in 500 processes that reconnect as soon as they are closed (1500: the
 # agent closes one for every connect).  p50/p99/max of N calls each, same
 # run, same agent.  Figures only: nothing passes or fails on a timing.
-#   tests/agent/bench_control.sh [CALLS]
+#   tests/control/bench_control.sh [CALLS]
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib/lib.sh
 CALLS=${1:-1000}
 need_root "control benchmark"
 need_cmds "control benchmark" jq
-TOOL=$BUILD/tests/agent/tool_ctl_clients
+TOOL=$BUILD/tests/control/tool_ctl_clients
 [[ -x $TOOL ]] || { skip "build $TOOL first (make)" "control benchmark"; tap_done; exit 0; }
 agent_env
 echo '{ "version": 1 }' >"$T/policies/p.json"

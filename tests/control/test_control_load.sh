@@ -7,12 +7,12 @@
 # are closed, every `status` call answers; non-root clients are refused
 # before they count.  The latency figures are printed here (a generous
 # bound only guards against a lock-out) and measured in
-# tests/agent/bench_control.sh.
+# tests/control/bench_control.sh.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib/lib.sh
 need_root "control socket under load"
 need_cmds "control socket under load" jq
-TOOL=$BUILD/tests/agent/tool_ctl_clients
+TOOL=$BUILD/tests/control/tool_ctl_clients
 [[ -x $TOOL ]] || { skip "build $TOOL first (make)" "control socket under load"; tap_done; exit 0; }
 agent_env
 echo '{ "version": 1 }' >"$T/policies/p.json"
@@ -66,5 +66,5 @@ fi
 n=$(grep -c "control: closed" "$T/agent.log")
 ok "$((n <= 8 ? 0 : 1))" "evictions are summed up in the log, not one line each ($n lines)"
 check "the agent still answers afterwards" -- bash -c "'$AGENT' status --json --run-dir '$T/run' | jq -e .ok >/dev/null"
-diag "status p99 with 500 idle clients: $p99 ms (figures: tests/agent/bench_control.sh)"
+diag "status p99 with 500 idle clients: $p99 ms (figures: tests/control/bench_control.sh)"
 tap_done
