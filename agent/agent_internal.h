@@ -30,8 +30,9 @@ struct vm_watch;
 
 struct agent {
 	const struct agent_opts *opts;
-	int epfd;
-	bool running, purge;
+	struct evloop *loop;
+	int epfd;		/* evloop_fd(loop), for the subsystems' sources */
+	bool purge;
 	struct loader *ld;
 	struct control_server *ctl;
 	struct ev_source sig, links, events;

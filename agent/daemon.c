@@ -18,7 +18,6 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -334,7 +333,7 @@ static void on_signal(struct ev_source *src, uint32_t events)
 			continue;
 		}
 		log_info("signal %d: stopping (pins stay)", si.ssi_signo);
-		a->running = false;
+		evloop_stop(a->loop);
 	}
 }
 
@@ -396,12 +395,9 @@ static void health_check(struct agent *a)
 static void on_health(struct ev_source *src, uint32_t events)
 {
 	struct agent *a = (struct agent *)((char *)src - offsetof(struct agent, health));
-	uint64_t ticks;
-
 	(void)events;
-	if (read(src->fd, &ticks, sizeof(ticks)) != sizeof(ticks))
-		return;
-	health_check(a);
+	if (ev_timer_ack(src))
+		health_check(a);
 }
 
 static void on_links(struct ev_source *src, uint32_t events)
@@ -680,7 +676,7 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 	if (!strcmp(cmd, "status"))
 		return status_reply(a);
 	if (!strcmp(cmd, "stop")) {
-		a->running = false;
+		evloop_stop(a->loop);
 		a->purge = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "purge"));
 		log_info("stop requested over the control socket%s",
 			 a->purge ? " (purging pins)" : " (pins stay)");
@@ -776,50 +772,34 @@ static int take_lock(struct agent *a)
 
 static int setup_events(struct agent *a)
 {
+	static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
+	struct policy_watch_hooks hooks = {
+		.ctx = a, .apply = on_policy_dir, .missing = on_policy_dir_missing,
+	};
 	char sock[PATH_MAX];
-	sigset_t mask;
 	int err;
 
-	a->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (a->epfd < 0)
-		return -errno;
-
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	a->sig.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	a->sig.handler = on_signal;
-
-	a->health.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	a->health.handler = on_health;
-	if (a->sig.fd < 0 || a->health.fd < 0)
-		return -errno;
-	{
-		struct itimerspec its = {
-			.it_value.tv_sec = HEALTH_PERIOD_S, .it_interval.tv_sec = HEALTH_PERIOD_S,
-		};
-		struct policy_watch_hooks hooks = {
-			.ctx = a, .apply = on_policy_dir, .missing = on_policy_dir_missing,
-		};
-
-		timerfd_settime(a->health.fd, 0, &its, NULL);
-		err = policy_watch_open(a->opts->policy_dir, a->epfd, &hooks, &a->pw);
-		if (err) {
-			log_err("cannot watch policy directory %s: %s", a->opts->policy_dir,
-				strerror(-err));
-			return err;
-		}
+	err = evloop_new(&a->loop);
+	if (err)
+		return err;
+	a->epfd = evloop_fd(a->loop);
+	err = ev_signals_open(a->epfd, &a->sig, signals, sizeof(signals) / sizeof(signals[0]),
+			      on_signal);
+	if (!err)
+		err = ev_timer_open(a->epfd, &a->health, on_health);
+	if (!err)
+		err = ev_timer_arm(&a->health, HEALTH_PERIOD_S * 1000, HEALTH_PERIOD_S * 1000);
+	if (err)
+		return err;
+	err = policy_watch_open(a->opts->policy_dir, a->epfd, &hooks, &a->pw);
+	if (err) {
+		log_err("cannot watch policy directory %s: %s", a->opts->policy_dir,
+			strerror(-err));
+		return err;
 	}
 	a->links.handler = on_links;
 	a->links.fd = ifwatch_fd(a->ifw);
-	err = ev_add(a->epfd, &a->sig, EPOLLIN);
-	if (!err)
-		err = ev_add(a->epfd, &a->health, EPOLLIN);
-	if (!err)
-		err = ev_add(a->epfd, &a->links, EPOLLIN);
+	err = ev_add(a->epfd, &a->links, EPOLLIN);
 	if (err)
 		return err;
 
@@ -846,7 +826,7 @@ static int setup_events(struct agent *a)
 	}
 
 	snprintf(sock, sizeof(sock), "%s/%s", a->opts->run_dir, CONTROL_SOCK_NAME);
-	err = control_server_open(sock, a->epfd, handle_request, a, &a->ctl);
+	err = control_server_open(sock, a->loop, handle_request, a, &a->ctl);
 	if (err)
 		log_err("cannot listen on %s: %s", sock, strerror(-err));
 	return err;
@@ -962,23 +942,9 @@ int agent_run(const struct agent_opts *o)
 	log_info("running as pid %d with %s; control socket %s/%s", getpid(),
 		 a.caps_kept, o->run_dir, CONTROL_SOCK_NAME);
 
-	a.running = true;
-	while (a.running) {
-		struct epoll_event evs[16];
-		int n = epoll_wait(a.epfd, evs, 16, -1);
-
-		if (n < 0 && errno != EINTR) {
-			err = -errno;
-			log_err("epoll_wait: %s", strerror(errno));
-			break;
-		}
-		for (int i = 0; i < n && a.running; i++) {
-			struct ev_source *src = evs[i].data.ptr;
-
-			src->handler(src, evs[i].events);
-		}
-		control_server_flush(a.ctl);	/* connections closed in this batch */
-	}
+	err = evloop_run(a.loop);
+	if (err)
+		log_err("event loop: %s", strerror(-err));
 out:
 	vms_close(&a);
 	dhcp_server_close(a.dhcp);
@@ -994,8 +960,7 @@ out:
 	http_server_close(a.http);
 	loader_events_close(a.ring);	/* owns events.fd */
 	registry_close(a.reg);
-	if (a.epfd >= 0)
-		close(a.epfd);
+	evloop_free(a.loop);
 	loader_close(a.ld);
 	if (a.purge) {
 		int perr = loader_purge(o->pin_root);

@@ -61,6 +61,7 @@ struct control_conn {
 
 struct control_server {
 	struct ev_source src;	/* listening socket */
+	struct evloop *loop;
 	int epfd;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	control_handler_fn fn;
@@ -165,9 +166,11 @@ static char *frame(const cJSON *obj, size_t *len)
 	return buf;
 }
 
-/* Close c now; its memory waits for control_server_flush, after the
- * event batch: an event of c may still be queued in it (one handler
- * closes other connections to make room). */
+static void server_flush(void *ctx);
+
+/* Close c now; its memory waits for the end of the loop's round (deferred
+ * work): an event of c may still be queued in it (one handler closes other
+ * connections to make room). */
 static void conn_free(struct control_conn *c)
 {
 	struct control_server *srv = c->srv;
@@ -180,12 +183,16 @@ static void conn_free(struct control_conn *c)
 	free(c->body);
 	free(c->out);
 	c->body = c->out = NULL;
+	if (!srv->grave && evloop_defer(srv->loop, server_flush, srv))
+		log_warn("control: cannot defer freeing closed connections; freed at close");
 	c->next = srv->grave;
 	srv->grave = c;
 }
 
-void control_server_flush(struct control_server *srv)
+static void server_flush(void *ctx)
 {
+	struct control_server *srv = ctx;
+
 	while (srv && srv->grave) {
 		struct control_conn *c = srv->grave;
 
@@ -479,7 +486,7 @@ void control_server_stats(const struct control_server *srv, struct control_stats
 	st->max_per_peer = CONTROL_MAX_PER_PEER;
 }
 
-int control_server_open(const char *sock_path, int epfd, control_handler_fn fn,
+int control_server_open(const char *sock_path, struct evloop *loop, control_handler_fn fn,
 			void *ctx, struct control_server **out)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -494,7 +501,8 @@ int control_server_open(const char *sock_path, int epfd, control_handler_fn fn,
 		return -ENOMEM;
 	strcpy(addr.sun_path, sock_path);
 	strcpy(srv->path, sock_path);
-	srv->epfd = epfd;
+	srv->loop = loop;
+	srv->epfd = evloop_fd(loop);
 	srv->fn = fn;
 	srv->ctx = ctx;
 	srv->src.handler = listen_event;
@@ -515,7 +523,7 @@ int control_server_open(const char *sock_path, int epfd, control_handler_fn fn,
 	if (!err && listen(srv->src.fd, SOMAXCONN))
 		err = -errno;
 	if (!err)
-		err = ev_add(epfd, &srv->src, EPOLLIN);
+		err = ev_add(srv->epfd, &srv->src, EPOLLIN);
 	if (err) {
 		close(srv->src.fd);
 		goto fail;
@@ -535,7 +543,7 @@ void control_server_close(struct control_server *srv)
 		return;
 	while (srv->head)
 		conn_free(srv->head);
-	control_server_flush(srv);
+	server_flush(srv);
 	if (srv->spare_fd >= 0)
 		close(srv->spare_fd);
 	ev_del(srv->epfd, &srv->src);

@@ -27,12 +27,13 @@ int control_call(const char *sock_path, const cJSON *req, cJSON **reply,
 /* ---- server side (the agent) ---- */
 
 struct control_server;
+struct evloop;
 
 /* Called with a parsed request; returns the reply object (owned by caller). */
 typedef cJSON *(*control_handler_fn)(void *ctx, const cJSON *req);
 
 /* Listen on sock_path and serve requests from the epoll loop epfd. */
-int control_server_open(const char *sock_path, int epfd, control_handler_fn fn,
+int control_server_open(const char *sock_path, struct evloop *loop, control_handler_fn fn,
 			void *ctx, struct control_server **out);
 void control_server_close(struct control_server *srv);
 
@@ -47,8 +48,6 @@ struct control_stats {
 void control_server_stats(const struct control_server *srv, struct control_stats *st);
 /* Periodic: close connections past their time, log what was closed. */
 void control_server_tick(struct control_server *srv);
-/* After each batch of epoll events: free the connections closed in it. */
-void control_server_flush(struct control_server *srv);
 
 /* Length-prefix framing, exposed for tests: validate a frame header. */
 int control_frame_len(const uint8_t hdr[4], uint32_t *len);
