@@ -225,8 +225,8 @@ static void net_point(struct agent *a, const struct policy_vm *vm, bool running,
 
 static void cgroup_points(struct agent *a, const struct vm_runtime *vr, struct report *r)
 {
-	char cur[PATH_MAX], why[PATH_MAX + 64];
-	uint64_t want = 0, have;
+	char cur[PATH_MAX], why[PATH_MAX + 64], parent[PATH_MAX];
+	uint64_t want = 0, above = 0, have;
 	int err;
 
 	if (!vr || !vr->pid || !vr->cgroup[0]) {
@@ -235,7 +235,15 @@ static void cgroup_points(struct agent *a, const struct vm_runtime *vr, struct r
 		return;
 	}
 	have = loader_vm_cgroup_id(a->ld, vr->id);
-	if (cgroup_id(vr->cgroup, &want) || !have || have != want)
+	/* On the VM's cgroup, or (rayos_dev_above) on its parent. */
+	snprintf(parent, sizeof(parent), "%s", vr->cgroup);
+	if (strrchr(parent, '/'))
+		*strrchr(parent, '/') = '\0';
+	if (have && !cgroup_id(parent, &above) && have == above)
+		want = above;
+	else if (cgroup_id(vr->cgroup, &want))
+		want = 0;
+	if (!have || have != want)
 		point(r, "device.cgroup", "missing", "no device program on %s: the VM's process "
 		      "may open any device its user can", vr->cgroup);
 	else if (cgroup_of_pid(vr->pid, cur, sizeof(cur)))
@@ -243,6 +251,10 @@ static void cgroup_points(struct agent *a, const struct vm_runtime *vr, struct r
 	else if (!under(cur, vr->cgroup))
 		point(r, "device.cgroup", "missing", "process %d left its cgroup %s: it is in %s, "
 		      "outside the device program", (int)vr->pid, vr->cgroup, cur);
+	else if (want == above)
+		point(r, "device.cgroup", "active", "rayos_dev_above on %s, over %s (the "
+		      "launcher's cgroup, which has a device program of its own that allows "
+		      "no other below it; both must allow)", parent, vr->cgroup);
 	else
 		point(r, "device.cgroup", "active", "rayos_dev on %s (%s)", vr->cgroup,
 		      vr->cgroup_kept ? "the launcher's cgroup, attached in place"

@@ -324,24 +324,21 @@ static int watch(struct agent *a, uint32_t id, pid_t pid)
 }
 
 /*
- * libvirt's cgroup for a domain whose QEMU is in path: QEMU's threads live in
- * sub-cgroups of ".../libvirt" (emulator, vcpuN, iothreadN); the device
- * program goes on "libvirt" itself, above all of them, and the program finds
- * the VM from any of them (it walks up to the nearest mapped ancestor).
+ * libvirt's cgroup for a domain whose QEMU is in path.  libvirt puts QEMU's
+ * threads in sub-cgroups named emulator, vcpuN and iothreadN of the
+ * domain's cgroup: ".../machine-qemu\x2dN\x2dNAME.scope/libvirt" with
+ * systemd, "/machine/qemu-N-NAME.libvirt-qemu" without.  The device program
+ * goes on the domain's cgroup, above all of them; the program finds the VM
+ * from any of them (it walks up to the nearest mapped ancestor).
  */
 static void domain_cgroup(char *path)
 {
-	char *last = strrchr(path, '/'), *up;
+	char *last = strrchr(path, '/');
 
-	if (!last || last == path)
-		return;
-	*last = '\0';
-	up = strrchr(path, '/');
-	if (up && !strcmp(up + 1, "libvirt") &&
+	if (last && last != path &&
 	    (!strcmp(last + 1, "emulator") || !strncmp(last + 1, "vcpu", 4) ||
 	     !strncmp(last + 1, "iothread", 8)))
-		return;		/* path is now .../libvirt */
-	*last = '/';
+		*last = '\0';
 }
 
 /*
@@ -359,6 +356,11 @@ static int confine(struct agent *a, const struct policy_vm *vm, pid_t pid, bool 
 	int err;
 
 	*moved = 0;
+	err = cgroup_v2_mount(mnt, sizeof(mnt));
+	if (err) {
+		snprintf(msg, msglen, "no cgroup v2 mount: %s", strerror(-err));
+		return err;
+	}
 	if (keep) {
 		err = cgroup_of_pid(pid, cg, sizeof(cg));
 		if (err) {
@@ -367,7 +369,7 @@ static int confine(struct agent *a, const struct policy_vm *vm, pid_t pid, bool 
 			return err;
 		}
 		domain_cgroup(cg);
-		if (!cgroup_v2_mount(mnt, sizeof(mnt)) && !strcmp(cg, mnt)) {
+		if (!strcmp(cg, mnt)) {
 			snprintf(msg, msglen, "process %d is in the root cgroup: there is no cgroup "
 				 "of its own to attach to; register it without \"cgroup\": "
 				 "\"keep\" to move it into one", (int)pid);
@@ -403,6 +405,19 @@ static int confine(struct agent *a, const struct policy_vm *vm, pid_t pid, bool 
 		goto fail;
 	}
 	err = loader_attach_cgroup(a->ld, vm->id, cg);
+	if (err == -EPERM && keep && strrchr(cg, '/') > cg + strlen(mnt)) {
+		/* The launcher sealed its cgroup with a device program of its own
+		 * (libvirt does, without BPF_F_ALLOW_MULTI): RayOS's goes on the
+		 * parent, and both must allow. */
+		char parent[PATH_MAX];
+
+		snprintf(parent, sizeof(parent), "%s", cg);
+		*strrchr(parent, '/') = '\0';
+		err = loader_attach_cgroup_above(a->ld, vm->id, cg, parent);
+		if (!err)
+			log_info("VM %u: %s has a device program that allows no other below "
+				 "it: rayos_dev_above on %s instead", vm->id, cg, parent);
+	}
 	if (err) {
 		snprintf(msg, msglen, "cannot attach the device program to %s: %s", cg,
 			 strerror(-err));
