@@ -240,20 +240,49 @@ static int become(const struct qemu_user *u, uid_t uid)
 	return 0;
 }
 
+/*
+ * Whether uid could put something else at path: a directory on the way
+ * that it may write, unless the directory is sticky and the entry in it is
+ * not uid's (then uid can neither rename nor remove that entry).  Walked
+ * from "/" down, and only as far as uid can search: what lies below a
+ * directory it cannot enter is out of its reach.  Runs as uid.
+ */
+static bool path_swappable(const char *path, uid_t uid)
+{
+	char cur[PATH_MAX];
+	size_t n = strlen(path);
+	char *p;
+
+	if (n >= sizeof(cur) || path[0] != '/')
+		return true;
+	memcpy(cur, path, n + 1);
+	for (p = cur; p; ) {
+		char *next = strchr(p + 1, '/'), dir[PATH_MAX];
+		struct stat d, entry;
+
+		/* dir = cur[0..p) or "/", entry = cur[0..next) */
+		snprintf(dir, sizeof(dir), "%.*s", p == cur ? 1 : (int)(p - cur), cur);
+		if (next)
+			*next = '\0';
+		if (stat(dir, &d) || lstat(cur, &entry))
+			return errno != EACCES;
+		if (!access(dir, W_OK) && (!(d.st_mode & S_ISVTX) || entry.st_uid == uid))
+			return true;
+		if (!next)
+			break;
+		if (access(cur, X_OK))
+			break;		/* cannot enter: nothing below is reachable */
+		*next = '/';
+		p = next;
+	}
+	return false;
+}
+
 int qemu_user_access(const struct qemu_user *u, uid_t uid, const char *path)
 {
-	char dir[PATH_MAX], *slash;
 	int status;
 	pid_t pid;
 
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (!slash)
-		return -EINVAL;
-	if (slash == dir)
-		slash[1] = '\0';
-	else
-		*slash = '\0';
 	pid = fork();
 	if (pid < 0)
 		return -errno;
@@ -266,7 +295,7 @@ int qemu_user_access(const struct qemu_user *u, uid_t uid, const char *path)
 			acc |= QEMU_ACC_READ;
 		if (!access(path, W_OK))
 			acc |= QEMU_ACC_WRITE;
-		if (!access(dir, W_OK))
+		if (path_swappable(path, uid))
 			acc |= QEMU_ACC_DIR_WRITE;
 		_exit(acc);
 	}

@@ -57,7 +57,8 @@ int qemu_user_pick_uid(const struct qemu_user *u, uint32_t vm_id, const char *lo
  * that takes those ids: QEMU_ACC_* bits, or -errno when the probe failed. */
 #define QEMU_ACC_READ		1	/* open the file for reading */
 #define QEMU_ACC_WRITE		2	/* open it for writing */
-#define QEMU_ACC_DIR_WRITE	4	/* create, rename or remove in its directory */
+#define QEMU_ACC_DIR_WRITE	4	/* put another file there: a directory on the
+					 * way is writable (and not sticky) */
 int qemu_user_access(const struct qemu_user *u, uid_t uid, const char *path);
 
 /*

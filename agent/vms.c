@@ -665,6 +665,11 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 	}
 
 	old = registry_get(a->reg, vr.id);
+	/* Its exit would unregister the VM and end what runs in its cgroup. */
+	if (old && old->pid && vr.pid && old->pid != vr.pid &&
+	    (!kill(old->pid, 0) || errno == EPERM))
+		return control_error("VM %u already runs (process %d): stop it or unregister "
+				     "it first", vr.id, old->pid);
 	if (old) {
 		vr.cap_grant = old->cap_grant;
 		vr.cap_revoke = old->cap_revoke;

@@ -50,6 +50,7 @@
 #include <string.h>
 #include <linux/close_range.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -74,6 +75,8 @@
 #define MAX_DISKS	64
 #define FDSET_BASE	1000	/* our fd sets; above any a command line uses */
 #define UID_LOCK_NAME	"qemu-uid.lock"
+#define QEMU_MAX_TASKS	4096	/* RLIMIT_NPROC of a VM's own uid: QEMU has
+				 * a few threads per vCPU and I/O thread */
 
 #ifndef RAYOS_QEMU_USER
 #define RAYOS_QEMU_USER	QEMU_USER_DEFAULT
@@ -421,9 +424,9 @@ static int disk_check(const struct qemu_user *u, uid_t uid, const struct vm_disk
 		return -EACCES;
 	}
 	if (acc & QEMU_ACC_DIR_WRITE) {
-		fprintf(stderr, PROG ": the directory of disk %s is writable by uid %u (QEMU's "
-			"user %s): QEMU could swap the image for another file; make the "
-			"directory root-owned and not writable by others\n", d->path,
+		fprintf(stderr, PROG ": a directory on the way to disk %s is writable by uid %u "
+			"(QEMU's user %s): QEMU could swap the image for another file; make the "
+			"directories root-owned and not writable by others\n", d->path,
 			(unsigned int)uid, u->name);
 		return -EACCES;
 	}
@@ -859,6 +862,18 @@ int main(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, PROG ": cannot pass fds to QEMU: %s\n", strerror(-rc));
 		goto fail;
+	}
+	/* No core dumps (they hold guest memory); with a uid of its own, a
+	 * bound on its processes and threads, so a QEMU that forks cannot take
+	 * the host's pids with it. */
+	{
+		struct rlimit none = { 0, 0 }, tasks = { QEMU_MAX_TASKS, QEMU_MAX_TASKS };
+
+		if (setrlimit(RLIMIT_CORE, &none) ||
+		    (user.sub_count && setrlimit(RLIMIT_NPROC, &tasks))) {
+			fprintf(stderr, PROG ": cannot set QEMU's limits: %s\n", strerror(errno));
+			goto fail;
+		}
 	}
 	rc = scrub_env(user.name);
 	if (rc) {

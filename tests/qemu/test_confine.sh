@@ -31,12 +31,13 @@ fi
 agent_env
 CG2=$(cgroup2_mount)
 VM=1201 OTHER=1202 TAP=rc$$t
-on_exit "rmdir '$CG2/rayos/vm$VM' '$CG2/rayos/vm$OTHER' '$CG2/rayos/vm1203'"
+on_exit "rmdir '$CG2/rayos/vm$VM' '$CG2/rayos/vm$OTHER' '$CG2/rayos/vm1203' '$CG2/rayos/vm1204'"
 on_exit "sleep 0.3"
 chmod 0711 "$T"
 # Images root-only (QEMU's user must not reach them by path), in a
 # directory it can search but not write; device nodes it may try.
-mkdir -m 0755 "$T/img" "$T/pub"
+mkdir -m 0755 "$T/img" "$T/pub" "$T/up" "$T/up/img"
+head -c 65536 /dev/zero >"$T/up/img/d.raw" && chmod 0600 "$T/up/img/d.raw"
 for i in a b c; do head -c 1048576 /dev/urandom >"$T/img/$i.raw"; done
 chmod 0600 "$T"/img/*.raw
 sha_before=$(cd "$T/img" && sha256sum a.raw c.raw)
@@ -47,6 +48,8 @@ cat >"$T/policies/p.json" <<EOF
     "capabilities": ["CAP_CONSOLE", "CAP_DISK_READ", "CAP_DISK_WRITE"],
     "disks": [ { "path": "$T/img/a.raw", "mode": "ro" }, { "path": "$T/img/b.raw", "mode": "rw" } ] },
   { "id": 1203, "name": "persistent-tap", "interface": "rcp$$" },
+  { "id": 1204, "name": "deep-image", "capabilities": ["CAP_DISK_READ"],
+    "disks": [ { "path": "$T/up/img/d.raw", "mode": "ro" } ] },
   { "id": $OTHER, "name": "victim",
     "capabilities": ["CAP_DISK_READ", "CAP_DISK_WRITE"],
     "disks": [ { "path": "$T/img/c.raw", "mode": "rw" } ] } ] }
@@ -91,6 +94,9 @@ ok "$(grep -q '^INFO NoNewPrivs: 1' "$T/att.out"; echo $?)" "with no_new_privs"
 ok "$(grep -q '^INFO Seccomp: 2' "$T/att.out"; echo $?)" "under RayOS's seccomp filter (no bpf(), no tap reconfiguration)"
 ok "$(grep -q '^INFO cgroup /$' "$T/att.out"; echo $?)" \
 	"in a cgroup namespace: its own cgroup is its root"
+ok "$(grep -Eq '^Max core file size +0 +0 ' "/proc/$ATT/limits" &&
+      grep -Eq '^Max processes +4096 +4096 ' "/proc/$ATT/limits"; echo $?)" \
+	"no core dumps (guest memory), at most 4096 tasks for its uid"
 ok "$(tr '\0' ' ' <"/proc/$ATT/cmdline" | grep -q -- "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"; echo $?)" \
 	"QEMU's -sandbox was appended (a real QEMU would be under it; this stand-in is not)"
 ok "$(tr '\0' ' ' <"/proc/$ATT/cmdline" | grep -q "file=/dev/fdset/[0-9]*,format=raw,if=virtio,readonly=on"; echo $?)" \
@@ -206,12 +212,28 @@ ok "$([[ $rc != 0 && $out == *"$T/img/a.raw can be opened for reading by uid"* ]
 chmod 0600 "$T/img/a.raw"
 chmod 0777 "$T/img"
 out=$("$RQ" --vm "$VM" --run-dir "$T/run" -- "$TOOL" 2>&1); rc=$?
-ok "$([[ $rc != 0 && $out == *"directory of disk $T/img/a.raw is writable"* ]]; echo $?)" \
+ok "$([[ $rc != 0 && $out == *"directory on the way to disk $T/img/a.raw is writable"* ]]; echo $?)" \
 	"an image in a directory QEMU's user may write is refused ($(head -1 <<<"$out"))"
 chmod 0755 "$T/img"
 ok "$([[ $(grep '^0::' "/proc/$ATT/cgroup") == "0::/rayos/vm$VM" ]] &&
       agent vm info "$VM" | jq -e '.confinement.state == "confined"' >/dev/null; echo $?)" \
 	"... and the refused launches left the running VM $VM as it was"
+
+# Higher up the path counts too; a sticky directory (/tmp) does not, as
+# QEMU's user can neither rename nor remove what it does not own there.
+chmod 0777 "$T/up"
+out=$("$RQ" --vm 1204 --run-dir "$T/run" --no-net -- "$TOOL" 2>&1); rc=$?
+ok "$([[ $rc != 0 && $out == *"directory on the way to disk $T/up/img/d.raw is writable"* ]]; echo $?)" \
+	"an image below a directory QEMU's user may write, higher up, is refused ($(head -1 <<<"$out"))"
+chmod 0755 "$T/up"
+out=$("$RQ" --vm 1204 --run-dir "$T/run" --no-net -- true 2>&1); rc=$?
+ok "$([[ $rc == 0 ]]; echo $?)" "with every directory root-only but /tmp (sticky), it runs ($(head -1 <<<"$out"))"
+
+# A second launch of a VM that runs is refused: its exit would end the first.
+out=$("$RQ" --vm "$VM" --run-dir "$T/run" --no-net -- true 2>&1); rc=$?
+ok "$([[ $rc != 0 && $out == *"already runs"* ]]; echo $?)" "a second launch of VM $VM is refused ($out)"
+ok "$(kill -0 "$ATT" && [[ $(grep '^0::' "/proc/$ATT/cgroup") == "0::/rayos/vm$VM" ]]; echo $?)" \
+	"... and the first runs on in its cgroup"
 
 # A tap that outlives its QEMU (made persistent before, or by a QEMU
 # without RayOS's filter) would stay on its bridge with no program on it,
