@@ -5,7 +5,7 @@
 #   make check      every test (tests/run), TAP, ends with "N passed, N failed, N skipped"
 #   make bench      benchmarks: figures against a baseline measured in the same run
 #   make run        the agent in the foreground on policies/examples
-#   make install    binary, example policies, JSON Schema, systemd unit
+#   make install    binaries, example policies, JSON Schema, systemd unit, the QEMU user
 #   make deps       the Debian packages the build and the tests need
 #   make vmlinux    regenerate vmlinux.h from the running kernel's BTF
 
@@ -15,12 +15,14 @@ CLANG    ?= clang
 BPFTOOL  ?= bpftool
 PREFIX   ?= /usr/local
 DESTDIR  ?=
+# The user rayos-qemu runs QEMU as (made by make install, tests/deps).
+QEMU_USER ?= rayos-qemu
 
 ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
-	    -D_GNU_SOURCE -MMD -MP -I$(BUILD)/include -I.
+	    -D_GNU_SOURCE -MMD -MP -I$(BUILD)/include -I. -DRAYOS_QEMU_USER='"$(QEMU_USER)"'
 LDLIBS   += -lbpf -lelf -lz -lcjson -lcap -lmicrohttpd -lm \
 	    -ltss2-esys -ltss2-tctildr -ltss2-mu -ltss2-rc -lcrypto
 
@@ -112,6 +114,11 @@ install: $(AGENT) $(HOOK_BINS)
 	install -D -m 0644 agent/rayos-agent.service \
 		$(DESTDIR)/lib/systemd/system/rayos-agent.service
 	sed -i 's|@SBINDIR@|$(PREFIX)/sbin|' $(DESTDIR)/lib/systemd/system/rayos-agent.service
+	install -D -m 0755 qemu-hooks/rayos-qemu-user.sh \
+		$(DESTDIR)$(PREFIX)/share/rayos/rayos-qemu-user.sh
+	@if [ -z "$(DESTDIR)" ]; then qemu-hooks/rayos-qemu-user.sh $(QEMU_USER); \
+	else echo "install: staging root: on the target, run" \
+		"$(PREFIX)/share/rayos/rayos-qemu-user.sh $(QEMU_USER) as root"; fi
 
 deps:
 	tests/deps

@@ -40,6 +40,7 @@
 #include "agent/vm/devices.h"
 #include "agent/vm/ifwatch.h"
 #include "agent/vm/registry.h"
+#include "agent/vmconfine.h"
 #include "loader/loader.h"
 #include "loader/publish.h"
 #include "loader/stats.h"
@@ -543,6 +544,7 @@ static cJSON *status_reply(struct agent *a)
 		cJSON_AddNumberToObject(o, "generation", cv->vm.gen);
 		cJSON_AddNumberToObject(o, "policy_version", cv->vm.policy_version);
 		cJSON_AddBoolToObject(o, "quarantined", !!(cv->vm.flags & RAYOS_VMF_QUARANTINE));
+		cJSON_AddItemToObject(o, "confinement", vmconfine_json(a, cv->vm.vm_id));
 		cJSON_AddItemToArray(arr, o);
 	}
 	cJSON_AddItemToObject(r, "quarantined", quarantine_json(a));
@@ -637,7 +639,17 @@ static cJSON *device_request(struct agent *a, const char *cmd, const cJSON *req)
 	if (id && !(a->set && policy_set_find(a->set, (uint32_t)id->valuedouble)))
 		return control_error("unknown VM %.0f: it is not in the applied policy",
 				     id->valuedouble);
-	return wrap("vms", devices_list_json(a->ld, a->set, id ? (int64_t)id->valuedouble : -1));
+	{
+		cJSON *vms = devices_list_json(a->ld, a->set, id ? (int64_t)id->valuedouble : -1);
+		cJSON *vm, *vid;
+
+		/* Which of the VM's enforcement points hold, next to its counters. */
+		cJSON_ArrayForEach(vm, cJSON_GetObjectItemCaseSensitive(vms, "vms"))
+			if ((vid = cJSON_GetObjectItemCaseSensitive(vm, "id")) && cJSON_IsNumber(vid))
+				cJSON_AddItemToObject(vm, "confinement",
+						      vmconfine_json(a, (uint32_t)vid->valuedouble));
+		return wrap("vms", vms);
+	}
 }
 
 static cJSON *dhcp_request(struct agent *a, const char *sub, const cJSON *req)

@@ -50,9 +50,11 @@ static void usage(FILE *f)
 "                          back unless --allow-mass-removal\n"
 "  vm list [--json]        VMs in the maps, their taps and traffic totals\n"
 "  vm stats [ID] [--json]  counters by direction, reason and rule\n"
-"  vm register ID [--iface TAP] [--pid PID]\n"
+"  vm register ID [--iface TAP] [--pid PID [--keep-cgroup]]\n"
 "                          enforce VM ID's policy on TAP (overrides the policy)\n"
-"                          and confine process PID (its QEMU) in the VM's cgroup\n"
+"                          and confine process PID (its QEMU) and its descendants\n"
+"                          in the VM's cgroup (--keep-cgroup: in the cgroup it is\n"
+"                          in, as libvirt made it)\n"
 "  vm info ID              the policy's name, interface, bridge, MAC, address\n"
 "  vm unregister ID        back to the policy's interface, if any; a quarantined\n"
 "                          VM loses its enforcement\n"
@@ -80,7 +82,7 @@ enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_V
        OPT_IFACE, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
        OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS, OPT_MEASURE_DISKS, OPT_AK, OPT_AK_NAME,
        OPT_EK, OPT_CHALLENGE, OPT_BANKS, OPT_EK_CERT, OPT_EK_CA, OPT_MASS_SHARE,
-       OPT_ALLOW_MASS };
+       OPT_ALLOW_MASS, OPT_KEEP_CGROUP };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -113,6 +115,7 @@ static const struct option long_opts[] = {
 	{ "ek-ca", required_argument, NULL, OPT_EK_CA },
 	{ "mass-removal-share", required_argument, NULL, OPT_MASS_SHARE },
 	{ "allow-mass-removal", no_argument, NULL, OPT_ALLOW_MASS },
+	{ "keep-cgroup", no_argument, NULL, OPT_KEEP_CGROUP },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -122,7 +125,7 @@ struct cli {
 	bool json, purge, allow_mass;
 	const char *iface;
 	const char *nonce, *out, *file, *pid;
-	bool random;
+	bool random, keep_cgroup;
 	struct tpm_trust trust;		/* tpm verify-quote / challenge */
 	const char *ek_cert, *ek_ca;
 };
@@ -232,6 +235,9 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_EK_CA:
 			cli->ek_ca = optarg;
+			break;
+		case OPT_KEEP_CGROUP:
+			cli->keep_cgroup = true;
 			break;
 		case OPT_DEVICE_STATS:
 			cli->ao.device_stats = true;
@@ -356,14 +362,19 @@ static void print_status(const cJSON *r)
 		printf("DEGRADED:   %s since %s: %s\n", jstr(it, "state"), jstr(it, "since_iso"),
 		       jstr(it, "detail"));
 	printf("VMs:        %d\n", cJSON_GetArraySize(vms));
-	cJSON_ArrayForEach(it, vms)
-		printf("  %-6.0f %-24s group %-12s iface %-15s gen %.0f v%.0f%s\n",
+	cJSON_ArrayForEach(it, vms) {
+		const cJSON *conf = cJSON_GetObjectItemCaseSensitive(it, "confinement"), *w;
+
+		printf("  %-6.0f %-24s group %-12s iface %-15s gen %.0f v%.0f %s%s\n",
 		       jnum(it, "id"), jstr(it, "name"),
 		       jstr(it, "group")[0] ? jstr(it, "group") : "-",
 		       jstr(it, "interface")[0] ? jstr(it, "interface") : "-",
-		       jnum(it, "generation"), jnum(it, "policy_version"),
+		       jnum(it, "generation"), jnum(it, "policy_version"), jstr(conf, "state"),
 		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "quarantined"))
 			       ? "  QUARANTINED (no policy: everything dropped)" : "");
+		cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(conf, "warnings"))
+			printf("         warning: %s\n", cJSON_IsString(w) ? w->valuestring : "?");
+	}
 	printf("enforcement:\n");
 	cJSON_ArrayForEach(it, ep)
 		printf("  %-20s %-11s %s\n", jstr(it, "point"), jstr(it, "state"),
@@ -637,7 +648,8 @@ static int parse_vm_id(const char *s, uint32_t *id)
 static int cmd_vm(struct cli *cli, int argc, char **argv)
 {
 	const char *sub = argc ? argv[0] : "";
-	cJSON *req;
+	const cJSON *w;
+	cJSON *req, *r;
 	uint32_t id;
 
 	if (!strcmp(sub, "list") && argc == 1)
@@ -679,8 +691,15 @@ static int cmd_vm(struct cli *cli, int argc, char **argv)
 				return 2;
 			}
 			cJSON_AddNumberToObject(req, "pid", pid);
+			if (cli->keep_cgroup)
+				cJSON_AddStringToObject(req, "cgroup", "keep");
 		}
-		return print_reply(cli, call(cli, req, false), NULL);
+		r = call(cli, req, false);
+		/* Warnings on stderr too: the JSON on stdout is easy to miss. */
+		cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(r, "warnings"))
+			if (cJSON_IsString(w))
+				fprintf(stderr, "rayos-agent: warning: VM %u: %s\n", id, w->valuestring);
+		return print_reply(cli, r, NULL);
 	}
 	usage(stderr);
 	return 2;

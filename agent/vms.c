@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <limits.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,11 +24,13 @@
 #include "agent/control/control.h"
 #include "agent/core/digest.h"
 #include "agent/core/log.h"
+#include "agent/core/nl.h"
 #include "agent/tpm/tpm.h"
 #include "agent/vm/cgroup.h"
 #include "agent/vm/devices.h"
 #include "agent/vm/ifwatch.h"
 #include "agent/vm/registry.h"
+#include "agent/vmconfine.h"
 #include "bpf/abi/policy.h"
 
 struct vm_watch {
@@ -296,7 +299,7 @@ static void unwatch(struct agent *a, uint32_t id)
 	}
 }
 
-static void release_vm(struct agent *a, uint32_t id, const char *why);
+static void release_vm(struct agent *a, uint32_t id, const char *why, bool exited);
 
 static void on_exit_event(struct ev_source *src, uint32_t events)
 {
@@ -304,7 +307,7 @@ static void on_exit_event(struct ev_source *src, uint32_t events)
 
 	(void)events;
 	log_info("VM %u: QEMU (pid %d) exited: unregistering it", w->vm_id, w->pid);
-	release_vm(w->a, w->vm_id, "process exited");	/* frees w */
+	release_vm(w->a, w->vm_id, "process exited", true);	/* frees w */
 }
 
 static int watch(struct agent *a, uint32_t id, pid_t pid)
@@ -336,43 +339,140 @@ static int watch(struct agent *a, uint32_t id, pid_t pid)
 	return 0;
 }
 
-/* Cgroup, device program, image files: the device side of a VM. */
-static int confine(struct agent *a, const struct policy_vm *vm, pid_t pid, char *cg,
-		   size_t cglen)
+/*
+ * libvirt's cgroup for a domain whose QEMU is in path.  libvirt puts QEMU's
+ * threads in sub-cgroups named emulator, vcpuN and iothreadN of the
+ * domain's cgroup: ".../machine-qemu\x2dN\x2dNAME.scope/libvirt" with
+ * systemd, "/machine/qemu-N-NAME.libvirt-qemu" without.  The device program
+ * goes on the domain's cgroup, above all of them; the program finds the VM
+ * from any of them (it walks up to the nearest mapped ancestor).
+ */
+static void domain_cgroup(char *path)
 {
+	char *last = strrchr(path, '/');
+
+	if (last && last != path &&
+	    (!strcmp(last + 1, "emulator") || !strncmp(last + 1, "vcpu", 4) ||
+	     !strncmp(last + 1, "iothread", 8)))
+		*last = '\0';
+}
+
+/*
+ * The device side of a VM: its cgroup, sealed and under the device program,
+ * holding the process and every descendant of it; the image files for the
+ * LSM program.  keep: the process stays in the cgroup its launcher made
+ * (libvirt's, see domain_cgroup) and that cgroup gets the program.  On
+ * failure nothing is left changed and msg says why.
+ */
+static int confine(struct agent *a, const struct policy_vm *vm, pid_t pid, bool keep,
+		   struct vm_runtime *vr, int *moved, char *msg, size_t msglen)
+{
+	char cg[PATH_MAX], mnt[PATH_MAX], self[PATH_MAX], why[PATH_MAX + 64];
 	uint64_t cgid;
 	int err;
 
-	err = cgroup_vm_create(NULL, vm->id, cg, cglen, &cgid);
-	if (err)
+	*moved = 0;
+	err = cgroup_v2_mount(mnt, sizeof(mnt));
+	if (err) {
+		snprintf(msg, msglen, "no cgroup v2 mount: %s", strerror(-err));
 		return err;
+	}
+	if (keep) {
+		err = cgroup_of_pid(pid, cg, sizeof(cg));
+		if (err) {
+			snprintf(msg, msglen, "cannot read the cgroup of process %d: %s", (int)pid,
+				 strerror(-err));
+			return err;
+		}
+		domain_cgroup(cg);
+		if (!strcmp(cg, mnt)) {
+			snprintf(msg, msglen, "process %d is in the root cgroup: there is no cgroup "
+				 "of its own to attach to; register it without \"cgroup\": "
+				 "\"keep\" to move it into one", (int)pid);
+			return -EINVAL;
+		}
+		if (!cgroup_of_pid(getpid(), self, sizeof(self)) &&
+		    !strncmp(self, cg, strlen(cg)) && (!self[strlen(cg)] || self[strlen(cg)] == '/')) {
+			snprintf(msg, msglen, "the agent itself runs in %s", cg);
+			return -EINVAL;
+		}
+	} else {
+		err = cgroup_vm_create(NULL, vm->id, cg, sizeof(cg), &cgid);
+		if (!err && (err = cgroup_seal(cg)) == -EPERM) {
+			snprintf(msg, msglen, "%s is not owned by root: remove it (rmdir) and "
+				 "register again", cg);
+			return err;
+		}
+		if (err) {
+			snprintf(msg, msglen, "cannot make cgroup %s: %s", cg, strerror(-err));
+			return err;
+		}
+	}
+	if (strlen(cg) >= sizeof(vr->cgroup)) {
+		snprintf(msg, msglen, "cgroup path %s is too long", cg);
+		err = -ENAMETOOLONG;
+		goto fail;
+	}
+	/* A process that can write cgroup.procs above its cgroup leaves it. */
+	err = cgroup_check_sealed(cg, why, sizeof(why));
+	if (err) {
+		snprintf(msg, msglen, "the VM's cgroup could be left: %s", err == -EPERM ? why :
+			 strerror(-err));
+		goto fail;
+	}
 	err = loader_attach_cgroup(a->ld, vm->id, cg);
-	if (!err)
-		err = cgroup_move_pid(cg, pid);
+	if (err == -EPERM && keep && strrchr(cg, '/') > cg + strlen(mnt)) {
+		/* The launcher sealed its cgroup with a device program of its own
+		 * (libvirt does, without BPF_F_ALLOW_MULTI): RayOS's goes on the
+		 * parent, and both must allow. */
+		char parent[PATH_MAX];
+
+		snprintf(parent, sizeof(parent), "%s", cg);
+		*strrchr(parent, '/') = '\0';
+		err = loader_attach_cgroup_above(a->ld, vm->id, cg, parent);
+		if (!err)
+			log_info("VM %u: %s has a device program that allows no other below "
+				 "it: rayos_dev_above on %s instead", vm->id, cg, parent);
+	}
+	if (err) {
+		snprintf(msg, msglen, "cannot attach the device program to %s: %s", cg,
+			 strerror(-err));
+		goto fail;
+	}
+	if (!keep) {
+		err = cgroup_move_tree(cg, pid, moved, msg, msglen);
+		if (err)
+			goto fail;
+	}
 	for (size_t i = 0; !err && i < vm->nr_disks; i++)
 		if (!vm->disks[i].is_block)
 			err = loader_dev_set_image(a->ld, vm->id, vm->disks[i].path,
 						   vm->disks[i].mode);
 	if (err) {
-		loader_detach_cgroup(a->ld, vm->id);
-		loader_dev_clear_images(a->ld, vm->id);
-		cgroup_vm_remove(NULL, vm->id);
+		snprintf(msg, msglen, "cannot register the disk images: %s", strerror(-err));
+		goto fail;
 	}
+	snprintf(vr->cgroup, sizeof(vr->cgroup), "%s", cg);
+	vr->cgroup_kept = keep;
+	return 0;
+fail:
+	loader_detach_cgroup(a->ld, vm->id);
+	loader_dev_clear_images(a->ld, vm->id);
+	if (!keep)
+		cgroup_vm_remove(NULL, vm->id);
 	return err;
 }
 
 /* Move every process of the VM's cgroup up to the parent, so the cgroup can
  * go: an admin who unregisters a running VM takes it out of RayOS's hands.
  * Returns how many processes were moved. */
-static int evict(uint32_t id)
+static int evict(const char *path)
 {
-	char path[PATH_MAX], procs[PATH_MAX + 16], parent[PATH_MAX];
+	char procs[PATH_MAX + 16], parent[PATH_MAX];
 	int moved = 0;
 	pid_t pid;
 	FILE *f;
 
-	if (cgroup_vm_path(NULL, id, path, sizeof(path)))
-		return 0;
 	snprintf(procs, sizeof(procs), "%s/cgroup.procs", path);
 	snprintf(parent, sizeof(parent), "%s", path);
 	*strrchr(parent, '/') = '\0';
@@ -385,28 +485,70 @@ static int evict(uint32_t id)
 	return moved;
 }
 
+/* A tap rayos-qemu made is non-persistent and goes with QEMU's last fd.  One
+ * still there after QEMU and everything it left have died was made
+ * persistent to outlive it (and be attached to again, unfiltered): it is
+ * removed before its programs are, so it is never on the bridge unguarded. */
+static void remove_leftover_tap(uint32_t id, const char *iface)
+{
+	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
+	struct nl_req r;
+	int err;
+
+	ifi.ifi_index = (int)if_nametoindex(iface);
+	if (!ifi.ifi_index)
+		return;
+	nl_req_init(&r, RTM_DELLINK, 0, &ifi, sizeof(ifi));
+	err = nl_talk(&r);
+	if (err && err != -ENODEV)
+		log_warn("VM %u: tap %s outlived its QEMU and cannot be removed: %s", id, iface,
+			 strerror(-err));
+	else if (!err)
+		log_warn("VM %u: tap %s outlived its QEMU (made persistent?): removed", id, iface);
+}
+
 /* Undo a registration: device side, tap, runtime entry; back to what the
- * policy alone says for this VM. */
-static void release_vm(struct agent *a, uint32_t id, const char *why)
+ * policy alone says for this VM.  exited: its QEMU is gone; what it left in
+ * the VM's cgroup is killed, never let out (it forked there to outlive it).
+ * Otherwise an admin unregisters a running VM: its processes leave RayOS. */
+static void release_vm(struct agent *a, uint32_t id, const char *why, bool exited)
 {
 	const struct vm_runtime *vr = registry_get(a->reg, id);
 	struct policy_vm *vm = policy_vm(a, id);
+	char cg[PATH_MAX] = "";
 	int err;
 
 	unwatch(a, id);
 	if (vr && vr->pid) {
-		int moved = evict(id);
+		if (vr->cgroup[0])
+			snprintf(cg, sizeof(cg), "%s", vr->cgroup);
+		else
+			cgroup_vm_path(NULL, id, cg, sizeof(cg));
+		if (vr->cgroup_kept) {
+			/* The launcher's cgroup: it is theirs to empty and remove. */
+		} else if (exited) {
+			err = cg[0] ? cgroup_kill(cg, 500) : 0;
+			if (err && err != -ENOENT)
+				log_warn("VM %u: cannot kill what its QEMU left in %s: %s", id, cg,
+					 strerror(-err));
+		} else {
+			int moved = cg[0] ? evict(cg) : 0;
 
-		if (moved)
-			log_warn("VM %u unregistered while %d of its processes run: they leave "
-				 "its cgroup and are no longer confined", id, moved);
+			if (moved)
+				log_warn("VM %u unregistered while %d of its processes run: they "
+					 "leave its cgroup and are no longer confined", id, moved);
+		}
 		loader_detach_cgroup(a->ld, id);
 		loader_dev_clear_images(a->ld, id);
-		err = cgroup_vm_remove(NULL, id);
-		if (err && err != -ENOENT)
-			log_warn("VM %u: cannot remove its cgroup: %s", id, strerror(-err));
+		if (!vr->cgroup_kept) {
+			err = cgroup_vm_remove(NULL, id);
+			if (err && err != -ENOENT)
+				log_warn("VM %u: cannot remove its cgroup: %s", id, strerror(-err));
+		}
 	}
 	if (vr && vr->iface[0]) {
+		if (exited && (vr->conf_flags & VM_CONF_LAUNCHER))
+			remove_leftover_tap(id, vr->iface);
 		ifwatch_detach(a->ifw, id);
 		if (vm)
 			vm->iface[0] = '\0';
@@ -422,10 +564,57 @@ static void release_vm(struct agent *a, uint32_t id, const char *why)
 
 /* ---- requests ----------------------------------------------------------- */
 
+/* The thread group of a pid (a thread id names its whole process); 0 if gone. */
+static pid_t tgid_of(pid_t pid)
+{
+	char file[64], line[128];
+	int tgid = 0;
+	FILE *f;
+
+	snprintf(file, sizeof(file), "/proc/%d/status", (int)pid);
+	f = fopen(file, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %d", &tgid) == 1)
+			break;
+	fclose(f);
+	return tgid;
+}
+
+/* "confinement": what a launcher (rayos-qemu) does between the reply and
+ * exec; kept for status, which checks what it can on the live process. */
+static int parse_confinement(const cJSON *c, struct vm_runtime *vr)
+{
+	static const struct {
+		const char *key;
+		uint32_t flag;
+	} bools[] = {
+		{ "cgroup_ns", VM_CONF_CGROUP_NS }, { "net_ns", VM_CONF_NET_NS },
+		{ "sandbox", VM_CONF_SANDBOX }, { "uid_per_vm", VM_CONF_UID_PER_VM },
+	};
+	const cJSON *uid = cJSON_GetObjectItemCaseSensitive(c, "uid");
+	const cJSON *fds = cJSON_GetObjectItemCaseSensitive(c, "disk_fds");
+
+	if (!cJSON_IsObject(c) || !cJSON_IsNumber(uid) || uid->valuedouble < 1 ||
+	    uid->valuedouble > UINT32_MAX - 1 || (fds && !cJSON_IsNumber(fds)))
+		return -EINVAL;
+	vr->conf_flags = VM_CONF_LAUNCHER;
+	vr->conf_uid = (uint32_t)uid->valuedouble;
+	vr->conf_disk_fds = fds ? (uint32_t)fds->valuedouble : 0;
+	for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++)
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, bools[i].key)))
+			vr->conf_flags |= bools[i].flag;
+	return 0;
+}
+
 /*
- * {"id", "interface"?, "pid"?, "uuid"?}: enforce the VM's policy on its tap,
- * put its QEMU process into the VM's cgroup under the device program, watch
- * the process, measure the launch.
+ * {"id", "interface"?, "pid"?, "cgroup"?, "confinement"?, "uuid"?}: enforce
+ * the VM's policy on its tap; put its QEMU process and every descendant
+ * into the VM's cgroup under the device program ("cgroup": "keep": leave
+ * it in the cgroup its launcher made, libvirt's, and attach there); watch
+ * the process; measure the launch.  Warns when the process could undo all
+ * of that by privilege.
  */
 cJSON *vms_register(struct agent *a, const cJSON *req)
 {
@@ -435,11 +624,16 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 	const cJSON *vtpm = cJSON_GetObjectItemCaseSensitive(req, "vtpm");
 	const cJSON *exe = cJSON_GetObjectItemCaseSensitive(req, "exe");
 	const cJSON *argv_sha = cJSON_GetObjectItemCaseSensitive(req, "argv_sha256");
+	const cJSON *cgmode = cJSON_GetObjectItemCaseSensitive(req, "cgroup");
+	const cJSON *conf = cJSON_GetObjectItemCaseSensitive(req, "confinement");
 	const struct vm_runtime *old;
 	struct vm_runtime vr = {};
 	struct policy_vm *vm;
-	char cg[PATH_MAX] = "";
-	cJSON *r;
+	char msg[8192], why[256];
+	struct proc_creds creds;
+	bool keep = false;
+	int moved = 0;
+	cJSON *r, *warnings;
 	int err;
 
 	if (req_vm_id(req, &vr.id))
@@ -467,29 +661,59 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 	if (argv_sha && (!cJSON_IsString(argv_sha) || strlen(argv_sha->valuestring) != 64 ||
 			 strspn(argv_sha->valuestring, "0123456789abcdef") != 64))
 		return control_error("\"argv_sha256\" must be 64 lowercase hex digits");
+	if (cgmode && (!cJSON_IsString(cgmode) || (strcmp(cgmode->valuestring, "keep") &&
+						   strcmp(cgmode->valuestring, "rayos"))))
+		return control_error("\"cgroup\" must be \"rayos\" (move the process into "
+				     "the VM's cgroup) or \"keep\" (attach to the cgroup it is in)");
+	keep = cgmode && !strcmp(cgmode->valuestring, "keep");
+	if ((keep || conf) && !pidj)
+		return control_error("\"%s\" needs \"pid\"", keep ? "cgroup" : "confinement");
+	if (conf && parse_confinement(conf, &vr))
+		return control_error("\"confinement\" must be an object with \"uid\" (the "
+				     "unprivileged uid QEMU runs as) and flags");
 	if (!ifc && !pidj)
 		return control_error("nothing to register: give \"interface\" and/or \"pid\"");
 	vr.pid = pidj ? (pid_t)pidj->valuedouble : 0;
 	if (vr.pid && kill(vr.pid, 0) && errno == ESRCH)
 		return control_error("process %d does not exist", vr.pid);
+	if (vr.pid == 1)
+		return control_error("process 1 is init: it cannot be a VM's process");
+	if (vr.pid) {
+		pid_t tgid = tgid_of(vr.pid);
+
+		if (!tgid)
+			return control_error("process %d does not exist", vr.pid);
+		vr.pid = tgid;	/* a thread id stands for its process */
+	}
 
 	old = registry_get(a->reg, vr.id);
+	/* Its exit would unregister the VM and end what runs in its cgroup. */
+	if (old && old->pid && vr.pid && old->pid != vr.pid &&
+	    (!kill(old->pid, 0) || errno == EPERM))
+		return control_error("VM %u already runs (process %d): stop it or unregister "
+				     "it first", vr.id, old->pid);
 	if (old) {
 		vr.cap_grant = old->cap_grant;
 		vr.cap_revoke = old->cap_revoke;
 		if (!ifc)
 			memcpy(vr.iface, old->iface, sizeof(vr.iface));
-		if (!pidj)
+		if (!pidj) {
 			vr.pid = old->pid;
+			memcpy(vr.cgroup, old->cgroup, sizeof(vr.cgroup));
+			vr.cgroup_kept = old->cgroup_kept;
+			vr.conf_flags = old->conf_flags;
+			vr.conf_uid = old->conf_uid;
+			vr.conf_disk_fds = old->conf_disk_fds;
+		}
 	}
 	if (ifc)
 		snprintf(vr.iface, sizeof(vr.iface), "%s", ifc->valuestring);
 
 	if (pidj) {
-		err = confine(a, vm, vr.pid, cg, sizeof(cg));
+		err = confine(a, vm, vr.pid, keep, &vr, &moved, msg, sizeof(msg));
 		if (err)
 			return control_error("VM %u: cannot confine process %d: %s", vr.id, vr.pid,
-					     strerror(-err));
+					     msg[0] ? msg : strerror(-err));
 		err = watch(a, vr.id, vr.pid);
 		if (err)
 			log_warn("VM %u: cannot watch process %d (%s): unregister it by hand",
@@ -506,13 +730,27 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 		measure_launch(a, vm, vr.pid, req);
 	else
 		measure_attach(a, vm, req);
-	log_info("VM %u registered%s%s%s%s", vr.id, vr.iface[0] ? " on " : "", vr.iface,
-		 cg[0] ? ", process in " : "", cg);
+	log_info("VM %u registered%s%s%s%s%s", vr.id, vr.iface[0] ? " on " : "", vr.iface,
+		 pidj ? ", process in " : "", pidj ? vr.cgroup : "",
+		 vr.cgroup_kept ? " (kept in place)" : "");
 
 	r = ok_reply(vr.id);
 	cJSON_AddNumberToObject(r, "ifindex", loader_vm_ifindex(a->ld, vr.id));
-	if (cg[0])
-		cJSON_AddStringToObject(r, "cgroup", cg);
+	warnings = cJSON_AddArrayToObject(r, "warnings");
+	if (pidj) {
+		cJSON_AddStringToObject(r, "cgroup", vr.cgroup);
+		cJSON_AddBoolToObject(r, "cgroup_kept", vr.cgroup_kept);
+		cJSON_AddNumberToObject(r, "processes_moved", moved);
+		/* A launcher that drops before exec is root now, not later. */
+		if (!(vr.conf_flags & VM_CONF_LAUNCHER) && !proc_creds_read(vr.pid, &creds) &&
+		    proc_creds_privileged(&creds, why, sizeof(why))) {
+			snprintf(msg, sizeof(msg), "process %d (%s) %s: it can leave its cgroup and "
+				 "detach the BPF programs; run it unprivileged (rayos-qemu does)",
+				 (int)vr.pid, creds.comm, why);
+			log_warn("VM %u: %s", vr.id, msg);
+			cJSON_AddItemToArray(warnings, cJSON_CreateString(msg));
+		}
+	}
 	return r;
 }
 
@@ -532,8 +770,36 @@ cJSON *vms_unregister(struct agent *a, const cJSON *req)
 		return ok_reply(id);
 	}
 	log_info("VM %u unregistered on request", id);
-	release_vm(a, id, "unregistered");
+	release_vm(a, id, "unregistered", false);
 	return ok_reply(id);
+}
+
+/* The VM's disks and what it may do to each now: the policy's mode and
+ * the capabilities its record holds (run-time grants included). */
+static cJSON *disks_json(struct agent *a, const struct policy_vm *vm)
+{
+	cJSON *arr = cJSON_CreateArray();
+	uint64_t caps = vm->caps;
+	struct rayos_vm rec;
+
+	if (!loader_vm_record(a->ld, vm->id, &rec))
+		caps = rec.caps;
+	for (size_t i = 0; arr && i < vm->nr_disks; i++) {
+		const struct policy_disk *d = &vm->disks[i];
+		cJSON *o = cJSON_CreateObject();
+		char access[3] = "";
+
+		if (caps & (1ULL << RAYOS_CAP_DISK_READ))
+			strcat(access, "r");
+		if ((caps & (1ULL << RAYOS_CAP_DISK_WRITE)) && (d->mode & RAYOS_DEV_ACC_WRITE))
+			strcat(access, "w");
+		cJSON_AddStringToObject(o, "path", d->path);
+		cJSON_AddStringToObject(o, "mode", d->mode & RAYOS_DEV_ACC_WRITE ? "rw" : "ro");
+		cJSON_AddBoolToObject(o, "block", d->is_block);
+		cJSON_AddStringToObject(o, "access", access);
+		cJSON_AddItemToArray(arr, o);
+	}
+	return arr;
 }
 
 cJSON *vms_info(struct agent *a, const cJSON *req)
@@ -564,6 +830,8 @@ cJSON *vms_info(struct agent *a, const cJSON *req)
 		snprintf(ip, sizeof(ip), "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
 		cJSON_AddStringToObject(r, "ipv4", ip);
 	}
+	cJSON_AddItemToObject(r, "disks", disks_json(a, vm));
+	cJSON_AddItemToObject(r, "confinement", vmconfine_json(a, id));
 	return r;
 }
 
@@ -667,7 +935,7 @@ void vms_restore(struct agent *a)
 		if (vr->pid && (kill(vr->pid, 0) && errno == ESRCH)) {
 			log_info("VM %u: its process %d ended while the agent was away", id,
 				 vr->pid);
-			release_vm(a, id, "process exited");	/* removes entry i */
+			release_vm(a, id, "process exited", true);	/* removes entry i */
 			continue;
 		}
 		if (vr->pid && watch(a, id, vr->pid))

@@ -6,9 +6,19 @@
  * decision per VM and device class and tells the syscall tracepoints which
  * device the current open reached.
  *
- * Fails closed: a task whose cgroup or VM the maps do not know gets only the
- * always-allowed basics.  The program runs only on cgroups the agent made
- * for VMs, so a miss is a VM that left the policy, never a host process.
+ * Two entries over one body:
+ *   rayos_dev       on a cgroup the VM owns.  Fails closed: a task whose
+ *                   cgroup or VM the maps do not know gets only the
+ *                   always-allowed basics; it runs only on VM cgroups, so a
+ *                   miss is a VM that left the policy, never a host process.
+ *   rayos_dev_above on the parent of a cgroup that another manager sealed
+ *                   with a device program of its own attached without
+ *                   BPF_F_ALLOW_MULTI (libvirt does), where no program can
+ *                   be added below; both programs must allow.  Every task
+ *                   under that parent runs it, other managers' guests too:
+ *                   for a task in no RayOS VM it allows (fails open: not
+ *                   RayOS's to police, and the other manager's program
+ *                   still decides); for a VM's task it decides as above.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -16,8 +26,7 @@
 #include "devmaps.bpf.h"
 #include "devpolicy.bpf.h"
 
-SEC("cgroup/dev")
-int rayos_dev(struct bpf_cgroup_dev_ctx *ctx)
+static __always_inline int rayos_dev_run(struct bpf_cgroup_dev_ctx *ctx, __u32 vm_id)
 {
 	__u32 type = ctx->access_type & 0xffff, access = ctx->access_type >> 16;
 	struct rayos_dev_decision d;
@@ -25,7 +34,7 @@ int rayos_dev(struct bpf_cgroup_dev_ctx *ctx)
 	struct rayos_dev_ctr *c;
 	__u64 id;
 
-	rayos_dev_decide(rayos_dev_current_vm(), type, ctx->major, ctx->minor, access, &d);
+	rayos_dev_decide(vm_id, type, ctx->major, ctx->minor, access, &d);
 	if (d.has_vm) {
 		c = rayos_dev_ctr_of(d.slot, d.cls);
 		if (c) {
@@ -40,6 +49,22 @@ int rayos_dev(struct bpf_cgroup_dev_ctx *ctx)
 	if (inf)
 		inf->cls = (__u8)d.cls;
 	return d.allow;
+}
+
+SEC("cgroup/dev")
+int rayos_dev(struct bpf_cgroup_dev_ctx *ctx)
+{
+	return rayos_dev_run(ctx, rayos_dev_current_vm());
+}
+
+SEC("cgroup/dev")
+int rayos_dev_above(struct bpf_cgroup_dev_ctx *ctx)
+{
+	__u32 vm_id = rayos_dev_current_vm();
+
+	if (!vm_id)
+		return 1;
+	return rayos_dev_run(ctx, vm_id);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

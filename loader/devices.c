@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,13 @@ int loader_dev_prog_fd(const struct loader *ld)
 	return ld->dev && ld->dev->dev ? bpf_program__fd(ld->dev->dev->progs.rayos_dev) : -1;
 }
 
+/* rayos_dev_above: for the parent of a cgroup another manager sealed. */
+static int above_prog_fd(const struct loader *ld)
+{
+	return ld->dev && ld->dev->dev ? bpf_program__fd(ld->dev->dev->progs.rayos_dev_above)
+				       : -1;
+}
+
 /* Take the device maps' fds from the first object that has them. */
 static int take_map_fds(struct loader *ld, struct bpf_object *obj)
 {
@@ -124,9 +132,32 @@ static int link_cgroup(int link_fd, __u64 *cgid)
 	return 0;
 }
 
-/* A new agent brings a new program instance: swap it into every pinned
- * device link (same as loader_refresh_links does for the tcx links). */
-static void refresh_dev_links(struct loader *ld, int prog_fd)
+/* Whether a link runs rayos_dev_above (1) or rayos_dev (0), by its
+ * program's name, read at start while the agent may still open programs by
+ * id; -errno when that cannot be told. */
+static int link_runs_above(int link_fd)
+{
+	struct bpf_link_info li = {};
+	struct bpf_prog_info pi = {};
+	__u32 len = sizeof(li);
+	int fd, ret;
+
+	if (bpf_obj_get_info_by_fd(link_fd, &li, &len))
+		return -errno;
+	fd = bpf_prog_get_fd_by_id(li.prog_id);
+	if (fd < 0)
+		return -errno;
+	len = sizeof(pi);
+	ret = bpf_obj_get_info_by_fd(fd, &pi, &len) ? -errno :
+	      !strcmp(pi.name, "rayos_dev_above");
+	close(fd);
+	return ret;
+}
+
+/* A new agent brings new program instances: swap them into every pinned
+ * device link (same as loader_refresh_links does for the tcx links), each
+ * link getting the entry it ran before. */
+static void refresh_dev_links(struct loader *ld, int prog_fd, int above_fd)
 {
 	char dir[LOADER_PIN_ROOT_LEN + 8], path[PATH_MAX];
 	struct dirent *de;
@@ -140,13 +171,19 @@ static void refresh_dev_links(struct loader *ld, int prog_fd)
 	while ((de = readdir(dp))) {
 		unsigned int id;
 		char suffix[8];
-		int fd;
+		int fd, above;
 
 		if (sscanf(de->d_name, "vm%u_%7s", &id, suffix) != 2 || strcmp(suffix, "dev"))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		fd = bpf_obj_get(path);
-		if (fd < 0 || bpf_link_update(fd, prog_fd, NULL))
+		/* The wrong entry on a parent would refuse other managers'
+		 * guests: when unsure, the old program keeps running. */
+		above = fd < 0 ? -errno : link_runs_above(fd);
+		if (above < 0)
+			log_warn("cannot tell which program pinned link %s runs (%s): left as "
+				 "it is", path, strerror(-above));
+		else if (bpf_link_update(fd, above ? above_fd : prog_fd, NULL))
 			log_warn("cannot update pinned link %s: %s", path, strerror(errno));
 		else
 			n++;
@@ -180,7 +217,8 @@ static void open_cgroup_part(struct loader *ld, struct loader_dev *d, uint32_t m
 		d->dev = NULL;
 		return;
 	}
-	refresh_dev_links(ld, bpf_program__fd(d->dev->progs.rayos_dev));
+	refresh_dev_links(ld, bpf_program__fd(d->dev->progs.rayos_dev),
+			  bpf_program__fd(d->dev->progs.rayos_dev_above));
 	part_set(d, RAYOS_DEVP_CGROUP, true, "rayos_dev loaded; attached per VM cgroup "
 		 "(links/vm<ID>_dev)");
 }
@@ -380,20 +418,13 @@ static void forget_cgroups(struct loader *ld, uint32_t vm_id, __u64 keep)
 	}
 }
 
-int loader_attach_cgroup(struct loader *ld, uint32_t vm_id, const char *cgroup_path)
+/* Open a cgroup v2 directory; its id is its inode number.  -errno, logged. */
+static int cgroup_open(uint32_t vm_id, const char *cgroup_path, __u64 *cgid)
 {
-	struct rayos_cgroup_val val = { .vm_id = vm_id };
-	char path[PATH_MAX];
-	int cg = -1, old = -1, link, prog_fd, err;
-	__u64 cgid, cur = 0;
 	struct statfs sfs;
 	struct stat st;
+	int cg, err;
 
-	prog_fd = loader_dev_prog_fd(ld);
-	if (prog_fd < 0)
-		return -EOPNOTSUPP;
-	if (!vm_id)
-		return -EINVAL;
 	cg = open(cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cg < 0) {
 		err = -errno;
@@ -402,47 +433,177 @@ int loader_attach_cgroup(struct loader *ld, uint32_t vm_id, const char *cgroup_p
 	}
 	if (fstatfs(cg, &sfs) || fstat(cg, &st)) {
 		err = -errno;
-		goto out;
+		close(cg);
+		return err;
 	}
 	if (sfs.f_type != CGROUP2_SUPER_MAGIC) {
 		log_err("VM %u: %s is not a cgroup v2 directory", vm_id, cgroup_path);
-		err = -EINVAL;
-		goto out;
+		close(cg);
+		return -EINVAL;
 	}
-	cgid = st.st_ino;	/* a cgroup v2 id is its directory's inode number */
-	/* The program finds the VM through this entry: write it first. */
-	if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_CGROUPS], &cgid, &val, BPF_ANY)) {
-		err = -errno;
-		log_err("VM %u: cannot map cgroup %s: %s", vm_id, cgroup_path, strerror(-err));
-		goto out;
+	*cgid = st.st_ino;	/* a cgroup v2 id is its directory's inode number */
+	return cg;
+}
+
+/* The pinned device link (vm*_dev) of another VM that sits on cgroup cgid
+ * and runs rayos_dev_above; -1 if none. */
+static __u32 link_prog_id(int link_fd)
+{
+	struct bpf_link_info li = {};
+	__u32 len = sizeof(li);
+
+	return bpf_obj_get_info_by_fd(link_fd, &li, &len) ? 0 : li.prog_id;
+}
+
+/* By program id, not name: after start the agent may no longer open
+ * programs by id, and every pinned link runs this agent's programs. */
+static int find_above_link(struct loader *ld, uint32_t vm_id, __u64 cgid)
+{
+	char dir[LOADER_PIN_ROOT_LEN + 8], path[PATH_MAX];
+	struct bpf_prog_info pi = {};
+	__u32 len = sizeof(pi), above_id;
+	struct dirent *de;
+	int found = -1;
+	DIR *dp;
+
+	if (bpf_obj_get_info_by_fd(above_prog_fd(ld), &pi, &len))
+		return -1;
+	above_id = pi.id;
+
+	snprintf(dir, sizeof(dir), "%s/links", ld->pin_root);
+	dp = opendir(dir);
+	if (!dp)
+		return -1;
+	while (found < 0 && (de = readdir(dp))) {
+		unsigned int id;
+		char suffix[8];
+		__u64 at;
+		int fd;
+
+		if (sscanf(de->d_name, "vm%u_%7s", &id, suffix) != 2 || strcmp(suffix, "dev") ||
+		    id == vm_id)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		fd = bpf_obj_get(path);
+		if (fd < 0)
+			continue;
+		if (!link_cgroup(fd, &at) && at == cgid && link_prog_id(fd) == above_id)
+			found = fd;
+		else
+			close(fd);
 	}
+	closedir(dp);
+	return found;
+}
+
+/*
+ * The VM's link (links/vm<ID>_dev) running prog_fd on the cgroup target
+ * (open fd, id target_id), the VM's own cgroup being vm_cgid.  A pinned link
+ * already there gets prog_fd swapped in; with share, a link of another VM on
+ * the same target is pinned for this VM too (the link lives while any pin
+ * does); else a new link is made.  Only then are the VM's other cgroups
+ * forgotten.
+ */
+static int attach_link(struct loader *ld, uint32_t vm_id, int prog_fd, int target,
+		       __u64 target_id, __u64 vm_cgid, bool share, const char *what)
+{
+	char path[PATH_MAX];
+	int old = -1, link = -1, err;
+	__u64 cur = 0;
+
 	err = loader_link_path(ld, vm_id, "dev", path, sizeof(path));
 	if (err)
-		goto out;
+		return err;
 	old = bpf_obj_get(path);
-	if (old >= 0 && !link_cgroup(old, &cur) && cur == cgid) {
+	if (old >= 0 && !link_cgroup(old, &cur) && cur == target_id) {
 		/* Same cgroup: swap in this loader's program, no gap. */
 		err = bpf_link_update(old, prog_fd, NULL) ? -errno : 0;
-		goto out;
+		close(old);
+		return err;
 	}
-	link = bpf_link_create(prog_fd, cg, BPF_CGROUP_DEVICE, NULL);
+	if (share)
+		link = find_above_link(ld, vm_id, target_id);
+	if (link < 0)
+		link = bpf_link_create(prog_fd, target, BPF_CGROUP_DEVICE, NULL);
 	if (link < 0) {
 		err = -errno;
-		log_err("VM %u: cannot attach rayos_dev to %s: %s%s", vm_id, cgroup_path,
-			strerror(-err), err == -EPERM ? " (a program attached above without "
-			"BPF_F_ALLOW_MULTI forbids it)" : "");
+		/* EPERM: a caller may go above such a program (the agent does
+		 * for libvirt's cgroups), so it is not an error yet. */
+		if (err == -EPERM)
+			log_info("VM %u: cannot attach rayos_dev to %s: a device program attached "
+				 "there or above without BPF_F_ALLOW_MULTI forbids it", vm_id, what);
+		else
+			log_err("VM %u: cannot attach rayos_dev to %s: %s", vm_id, what,
+				strerror(-err));
 		goto out;
 	}
 	err = loader_link_pin_over(link, path);
 	if (err)
 		log_err("VM %u: cannot pin link %s: %s", vm_id, path, strerror(-err));
 	close(link);
-	if (!err && cur && cur != cgid)
-		forget_cgroups(ld, vm_id, cgid);
+	if (!err && cur && cur != target_id)
+		forget_cgroups(ld, vm_id, vm_cgid);
 out:
 	if (old >= 0)
 		close(old);
+	return err;
+}
+
+/* Map the VM's cgroup to the VM: the program finds the VM through this
+ * entry, so it is written before any link. */
+static int map_cgroup(struct loader *ld, uint32_t vm_id, __u64 cgid, const char *cgroup_path)
+{
+	struct rayos_cgroup_val val = { .vm_id = vm_id };
+
+	if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_CGROUPS], &cgid, &val, BPF_ANY)) {
+		int err = -errno;
+
+		log_err("VM %u: cannot map cgroup %s: %s", vm_id, cgroup_path, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+int loader_attach_cgroup(struct loader *ld, uint32_t vm_id, const char *cgroup_path)
+{
+	int cg, prog_fd = loader_dev_prog_fd(ld), err;
+	__u64 cgid;
+
+	if (prog_fd < 0)
+		return -EOPNOTSUPP;
+	if (!vm_id)
+		return -EINVAL;
+	cg = cgroup_open(vm_id, cgroup_path, &cgid);
+	if (cg < 0)
+		return cg;
+	err = map_cgroup(ld, vm_id, cgid, cgroup_path);
+	if (!err)
+		err = attach_link(ld, vm_id, prog_fd, cg, cgid, cgid, false, cgroup_path);
 	close(cg);
+	return err;
+}
+
+int loader_attach_cgroup_above(struct loader *ld, uint32_t vm_id, const char *cgroup_path,
+			       const char *parent_path)
+{
+	int cg, parent, prog_fd = above_prog_fd(ld), err;
+	__u64 cgid, pid;
+
+	if (prog_fd < 0)
+		return -EOPNOTSUPP;
+	if (!vm_id)
+		return -EINVAL;
+	cg = cgroup_open(vm_id, cgroup_path, &cgid);
+	if (cg < 0)
+		return cg;
+	close(cg);
+	parent = cgroup_open(vm_id, parent_path, &pid);
+	if (parent < 0)
+		return parent;
+	err = map_cgroup(ld, vm_id, cgid, cgroup_path);
+	if (!err)
+		err = attach_link(ld, vm_id, prog_fd, parent, pid, cgid, true, parent_path);
+	close(parent);
 	return err;
 }
 

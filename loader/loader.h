@@ -171,6 +171,14 @@ int loader_dev_prog_fd(const struct loader *ld);
  * that others attached (BPF_F_ALLOW_MULTI, here or above) keep running:
  * every program on the path must allow. */
 int loader_attach_cgroup(struct loader *ld, uint32_t vm_id, const char *cgroup_path);
+/* For a cgroup another manager sealed with a device program of its own
+ * attached without BPF_F_ALLOW_MULTI (libvirt's), where nothing can be
+ * attached at or below it: map cgroup_path to the VM and put
+ * rayos_dev_above on parent_path instead (one link per parent, pinned for
+ * each VM under it as links/vm<ID>_dev; it goes with the last pin).  Tasks
+ * of no RayOS VM under parent_path are let through by it. */
+int loader_attach_cgroup_above(struct loader *ld, uint32_t vm_id, const char *cgroup_path,
+			       const char *parent_path);
 /* Detach (unpin) the VM's device link and forget its cgroups. */
 int loader_detach_cgroup(struct loader *ld, uint32_t vm_id);
 /* The cgroup id the VM's pinned device link is attached to; 0 if none. */

@@ -3,7 +3,9 @@
  * The libvirt QEMU hook (/etc/libvirt/hooks/qemu or a file in qemu.d/):
  * registers a libvirt domain's QEMU process and tap with rayos-agent when it
  * has started (and when libvirtd reconnects to it), and unregisters it when
- * it stops.  libvirt runs it as
+ * it stops.  libvirt runs QEMU as its own user in a cgroup it made for the
+ * domain; the agent attaches the device program to that cgroup ("cgroup":
+ * "keep") rather than moving QEMU out of it.  libvirt runs the hook as
  *
  *   qemu DOMAIN OPERATION SUB-OPERATION EXTRA   (domain XML on stdin)
  *
@@ -322,6 +324,9 @@ static int do_register(const struct domain *d, uint32_t id)
 	req = request("vm.register", id);
 	cJSON_AddStringToObject(req, "interface", d->tap);
 	cJSON_AddNumberToObject(req, "pid", pid);
+	/* libvirt made the domain's cgroup (machine.slice/...scope/libvirt) and
+	 * owns it: the device program goes there; QEMU is not moved. */
+	cJSON_AddStringToObject(req, "cgroup", "keep");
 	if (d->uuid[0])
 		cJSON_AddStringToObject(req, "uuid", d->uuid);
 	rc = call(req, &r, err, sizeof(err));

@@ -1,19 +1,33 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * rayos-qemu: launch QEMU as a RayOS VM.
+ * rayos-qemu: launch QEMU as a RayOS VM, unprivileged and confined.
  *
- *   rayos-qemu --vm ID [--run-dir D] [--tap NAME] -- qemu-system-x86_64 ARGS...
+ *   rayos-qemu --vm ID [--run-dir D] [--tap NAME] [--user U] -- qemu-system-x86_64 ARGS...
  *
- * Asks the agent for the VM's network settings (vm.info), creates the VM's
- * tap (name from --tap, else the policy's "interface", else rt<ID>), puts
- * it on the policy's bridge and up, registers the VM with the agent giving
- * its own pid, then execs QEMU with the tap fd kept open.  The agent moves
- * this process into the VM's cgroup before replying, so QEMU and every
- * thread and child it starts are in the cgroup from their first
- * instruction; the agent watches the pid and unregisters the VM when QEMU
- * exits.  Nothing survives a failure: the tap is non-persistent (it goes
- * away with the last fd) and after a failed exec the agent unregisters the
- * VM when this process exits, as it would after QEMU.
+ * Everything that needs root is done here, before QEMU runs: the VM's
+ * settings and disk grants from the agent (vm.info), the tap (name from
+ * --tap, else the policy's "interface", else rt<ID>) on the policy's bridge,
+ * the vTPM connection, the disk images the policy grants opened in the
+ * granted mode, registration with the agent giving this process's pid (the
+ * agent moves it into the VM's cgroup under the device program before it
+ * replies), a cgroup namespace rooted there, an empty network namespace and
+ * a private IPC one.  Then the process becomes the QEMU user (its own uid
+ * per VM when the user has a subordinate range; see agent/qemu/qemu_user.h) with
+ * no capabilities, an empty bounding set and no-new-privs, installs RayOS's
+ * seccomp filter (agent/qemu/qemu_seccomp.h: no bpf(), no tap reconfiguration),
+ * and execs QEMU with the fds open.  QEMU and every thread and child it starts are in the
+ * cgroup from their first instruction; the agent watches the pid and
+ * unregisters the VM when QEMU exits.  Nothing survives a failure: the tap
+ * is non-persistent (it goes away with the last fd) and after a failure past
+ * registration the agent unregisters the VM when this process exits.
+ *
+ * QEMU never sees an image path it could open itself: each mention of a
+ * granted image's path in ARGS becomes /dev/fdset/N, with -add-fd for a
+ * read-only fd and, when writing is granted, a read-write one; a -drive of
+ * a read-only image gets readonly=on.  The QEMU user must have no access to
+ * the image files (root-owned, 0600): rayos-qemu checks, and refuses an
+ * image that user could open or swap.  Without a -sandbox of its own the
+ * command line gets -sandbox QEMU_SANDBOX_DEFAULT (agent/qemu/qemu_argv.h).
  *
  * Unless the QEMU command line has its own -netdev/-nic/-net, rayos-qemu
  * appends "-netdev tap,id=rayos0,fd=N -device virtio-net-pci,netdev=rayos0,
@@ -29,13 +43,17 @@
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,37 +65,67 @@
 #include "agent/core/paths.h"
 #include "agent/core/spawn.h"
 #include "agent/core/util.h"
+#include "agent/qemu/qemu_argv.h"
+#include "agent/qemu/qemu_seccomp.h"
+#include "agent/qemu/qemu_user.h"
 
 #define PROG		"rayos-qemu"
 #define CALL_TIMEOUT_MS	10000
 #define TAP_FD_TOKEN	"{tapfd}"
+#define MAX_DISKS	64
+#define FDSET_BASE	1000	/* our fd sets; above any a command line uses */
+#define UID_LOCK_NAME	"qemu-uid.lock"
+#define QEMU_MAX_TASKS	4096	/* RLIMIT_NPROC of a VM's own uid: QEMU has
+				 * a few threads per vCPU and I/O thread */
+
+#ifndef RAYOS_QEMU_USER
+#define RAYOS_QEMU_USER	QEMU_USER_DEFAULT
+#endif
+
+/* A disk of the policy, as vm.info gives it: what this VM may do to it now
+ * (the policy's mode and the VM's CAP_DISK_READ/CAP_DISK_WRITE). */
+struct vm_disk {
+	char path[PATH_MAX];
+	bool block;
+	bool read, write;
+};
 
 struct vm_net {
 	char name[64];
 	char iface[IFNAMSIZ];
 	char bridge[IFNAMSIZ];
 	char mac[18];
+	size_t nr_disks;
+	struct vm_disk disks[MAX_DISKS];
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: " PROG " --vm ID [--run-dir D] [--tap NAME] [--no-net] [--vtpm [--state-dir D]]\n"
-"                  -- QEMU [ARGS...]\n"
+"usage: " PROG " --vm ID [--run-dir D] [--tap NAME] [--no-net] [--user U] [--host-net]\n"
+"                  [--vtpm [--state-dir D]] -- QEMU [ARGS...]\n"
 "\n"
 "Registers VM ID with rayos-agent, creates its tap on the policy's bridge,\n"
-"and execs QEMU inside the VM's cgroup.  The agent unregisters the VM when\n"
-"QEMU exits.\n"
+"opens the disk images the policy grants, and execs QEMU inside the VM's\n"
+"cgroup as an unprivileged user with no capabilities.  The agent\n"
+"unregisters the VM when QEMU exits.\n"
 "  --vm ID       the VM's id in the applied policy\n"
 "  --run-dir D   the agent's run directory (default %s)\n"
 "  --tap NAME    tap name (default: the policy's \"interface\", else rt<ID>)\n"
 "  --no-net      no tap: register the VM for its cgroup and devices only\n"
+"  --user U      run QEMU as user U (default %s); with a range in\n"
+"                /etc/subuid each VM gets its own uid of that range\n"
+"  --host-net    keep the host's network namespace (QEMU's own sockets:\n"
+"                VNC, migration, -netdev user); default: an empty one\n"
 "  --vtpm        give the guest its own swtpm (state in STATE/vtpm/<-uuid>,\n"
 "                0700/0600; it ends with QEMU); needs QEMU's -uuid\n"
 "  --state-dir D where vTPM state lives (default %s)\n"
 "The text " TAP_FD_TOKEN " in ARGS becomes the tap's fd number; without a\n"
 "-netdev/-nic/-net of their own, ARGS get a virtio-net NIC on the tap with\n"
-"the policy's MAC.\n", RAYOS_RUN_DIR_DEFAULT, RAYOS_STATE_DIR_DEFAULT);
+"the policy's MAC.  Granted disk image paths in ARGS become /dev/fdset/N;\n"
+"without a -sandbox of their own, ARGS get -sandbox %s.\n",
+		RAYOS_RUN_DIR_DEFAULT, RAYOS_QEMU_USER, RAYOS_STATE_DIR_DEFAULT,
+		QEMU_SANDBOX_DEFAULT);
 }
 
 /* One request to the agent; NULL (after a message) when it fails or says no. */
@@ -130,6 +178,7 @@ static void copy_str(char *dst, size_t len, const cJSON *obj, const char *key)
 static int vm_info(const char *sock, uint32_t vm_id, struct vm_net *net)
 {
 	cJSON *r = agent_call(sock, request("vm.info", vm_id), vm_id);
+	const cJSON *d;
 
 	if (!r)
 		return -1;
@@ -137,6 +186,23 @@ static int vm_info(const char *sock, uint32_t vm_id, struct vm_net *net)
 	copy_str(net->iface, sizeof(net->iface), r, "interface");
 	copy_str(net->bridge, sizeof(net->bridge), r, "bridge");
 	copy_str(net->mac, sizeof(net->mac), r, "mac");
+	cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(r, "disks")) {
+		struct vm_disk *vd = &net->disks[net->nr_disks];
+		char access[4];
+
+		if (net->nr_disks == MAX_DISKS) {
+			fprintf(stderr, PROG ": VM %u has more than %d disks\n", vm_id, MAX_DISKS);
+			cJSON_Delete(r);
+			return -1;
+		}
+		copy_str(vd->path, sizeof(vd->path), d, "path");
+		copy_str(access, sizeof(access), d, "access");
+		vd->block = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "block"));
+		vd->read = strchr(access, 'r') != NULL;
+		vd->write = strchr(access, 'w') != NULL;
+		if (vd->path[0] == '/')
+			net->nr_disks++;
+	}
 	cJSON_Delete(r);
 	return 0;
 }
@@ -185,14 +251,41 @@ static int link_set_master_up(int ifindex, int master)
 	return nl_talk(&r);
 }
 
+/* A connection to swtpm's control socket, made as root: the socket stays in
+ * the root-only state directory and QEMU gets the connected fd. */
+static int vtpm_connect(const char *dir)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	int fd, err = 0;
+
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", dir) >=
+	    (int)sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	for (int i = 0; i < 100; i++) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+			return fd;
+		err = -errno;
+		close(fd);
+		if (err != -ENOENT && err != -ECONNREFUSED)
+			break;
+		nanosleep(&ts, NULL);	/* swtpm --daemon may still be starting */
+	}
+	return err;
+}
+
 /*
  * --vtpm: one swtpm per VM, its state in <state>/vtpm/<uuid> (directory
- * 0700, files 0600), on a unix socket QEMU connects to.  swtpm --terminate
- * ends when QEMU closes the connection, so the vTPM lives exactly as long
- * as the guest.  Appends QEMU's -chardev/-tpmdev/-device arguments.
+ * 0700, files 0600), on a unix socket that this process connects to and
+ * hands to QEMU.  swtpm --terminate ends when that connection closes, so
+ * the vTPM lives exactly as long as the guest.  Appends QEMU's
+ * -chardev/-tpmdev/-device arguments; *fd is the connection.
  */
 static int vtpm_start(const char *state_dir, const char *uuid, char dir[PATH_MAX],
-		      char chardev[PATH_MAX + 64], char **qargv, int *nq)
+		      char chardev[64], char **qargv, int *nq, int *fd)
 {
 	char tpmstate[PATH_MAX + 16], ctrl[PATH_MAX + 32], pidf[PATH_MAX + 16],
 	     logf[PATH_MAX + 16], *err_out = NULL;
@@ -224,7 +317,13 @@ static int vtpm_start(const char *state_dir, const char *uuid, char dir[PATH_MAX
 		return err;
 	}
 	free(err_out);
-	snprintf(chardev, PATH_MAX + 64, "socket,id=rayostpm,path=%s/sock", dir);
+	*fd = vtpm_connect(dir);
+	if (*fd < 0) {
+		fprintf(stderr, PROG ": cannot connect to the vTPM in %s: %s\n", dir,
+			strerror(-*fd));
+		return *fd;
+	}
+	snprintf(chardev, 64, "socket,id=rayostpm,fd=%d", *fd);
 	qargv[(*nq)++] = "-chardev";
 	qargv[(*nq)++] = chardev;
 	qargv[(*nq)++] = "-tpmdev";
@@ -251,11 +350,8 @@ static void argv_digest(char *const argv[], char hex[2 * SHA256_DIGEST_LEN + 1])
 
 static bool has_own_netdev(char *const argv[])
 {
-	for (; *argv; argv++)
-		if (!strcmp(*argv, "-netdev") || !strcmp(*argv, "-nic") || !strcmp(*argv, "-net") ||
-		    !strcmp(*argv, "--netdev") || !strcmp(*argv, "--nic") || !strcmp(*argv, "--net"))
-			return true;
-	return false;
+	return qargv_has_opt(argv, "-netdev") || qargv_has_opt(argv, "-nic") ||
+	       qargv_has_opt(argv, "-net");
 }
 
 /* "foo{tapfd}bar" -> "foo7bar"; a new string, or the original if no token. */
@@ -304,6 +400,164 @@ static double now_ms(void)
 	return clock_ns(CLOCK_MONOTONIC) / 1e6;
 }
 
+/* ---- disks ------------------------------------------------------------------ */
+
+/*
+ * The grant holds only if QEMU cannot reach the image by itself: its uid
+ * must be unable to open the file (another VM's QEMU would be too) and to
+ * replace it in its directory (rayos-qemu would then open whatever was put
+ * there, as root).
+ */
+static int disk_check(const struct qemu_user *u, uid_t uid, const struct vm_disk *d)
+{
+	int acc = qemu_user_access(u, uid, d->path);
+
+	if (acc < 0) {
+		fprintf(stderr, PROG ": cannot check who may open disk %s: %s\n", d->path,
+			strerror(-acc));
+		return acc;
+	}
+	if (acc & (QEMU_ACC_READ | QEMU_ACC_WRITE)) {
+		fprintf(stderr, PROG ": disk %s can be opened for %s by uid %u (QEMU's user "
+			"%s): the grant would not bind QEMU and other VMs could open it too; "
+			"make it root-only (chown root:root, chmod 0600)\n", d->path,
+			acc & QEMU_ACC_WRITE ? "writing" : "reading", (unsigned int)uid, u->name);
+		return -EACCES;
+	}
+	if (acc & QEMU_ACC_DIR_WRITE) {
+		fprintf(stderr, PROG ": a directory on the way to disk %s is writable by uid %u "
+			"(QEMU's user %s): QEMU could swap the image for another file; make the "
+			"directories root-owned and not writable by others\n", d->path,
+			(unsigned int)uid, u->name);
+		return -EACCES;
+	}
+	return 0;
+}
+
+/* A placeholder fd (/dev/null) that fixes the number the real file gets
+ * after registration, so the argv measured at registration is the argv
+ * QEMU runs with. */
+static int fd_reserve(void)
+{
+	return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/*
+ * Open a granted disk for real into its reserved fd number.  Done after
+ * registration, inside the VM's cgroup: opening a block device passes the
+ * VM's device policy.  No symlink is followed at the last component (a
+ * link to another file would be opened with root's rights).
+ */
+static int disk_open_into(const struct vm_disk *d, int flags, int slot)
+{
+	struct stat st;
+	int fd, err;
+
+	fd = open(d->path, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		err = -errno;
+		fprintf(stderr, PROG ": cannot open disk %s for %s: %s%s\n", d->path,
+			(flags & O_ACCMODE) == O_RDWR ? "reading and writing" : "reading",
+			strerror(-err), err == -ELOOP ? " (a symlink: give the policy the "
+			"image's real path)" : "");
+		return err;
+	}
+	if (fstat(fd, &st) || (d->block ? !S_ISBLK(st.st_mode) : !S_ISREG(st.st_mode))) {
+		fprintf(stderr, PROG ": disk %s is not a %s\n", d->path,
+			d->block ? "block device" : "regular file");
+		close(fd);
+		return -EINVAL;
+	}
+	if (dup3(fd, slot, O_CLOEXEC) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	close(fd);
+	return 0;
+}
+
+/* The highest set=N among the command line's own -add-fd. */
+static int max_user_fdset(char *const argv[])
+{
+	int max = -1;
+
+	for (; *argv; argv++) {
+		const char *s;
+
+		if ((strcmp(*argv, "-add-fd") && strcmp(*argv, "--add-fd")) || !argv[1])
+			continue;
+		s = strstr(argv[1], "set=");
+		if (s && atoi(s + 4) > max)
+			max = atoi(s + 4);
+	}
+	return max;
+}
+
+static int clear_cloexec(int fd)
+{
+	int fl = fcntl(fd, F_GETFD);
+
+	return fl < 0 || fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC) < 0 ? -errno : 0;
+}
+
+/*
+ * QEMU's environment: what locale, time zone and terminal need, PATH to
+ * find it, and who it is; nothing else of the root caller's (tokens,
+ * agent sockets, library paths) reaches it.
+ */
+static int scrub_env(const char *user)
+{
+	static const char *const keep[] = { "PATH", "LANG", "LANGUAGE", "TZ", "TERM" };
+	const char *vals[sizeof(keep) / sizeof(keep[0])];
+	char *lc[32];
+	size_t nlc = 0;
+
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+		vals[i] = getenv(keep[i]) ? strdup(getenv(keep[i])) : NULL;
+	for (char **e = environ; *e && nlc < 32; e++)
+		if (!strncmp(*e, "LC_", 3))
+			lc[nlc++] = strdup(*e);
+	if (clearenv())
+		return -ENOMEM;
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+		if (vals[i] && setenv(keep[i], vals[i], 1))
+			return -errno;
+	for (size_t i = 0; i < nlc; i++)
+		if (lc[i] && putenv(lc[i]))
+			return -errno;
+	if (setenv("USER", user, 1) || setenv("LOGNAME", user, 1) || setenv("HOME", "/", 1))
+		return -errno;
+	return 0;
+}
+
+/*
+ * QEMU inherits stdin, stdout, stderr and the fds its command line names
+ * (fd=N: our tap, disks and vTPM, or the caller's own), nothing else: an fd
+ * the caller happened to leave open (a root-only file, a socket) must not
+ * reach the unprivileged process.
+ */
+static int pass_only_named_fds(char *const qargv[])
+{
+	int fds[256];
+	size_t n = qargv_fds(qargv, fds, sizeof(fds) / sizeof(fds[0]));
+	int rc;
+
+	if (n > sizeof(fds) / sizeof(fds[0]))
+		return -E2BIG;
+	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC))
+		return -errno;
+	for (size_t i = 0; i < n; i++) {
+		rc = clear_cloexec(fds[i]);
+		if (rc) {
+			fprintf(stderr, PROG ": the command line passes fd %d, which is not "
+				"open: %s\n", fds[i], strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -311,22 +565,28 @@ int main(int argc, char **argv)
 		{ "run-dir", required_argument, NULL, 'r' },
 		{ "tap", required_argument, NULL, 't' },
 		{ "no-net", no_argument, NULL, 'n' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "host-net", no_argument, NULL, 'H' },
 		{ "vtpm", no_argument, NULL, 'T' },
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *run_dir = RAYOS_RUN_DIR_DEFAULT, *state_dir = RAYOS_STATE_DIR_DEFAULT;
-	const char *tap = NULL, *uuid;
-	char vtpm_dir[PATH_MAX] = "", chardev[PATH_MAX + 64], exe[PATH_MAX];
-	bool vtpm = false;
-	char sock[4096], hex[2 * SHA256_DIGEST_LEN + 1], fdarg[64], devarg[128];
-	char **qargv = NULL, *end;
-	struct vm_net net = { 0 };
+	const char *tap = NULL, *uuid, *user_name = RAYOS_QEMU_USER;
+	char vtpm_dir[PATH_MAX] = "", chardev[64], exe[PATH_MAX], lock_path[PATH_MAX];
+	char sock[4096], hex[2 * SHA256_DIGEST_LEN + 1], fdarg[64], devarg[128], err[512];
+	char **qargv = NULL, *end, *sub;
+	static struct vm_net net;
+	struct qemu_disk_fd dfd[MAX_DISKS];
+	struct vm_disk *granted[MAX_DISKS];
+	struct qemu_user user;
 	unsigned long long id = 0;
-	bool no_net = false;
-	int c, tap_fd = -1, ifindex = 0, master = 0, nq, err;
-	cJSON *req, *reply;
+	bool no_net = false, vtpm = false, host_net = false, own_sandbox;
+	int c, tap_fd = -1, vtpm_fd = -1, lock_fd = -1, ifindex = 0, master = 0, nq, rc;
+	size_t nr_granted = 0;
+	uid_t uid;
+	cJSON *req, *reply, *conf;
 	double t0 = now_ms();
 
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -349,6 +609,12 @@ int main(int argc, char **argv)
 		case 'n':
 			no_net = true;
 			break;
+		case 'u':
+			user_name = optarg;
+			break;
+		case 'H':
+			host_net = true;
+			break;
 		case 'T':
 			vtpm = true;
 			break;
@@ -369,9 +635,20 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (geteuid()) {
+		fprintf(stderr, PROG ": must run as root: it creates the tap and opens the "
+			"disks, then runs QEMU as user %s\n", user_name);
+		return 2;
+	}
 	nq = argc - optind;
-	if ((size_t)snprintf(sock, sizeof(sock), "%s/%s", run_dir, CONTROL_SOCK_NAME) >= sizeof(sock)) {
+	if ((size_t)snprintf(sock, sizeof(sock), "%s/%s", run_dir, CONTROL_SOCK_NAME) >= sizeof(sock) ||
+	    (size_t)snprintf(lock_path, sizeof(lock_path), "%s/%s", run_dir, UID_LOCK_NAME) >=
+	    sizeof(lock_path)) {
 		fprintf(stderr, PROG ": --run-dir is too long\n");
+		return 2;
+	}
+	if (qemu_user_lookup(user_name, &user, err, sizeof(err))) {
+		fprintf(stderr, PROG ": %s\n", err);
 		return 2;
 	}
 
@@ -388,8 +665,45 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	/* Four extra arguments for our NIC, six for the vTPM, and the NULL. */
-	qargv = calloc(nq + 11, sizeof(*qargv));
+	/* QEMU's uid: its own per VM when the user has a range.  The lock is
+	 * held until exec, when this process runs as that uid. */
+	if (qemu_user_pick_uid(&user, id, lock_path, &uid, &lock_fd, err, sizeof(err))) {
+		fprintf(stderr, PROG ": VM %llu: %s\n", id, err);
+		return 1;
+	}
+	if (!user.sub_count)
+		fprintf(stderr, PROG ": warning: user %s has no range in /etc/subuid: every VM's "
+			"QEMU runs as uid %u and one could trace or signal another "
+			"(qemu-hooks/rayos-qemu-user.sh adds a range)\n", user.name,
+			(unsigned int)user.uid);
+
+	/* Disks: what the grant allows, checked before anything is made. */
+	memset(dfd, 0, sizeof(dfd));
+	for (size_t i = 0; i < net.nr_disks; i++) {
+		struct vm_disk *d = &net.disks[i];
+
+		if (!d->read) {
+			fprintf(stderr, PROG ": VM %llu: disk %s is not given to QEMU: the VM has "
+				"no CAP_DISK_READ\n", id, d->path);
+			continue;
+		}
+		if (disk_check(&user, uid, d))
+			return 1;
+		granted[nr_granted] = d;
+		dfd[nr_granted].path = d->path;
+		dfd[nr_granted].writable = d->write;
+		dfd[nr_granted].fd_ro = fd_reserve();
+		dfd[nr_granted].fd_rw = d->write ? fd_reserve() : -1;
+		if (dfd[nr_granted].fd_ro < 0 || (d->write && dfd[nr_granted].fd_rw < 0)) {
+			fprintf(stderr, PROG ": cannot reserve fds: %s\n", strerror(errno));
+			return 1;
+		}
+		nr_granted++;
+	}
+
+	/* Extra arguments: 4 for our NIC, 6 for the vTPM, 2 for -sandbox,
+	 * 4 per disk (two -add-fd), and the NULL. */
+	qargv = calloc(nq + 13 + 4 * nr_granted, sizeof(*qargv));
 	if (!qargv)
 		return 1;
 
@@ -407,19 +721,35 @@ int main(int argc, char **argv)
 		if (tap_fd < 0)
 			goto fail;
 		ifindex = if_nametoindex(tap);
-		err = ifindex ? link_set_master_up(ifindex, master) : -errno;
-		if (err) {
+		rc = ifindex ? link_set_master_up(ifindex, master) : -errno;
+		if (rc) {
 			fprintf(stderr, PROG ": VM %llu: cannot put tap %s %s: %s\n", id, tap,
-				master ? "on its bridge and up" : "up", strerror(-err));
+				master ? "on its bridge and up" : "up", strerror(-rc));
 			goto fail;
 		}
 	}
 
-	for (int i = 0; i < nq; i++) {
-		qargv[i] = tap_fd >= 0 ? subst_fd(argv[optind + i], tap_fd) : argv[optind + i];
-		if (!qargv[i])
-			goto fail;
+	{
+		int base = max_user_fdset(argv + optind) + 1;
+
+		if (base < FDSET_BASE)
+			base = FDSET_BASE;
+		for (size_t i = 0; i < nr_granted; i++)
+			dfd[i].set = base + (int)i;
 	}
+	for (int i = 0; i < nq; i++) {
+		char *a = tap_fd >= 0 ? subst_fd(argv[optind + i], tap_fd) : argv[optind + i];
+
+		if (!a)
+			goto fail;
+		if (qargv_subst_disks(i ? qargv[i - 1] : NULL, a, dfd, nr_granted, &sub, err,
+				      sizeof(err))) {
+			fprintf(stderr, PROG ": VM %llu: %s\n", id, err[0] ? err : "out of memory");
+			goto fail;
+		}
+		qargv[i] = sub ? sub : a;
+	}
+	own_sandbox = qargv_has_opt(qargv, "-sandbox");
 	if (tap_fd >= 0 && !has_own_netdev(qargv)) {
 		snprintf(fdarg, sizeof(fdarg), "tap,id=rayos0,fd=%d", tap_fd);
 		if (net.mac[0])
@@ -431,6 +761,26 @@ int main(int argc, char **argv)
 		qargv[nq++] = "-device";
 		qargv[nq++] = devarg;
 	}
+	for (size_t i = 0; i < nr_granted; i++) {
+		for (int k = 0; k < 2; k++) {
+			int fd = k ? dfd[i].fd_rw : dfd[i].fd_ro;
+
+			if (fd < 0)
+				continue;
+			if (asprintf(&sub, "fd=%d,set=%d,opaque=%s", fd, dfd[i].set,
+				     k ? "rw" : "ro") < 0)
+				goto fail;
+			qargv[nq++] = "-add-fd";
+			qargv[nq++] = sub;
+		}
+		if (!dfd[i].used)
+			fprintf(stderr, PROG ": VM %llu: disk %s is not on the QEMU command line; "
+				"it is there as /dev/fdset/%d\n", id, dfd[i].path, dfd[i].set);
+	}
+	if (!own_sandbox) {
+		qargv[nq++] = "-sandbox";
+		qargv[nq++] = QEMU_SANDBOX_DEFAULT;
+	}
 	if (vtpm) {
 		qargv[nq] = NULL;
 		uuid = qemu_uuid(qargv);
@@ -439,12 +789,26 @@ int main(int argc, char **argv)
 				"per VM uuid\n");
 			goto fail;
 		}
-		if (vtpm_start(state_dir, uuid, vtpm_dir, chardev, qargv, &nq))
+		if (vtpm_start(state_dir, uuid, vtpm_dir, chardev, qargv, &nq, &vtpm_fd))
 			goto fail;
 	}
 	qargv[nq] = NULL;
 
-	/* Register last: from here on the agent has moved us into the VM's cgroup. */
+	/* An empty network namespace: QEMU reaches the network only through
+	 * its tap fd, never with sockets of its own; and no System V IPC
+	 * shared with the host.  The control socket is a path: still there. */
+	if (unshare(CLONE_NEWIPC | (host_net ? 0 : CLONE_NEWNET))) {
+		fprintf(stderr, PROG ": cannot make QEMU's network and IPC namespaces: %s\n",
+			strerror(errno));
+		goto fail;
+	}
+	if (access("/proc/self/ns/cgroup", F_OK)) {
+		fprintf(stderr, PROG ": this kernel has no cgroup namespaces: QEMU would see "
+			"the whole cgroup tree\n");
+		goto fail;
+	}
+
+	/* Register: from here on the agent has moved us into the VM's cgroup. */
 	req = request("vm.register", id);
 	if (!no_net)
 		cJSON_AddStringToObject(req, "interface", tap);
@@ -459,6 +823,17 @@ int main(int argc, char **argv)
 		cJSON_AddStringToObject(req, "exe", exe);
 	if (vtpm_dir[0])
 		cJSON_AddStringToObject(req, "vtpm", vtpm_dir);
+	/* What this process does between the reply and exec (status shows it). */
+	conf = cJSON_AddObjectToObject(req, "confinement");
+	cJSON_AddStringToObject(conf, "launcher", PROG);
+	cJSON_AddStringToObject(conf, "user", user.name);
+	cJSON_AddNumberToObject(conf, "uid", uid);
+	cJSON_AddNumberToObject(conf, "gid", user.gid);
+	cJSON_AddBoolToObject(conf, "uid_per_vm", user.sub_count != 0);
+	cJSON_AddBoolToObject(conf, "cgroup_ns", 1);
+	cJSON_AddBoolToObject(conf, "net_ns", !host_net);
+	cJSON_AddBoolToObject(conf, "sandbox", !own_sandbox);
+	cJSON_AddNumberToObject(conf, "disk_fds", (double)nr_granted);
 	reply = agent_call(sock, req, id);
 	if (!reply)
 		goto fail;
@@ -466,27 +841,62 @@ int main(int argc, char **argv)
 		const cJSON *cg = cJSON_GetObjectItemCaseSensitive(reply, "cgroup");
 
 		fprintf(stderr, PROG ": VM %llu (%s) registered on %s%s%s, cgroup %s, in %.1f ms; "
-			"exec %s\n", id, net.name[0] ? net.name : "?", no_net ? "no tap" : tap,
-			master ? " bridge " : "", master ? net.bridge : "",
-			cJSON_IsString(cg) ? cg->valuestring : "-", now_ms() - t0, qargv[0]);
+			"exec %s as uid %u (%s)\n", id, net.name[0] ? net.name : "?",
+			no_net ? "no tap" : tap, master ? " bridge " : "", master ? net.bridge : "",
+			cJSON_IsString(cg) ? cg->valuestring : "-", now_ms() - t0, qargv[0],
+			(unsigned int)uid, user.name);
 	}
 	cJSON_Delete(reply);
 
-	if (tap_fd >= 0) {
-		int fl = fcntl(tap_fd, F_GETFD);
+	for (size_t i = 0; i < nr_granted; i++) {
+		if (disk_open_into(granted[i], O_RDONLY, dfd[i].fd_ro) ||
+		    (dfd[i].fd_rw >= 0 && disk_open_into(granted[i], O_RDWR, dfd[i].fd_rw)))
+			goto fail;
+	}
+	/* QEMU's cgroup tree starts at its VM's cgroup. */
+	if (unshare(CLONE_NEWCGROUP)) {
+		fprintf(stderr, PROG ": cannot make QEMU's cgroup namespace: %s\n",
+			strerror(errno));
+		goto fail;
+	}
+	/* The tap, vTPM and disk fds are named on the command line (fd=N). */
+	rc = pass_only_named_fds(qargv);
+	if (rc) {
+		fprintf(stderr, PROG ": cannot pass fds to QEMU: %s\n", strerror(-rc));
+		goto fail;
+	}
+	/* No core dumps (they hold guest memory); with a uid of its own, a
+	 * bound on its processes and threads, so a QEMU that forks cannot take
+	 * the host's pids with it. */
+	{
+		struct rlimit none = { 0, 0 }, tasks = { QEMU_MAX_TASKS, QEMU_MAX_TASKS };
 
-		if (fl < 0 || fcntl(tap_fd, F_SETFD, fl & ~FD_CLOEXEC) < 0) {
-			fprintf(stderr, PROG ": cannot pass the tap fd to QEMU: %s\n", strerror(errno));
+		if (setrlimit(RLIMIT_CORE, &none) ||
+		    (user.sub_count && setrlimit(RLIMIT_NPROC, &tasks))) {
+			fprintf(stderr, PROG ": cannot set QEMU's limits: %s\n", strerror(errno));
 			goto fail;
 		}
 	}
+	rc = scrub_env(user.name);
+	if (rc) {
+		fprintf(stderr, PROG ": cannot set QEMU's environment: %s\n", strerror(-rc));
+		goto fail;
+	}
+	if (qemu_user_drop(&user, uid, err, sizeof(err)) ||
+	    qemu_seccomp_install(err, sizeof(err))) {
+		fprintf(stderr, PROG ": VM %llu: %s\n", id, err);
+		goto fail;
+	}
 	fflush(NULL);
 	execvp(qargv[0], qargv);
-	fprintf(stderr, PROG ": cannot run %s: %s\n", qargv[0], strerror(errno));
+	fprintf(stderr, PROG ": cannot run %s as uid %u: %s\n", qargv[0], (unsigned int)uid,
+		strerror(errno));
 	/* Registered: the agent unregisters VM and cgroup when we exit.  Asking
 	 * it now would leave the cgroup behind, busy with this very process. */
 fail:
 	if (tap_fd >= 0)
 		close(tap_fd);	/* non-persistent: the tap goes with it */
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return 1;
 }

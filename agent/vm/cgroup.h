@@ -42,4 +42,39 @@ int cgroup_move_pid(const char *path, pid_t pid);
 /* Remove the VM's cgroup; -EBUSY while processes live in it, 0 if gone. */
 int cgroup_vm_remove(const char *parent, uint32_t vm_id);
 
+/* ---- confinement (a VM's process must not be able to leave) ---- */
+
+/* The cgroup v2 directory a process is in: the mount joined with its
+ * "0::" line of /proc/PID/cgroup.  -ESRCH when it is gone. */
+int cgroup_of_pid(pid_t pid, char *path, size_t len);
+
+/*
+ * Whether a task inside path can leave it without privileges: moving a
+ * process takes write access to cgroup.procs (or cgroup.threads) of the
+ * common ancestor, and new cgroups take write access to a directory.  So
+ * path and every directory above it up to the mount, and their
+ * cgroup.procs and cgroup.threads, must be owned by root and not writable by
+ * group or others.  0 when they are; -EPERM with why naming the first file
+ * that is not; -errno when one cannot be read.
+ */
+int cgroup_check_sealed(const char *path, char *why, size_t len);
+
+/* Make a cgroup the agent created root-owned and not writable by others
+ * (it and its interface files), whatever made it before. */
+int cgroup_seal(const char *path);
+
+/*
+ * Move pid and every descendant it has into path: pid first (so what it
+ * forks from then on is born there), then each child before its own
+ * children are read, then passes until none is outside.  When one cannot
+ * be moved, everything moved goes back where it was and err names the
+ * processes (pid, name, parent, reason).  Refuses a tree holding the
+ * calling process itself.  *moved: how many processes were moved.
+ */
+int cgroup_move_tree(const char *path, pid_t pid, int *moved, char *err, size_t errlen);
+
+/* SIGKILL every process of the cgroup (cgroup.kill) and wait up to
+ * wait_ms for it to empty.  0 when empty; -ETIMEDOUT; -errno. */
+int cgroup_kill(const char *path, int wait_ms);
+
 #endif

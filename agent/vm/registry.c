@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Runtime VM state: which tap and which QEMU process a running VM has, as
+ * Runtime VM state: which tap, QEMU process and cgroup a running VM has, as
  * told by the CLI, the libvirt hook or rayos-qemu, and the capabilities an
  * admin granted or revoked at run time.  An entry names a VM of the policy;
  * its interface overrides the policy's "interface".  Kept in the state dir
@@ -80,6 +80,15 @@ static int save(const struct registry *r)
 		cJSON_AddStringToObject(o, "cap_grant", hex);
 		snprintf(hex, sizeof(hex), "%llx", (unsigned long long)g->cap_revoke);
 		cJSON_AddStringToObject(o, "cap_revoke", hex);
+		if (g->cgroup[0]) {
+			cJSON_AddStringToObject(o, "cgroup", g->cgroup);
+			cJSON_AddBoolToObject(o, "cgroup_kept", g->cgroup_kept);
+		}
+		if (g->conf_flags) {
+			cJSON_AddNumberToObject(o, "conf_flags", g->conf_flags);
+			cJSON_AddNumberToObject(o, "conf_uid", g->conf_uid);
+			cJSON_AddNumberToObject(o, "conf_disk_fds", g->conf_disk_fds);
+		}
 		cJSON_AddItemToArray(arr, o);
 	}
 	text = cJSON_Print(root);
@@ -131,6 +140,8 @@ int registry_open(const char *path, struct registry **out)
 		cJSON *pid = cJSON_GetObjectItemCaseSensitive(it, "pid");
 		cJSON *grant = cJSON_GetObjectItemCaseSensitive(it, "cap_grant");
 		cJSON *revoke = cJSON_GetObjectItemCaseSensitive(it, "cap_revoke");
+		cJSON *cg = cJSON_GetObjectItemCaseSensitive(it, "cgroup");
+		cJSON *conf = cJSON_GetObjectItemCaseSensitive(it, "conf_flags");
 		struct vm_runtime vr = {};
 
 		if (!cJSON_IsNumber(id) || id->valuedouble < 1 || id->valuedouble > UINT32_MAX ||
@@ -144,6 +155,19 @@ int registry_open(const char *path, struct registry **out)
 			vr.cap_grant = strtoull(grant->valuestring, NULL, 16);
 		if (cJSON_IsString(revoke))
 			vr.cap_revoke = strtoull(revoke->valuestring, NULL, 16);
+		if (cJSON_IsString(cg) && cg->valuestring[0] == '/') {
+			snprintf(vr.cgroup, sizeof(vr.cgroup), "%s", cg->valuestring);
+			vr.cgroup_kept = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it,
+										    "cgroup_kept"));
+		}
+		if (cJSON_IsNumber(conf)) {
+			cJSON *u = cJSON_GetObjectItemCaseSensitive(it, "conf_uid");
+			cJSON *n = cJSON_GetObjectItemCaseSensitive(it, "conf_disk_fds");
+
+			vr.conf_flags = (uint32_t)conf->valuedouble;
+			vr.conf_uid = cJSON_IsNumber(u) ? (uint32_t)u->valuedouble : 0;
+			vr.conf_disk_fds = cJSON_IsNumber(n) ? (uint32_t)n->valuedouble : 0;
+		}
 		add(r, &vr);
 	}
 	cJSON_Delete(root);

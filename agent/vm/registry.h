@@ -10,12 +10,25 @@
 
 #include "agent/policy/policy.h"
 
+/* What the launcher (rayos-qemu) said it does before it execs QEMU. */
+#define VM_CONF_LAUNCHER	(1U << 0)	/* a report was given */
+#define VM_CONF_CGROUP_NS	(1U << 1)	/* cgroup namespace at the VM's cgroup */
+#define VM_CONF_NET_NS		(1U << 2)	/* an empty network namespace */
+#define VM_CONF_SANDBOX		(1U << 3)	/* QEMU's -sandbox appended */
+#define VM_CONF_UID_PER_VM	(1U << 4)	/* a uid of its own */
+
 struct vm_runtime {
 	uint32_t id;
 	char iface[IF_NAMESIZE];	/* "" = the policy's interface */
 	pid_t pid;			/* the VM's QEMU process, 0 = none */
 	uint64_t cap_grant;		/* capabilities added at run time */
 	uint64_t cap_revoke;		/* capabilities taken away at run time */
+	char cgroup[512];		/* the VM's cgroup directory, "" = none */
+	bool cgroup_kept;		/* someone else's (libvirt's): attached in
+					 * place, never moved into, killed or removed */
+	uint32_t conf_flags;		/* VM_CONF_* */
+	uint32_t conf_uid;		/* the uid QEMU runs as (launcher's word) */
+	uint32_t conf_disk_fds;		/* disk images handed over as fds */
 };
 
 struct registry;

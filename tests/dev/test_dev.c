@@ -506,6 +506,80 @@ out:
 	t.legacy_prog = -1;
 }
 
+/* errno of open(node) by a new process in cgroup dir (0 when it opened). */
+static int open_in(const char *dir, const char *node)
+{
+	char path[PATH_MAX];
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd;
+
+		if (cgroup_move_pid(dir, getpid()))
+			_exit(255);
+		snprintf(path, sizeof(path), "%s/%s", t.tmp, node);
+		fd = open(path, O_RDWR);
+		_exit(fd < 0 ? errno : 0);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+/*
+ * libvirt seals a domain's cgroup with a device program attached without
+ * BPF_F_ALLOW_MULTI: nothing can attach at or below it.  rayos_dev_above
+ * goes on the parent instead: both programs decide for the VM's tasks;
+ * tasks under the parent in no RayOS VM pass it.
+ */
+static void test_above(void)
+{
+	const struct bpf_insn allow_all[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 1 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	LIBBPF_OPTS(bpf_prog_load_opts, lo, .expected_attach_type = BPF_CGROUP_DEVICE);
+	char sibling[PATH_MAX + 16];
+	uint64_t parent_id = 0;
+	int prog, cg;
+
+	publish("\"capabilities\": [\"CAP_NETWORK\"]", true);
+	snprintf(sibling, sizeof(sibling), "%s/sibling", t.parent_path);
+	mkdir(sibling, 0755);
+	ASSERT_EQ(loader_detach_cgroup(t.ld, VM_ID), 0, "above: RayOS's link off the VM cgroup");
+	prog = bpf_prog_load(BPF_PROG_TYPE_CGROUP_DEVICE, "libvirt_like", "GPL", allow_all, 2, &lo);
+	cg = open(t.cg_path, O_RDONLY | O_DIRECTORY);
+	if (!ASSERT_TRUE(prog >= 0 && cg >= 0, "above: load an allow-all program") ||
+	    !ASSERT_EQ(bpf_prog_attach(prog, cg, BPF_CGROUP_DEVICE, 0), 0,
+		       "above: attach it to the VM cgroup without BPF_F_ALLOW_MULTI, like libvirt"))
+		goto out;
+	ASSERT_EQ(loader_attach_cgroup(t.ld, VM_ID, t.cg_path), -EPERM,
+		  "above: rayos_dev cannot attach at or below it (EPERM)");
+	ASSERT_EQ(child_open("other", RW), ENXIO, "above: meanwhile the VM's task is not policed");
+	ASSERT_EQ(loader_attach_cgroup_above(t.ld, VM_ID, t.cg_path, t.parent_path), 0,
+		  "above: rayos_dev_above attaches to the parent");
+	cgroup_id(t.parent_path, &parent_id);
+	ASSERT_EQ(loader_vm_cgroup_id(t.ld, VM_ID), parent_id, "above: the VM's link is on the parent");
+	ASSERT_EQ(child_open("other", RW), EPERM, "above: a device the policy denies: EPERM");
+	ASSERT_TRUE(child_open("tun", RW) != EPERM, "above: CAP_NETWORK's tun still passes");
+	ASSERT_EQ(open_in(sibling, "other"), ENXIO,
+		  "above: a task in a sibling cgroup (no RayOS VM) passes rayos_dev_above");
+	ASSERT_EQ(loader_attach_cgroup_above(t.ld, VM_ID, t.cg_path, t.parent_path), 0,
+		  "above: attaching again is idempotent");
+	ASSERT_EQ(loader_detach_cgroup(t.ld, VM_ID), 0, "above: detach");
+	ASSERT_EQ(child_open("other", RW), ENXIO, "above: detached, nothing of RayOS's runs");
+	bpf_prog_detach2(prog, cg, BPF_CGROUP_DEVICE);
+out:
+	if (cg >= 0)
+		close(cg);
+	if (prog >= 0)
+		close(prog);
+	rmdir(sibling);
+	ASSERT_EQ(loader_attach_cgroup(t.ld, VM_ID, t.cg_path), 0,
+		  "above: back to rayos_dev on the VM cgroup");
+}
+
 static void test_stats(void)
 {
 	struct rayos_dev_ctr c = {}, c2 = {};
@@ -640,6 +714,7 @@ int main(void)
 	test_cap_flip();
 	test_swap_no_window();
 	test_coexistence();
+	test_above();
 	test_stats();
 	test_lsm();
 	test_attach_errors();

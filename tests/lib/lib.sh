@@ -116,19 +116,27 @@ need_guest() {
 	rm -f "$err"
 }
 
-# guest_launch VM APPEND: boot the test guest ($GUEST) under TCG through
-# rayos-qemu and check that rayos-qemu registered it (the test ends there
-# if not).  QPID is its pid, the serial console goes to $T/console.log,
-# rayos-qemu's output to $T/qemu.err; the VM's cgroup goes at exit.
+# guest_launch VM APPEND [QEMU-ARGS...]: boot the test guest ($GUEST) under
+# TCG through rayos-qemu and check that rayos-qemu registered it (the test
+# ends there if not).  QPID is its pid, the serial console goes to
+# $T/console.log, rayos-qemu's output to $T/qemu.err; the VM's cgroup goes
+# at exit.  QEMU runs unprivileged: the console file is opened here and
+# handed over as an fd set, as libvirt does; the guest kernel and initrd
+# must be readable by QEMU's user.
 guest_launch() {
-	on_exit "rmdir '$(cgroup2_mount)/rayos/vm$1'"
+	local vm=$1 append=$2 con
+	shift 2
+	on_exit "rmdir '$(cgroup2_mount)/rayos/vm$vm'"
 	on_exit "sleep 0.3"
-	spawn QPID "$BUILD/rayos-qemu" --vm "$1" --run-dir "$T/run" -- qemu-system-x86_64 \
+	exec {con}>"$T/console.log"
+	spawn QPID "$BUILD/rayos-qemu" --vm "$vm" --run-dir "$T/run" -- qemu-system-x86_64 \
 		-machine q35,accel=tcg -m 256 -nodefaults -display none -no-reboot \
-		-serial "file:$T/console.log" -kernel "$GUEST/vmlinuz" -initrd "$GUEST/initrd.gz" \
-		-append "$2" >"$T/qemu.out" 2>"$T/qemu.err"
+		-add-fd "fd=$con,set=9,opaque=console" -serial file:/dev/fdset/9 \
+		-kernel "$GUEST/vmlinuz" -initrd "$GUEST/initrd.gz" \
+		-append "$append" "$@" >"$T/qemu.out" 2>"$T/qemu.err"
+	exec {con}>&-
 	wait_for 15 grep -q 'registered on' "$T/qemu.err"
-	ok $? "rayos-qemu registered VM $1 ($(head -1 "$T/qemu.err"))" || {
+	ok $? "rayos-qemu registered VM $vm ($(head -1 "$T/qemu.err"))" || {
 		sed 's/^/#   /' "$T/qemu.err" "$T/agent.log"; tap_done; exit 1; }
 }
 

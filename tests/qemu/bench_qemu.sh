@@ -7,8 +7,9 @@
 #                 made, pid moved, device program attached, launch measured;
 #                 the reply means the VM is enforced
 #   unregister    vm.unregister
-#   rayos-qemu    the wrapper's whole path (vm.info, tap on the bridge,
-#                 vm.register) as it reports it, exec'ing `true` each time
+#   rayos-qemu    the wrapper's path to registration (vm.info, uid, tap on
+#                 the bridge, vm.register) as it reports it, and its whole
+#                 run to the exit of what it execs (`true`)
 #   cli           `rayos-agent vm register`/`unregister` as processes
 # Prints p50/p99 in ms; never fails on a timing.  No packets are sent.
 cd "$(dirname "$0")/../.." || exit 1
@@ -82,17 +83,22 @@ show() {	# show NAME MS...
 			a[int((NR - 1) * 0.5 + 1.5)], a[int((NR - 1) * 0.99 + 1.5)], NR }'
 }
 
-# The wrapper's own figure: start to the agent's reply, tap creation included.
-ms=()
+# The wrapper's own figure: start to the agent's reply, tap creation included;
+# and its whole run to the exit of what it execs (`true`): the uid pick, disk
+# checks, namespaces and the drop to QEMU's user included.
+ms=() whole=()
 if [[ -x $BUILD/rayos-qemu ]]; then
 	for ((i = 0; i < N; i++)); do
+		t0=$EPOCHREALTIME
 		out=$("$BUILD/rayos-qemu" --vm $((VM + 1)) --run-dir "$T/run" -- true 2>&1) || {
 			echo "# bench_qemu: rayos-qemu: $out"; break; }
+		whole+=("$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", (b - a) * 1000 }')")
 		ms+=("$(sed -n 's/.* in \([0-9.]*\) ms;.*/\1/p' <<<"$out")")
 		# The agent unregisters when `true` exits; wait for it before the next run.
 		wait_for 5 bash -c "[[ \$('$AGENT' vm unregister $((VM + 1)) --run-dir '$T/run' 2>&1) == *'not registered'* ]]"
 	done
 	((${#ms[@]})) && show "rayos-qemu start -> registered" "${ms[@]}"
+	((${#whole[@]})) && show "rayos-qemu start -> exec'd true exits" "${whole[@]}"
 else
 	echo "# bench_qemu: $BUILD/rayos-qemu not built, wrapper figure skipped"
 fi

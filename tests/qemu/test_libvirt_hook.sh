@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # The libvirt QEMU hook (qemu-hooks/rayos-libvirt-hook.c) against the real agent,
-# fed domain XML the way libvirtd does (no libvirt needed): a domain that is
-# a RayOS VM by name and one by <rayos:vm id=.../> metadata get registered
-# with their "QEMU" pid (a sleep) and tap on started/reconnect and
-# unregistered on stopped/release; other domains are left alone; reconnect,
-# stopped and release never fail, even with no agent; prepare and started
-# fail for a domain claiming a VM the agent does not know.
+# fed domain XML the way libvirtd does: a domain that is a RayOS VM by name
+# and one by <rayos:vm id=.../> metadata get registered with their "QEMU"
+# pid and tap on started/reconnect and unregistered on stopped/release;
+# other domains are left alone; reconnect, stopped and release never fail,
+# even with no agent; prepare and started fail for a domain claiming a VM
+# the agent does not know.  Each "QEMU" runs as libvirt runs it: another
+# user (nobody) without capabilities, in the cgroup libvirt makes for the
+# domain (machine.slice/machine-qemu\x2dN\x2dNAME.scope/libvirt/emulator):
+# the agent attaches the device program to that cgroup and leaves QEMU in
+# it; devices the policy denies are refused there and in the vcpu sibling,
+# and the escape attempts of tests/qemu/tool_escape from there fail.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib/lib.sh
 need_root "libvirt hook"
@@ -18,6 +23,44 @@ if [[ ! -x $HOOK ]]; then
 fi
 agent_env
 CG2=$(cgroup2_mount)
+chmod 0711 "$T"
+mkdir -m 0755 "$T/pub"		# what the unprivileged "QEMU" may reach
+mknod -m 0666 "$T/pub/dri" c 226 5 || exit 1	# CAP_GPU: no VM here has it
+
+# libvirt_qemu NAME VAR CMD...: CMD as libvirt runs QEMU: user nobody
+# (standing in for libvirt-qemu), no capabilities, no-new-privs, in the
+# root-owned cgroup libvirt makes for the domain, .../libvirt/emulator
+# (with a vcpu0 sibling); its pid in VAR, that libvirt cgroup in LVCG_VAR.
+lv_n=0
+libvirt_qemu() {
+	local name=$1 var=$2 scope
+	shift 2
+	lv_n=$((lv_n + 1))
+	scope="$CG2/machine.slice/machine-qemu\\x2d$$$lv_n\\x2d$name.scope"
+	mkdir -p "$scope/libvirt/emulator" "$scope/libvirt/vcpu0" || return 1
+	on_exit "rmdir '$scope/libvirt/emulator' '$scope/libvirt/vcpu0' '$scope/libvirt' '$scope' '$CG2/machine.slice'"
+	on_exit "sleep 0.3"
+	in_cgroup "$scope/libvirt/emulator" "$var" "$@"
+	printf -v "LVCG_$var" '%s' "$scope/libvirt"
+}
+# in_cgroup CGROUP VAR CMD...: CMD as nobody without capabilities in CGROUP.
+in_cgroup() {
+	local cg=$1 var=$2
+	shift 2
+	spawn "$var" sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec setpriv --reuid nobody \
+		--regid nogroup --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs "$@"' \
+		sh "$cg" "$@"
+}
+# nobody_open CGROUP NODE: errno name of open(NODE) by nobody in CGROUP.
+nobody_open() {
+	sh -c 'echo $$ >"$1/cgroup.procs" && exec setpriv --reuid nobody --regid nogroup \
+		--clear-groups --bounding-set=-all --no-new-privs /usr/bin/python3 -c "
+import errno, os, sys
+try:
+    os.close(os.open(sys.argv[1], os.O_RDWR)); print(\"OK\")
+except OSError as e:
+    print(errno.errorcode[e.errno])" "$2"' sh "$1" "$2"
+}
 # The "QEMU" sleeps are killed first, then their VMs' cgroups go.
 on_exit "rmdir '$CG2/rayos/vm61' '$CG2/rayos/vm62'"
 on_exit "sleep 0.3"
@@ -71,7 +114,7 @@ registered_on() {	# registered_on ID IFACE
 cgroup_of() { grep '^0::' "/proc/$1/cgroup" | cut -d: -f3; }
 
 # ---- by name ---------------------------------------------------------------
-spawn QEMU_A sleep 300
+libvirt_qemu lv-web QEMU_A sleep 300 || exit 1
 echo "$QEMU_A" >"$LV/lv-web.pid"
 hook lv-web prepare "$TAPA" 52:54:00:00:61:01
 ok "$rc" "prepare of a RayOS domain (by name) succeeds ($err)"
@@ -82,7 +125,41 @@ ok "$rc" "started registers domain lv-web ($err)"
 diag "hook 'started' (read XML, map the domain, vm.register with pid): $ms ms"
 check "VM 61 is enforced on the domain's tap $TAPA" -- registered_on 61 "$TAPA"
 cg=$(cgroup_of "$QEMU_A")
-ok "$([[ $cg == */rayos/vm61 ]]; echo $?)" "the domain's QEMU pid is in VM 61's cgroup ($cg)"
+ok "$([[ $CG2$cg == "$LVCG_QEMU_A/emulator" ]]; echo $?)" \
+	"the domain's QEMU stays in libvirt's cgroup ($cg)"
+lvid=$(stat -c %i "$LVCG_QEMU_A")
+ok "$(agent device list 61 | jq -e --argjson c "$lvid" '.vms.vms[0].cgroup_id == $c' >/dev/null; echo $?)" \
+	"the device program is on libvirt's cgroup of the domain (.../libvirt, id $lvid)"
+info=$(agent vm info 61)
+ok "$(jq -e '.confinement.points[] | select(.point == "device.cgroup") | .state == "active" and (.detail | test("attached in place"))' <<<"$info" >/dev/null; echo $?)" \
+	"vm info: device.cgroup active, attached in place ($(jq -c '.confinement.points[] | select(.point == "device.cgroup") | .detail' <<<"$info"))"
+ok "$(jq -e '.confinement.state == "confined" and (.confinement.points[] | select(.point == "process.unprivileged") | .state == "active")' <<<"$info" >/dev/null; echo $?)" \
+	"vm info: the process runs unprivileged, the VM is confined"
+r=$(nobody_open "$LVCG_QEMU_A/emulator" "$T/pub/dri")
+ok "$([[ $r == EPERM ]]; echo $?)" "a device VM 61 may not use (226:5) is refused in libvirt's emulator cgroup: $r"
+r=$(nobody_open "$LVCG_QEMU_A/vcpu0" "$T/pub/dri")
+ok "$([[ $r == EPERM ]]; echo $?)" "... and in its vcpu0 cgroup: $r"
+
+# The domain's QEMU taken over: a stand-in in libvirt's emulator cgroup,
+# as its user, tries its way out.
+bpfid() { bpftool -j "$@" 2>/dev/null | jq -r '.id // empty'; }
+in_cgroup "$LVCG_QEMU_A/emulator" ESC "$BUILD/tests/qemu/tool_escape" \
+	--dev-denied "$T/pub/dri" --cgroup-root "$CG2" --own-cgroup "$LVCG_QEMU_A/emulator" \
+	--other-cgroup "$CG2/machine.slice" --control "$T/run/control.sock" \
+	--pin "$PIN/rayos_vms" --map-id "$(bpfid map show pinned "$PIN/rayos_vms")" \
+	--link-id "$(bpfid link show pinned "$PIN/links/vm61_dev")" \
+	--agent-pid "$AGENT_PID" >"$T/escape.out" 2>&1
+wait_for 20 grep -q '^DONE' "$T/escape.out"
+ok $? "the stand-in ran its attempts ($(grep -c '^ESCAPE' "$T/escape.out") of them)" ||
+	sed 's/^/#   /' "$T/escape.out"
+for a in dev-open-before cgroup-move-root cgroup-move-other cgroup-mkdir cgroup-clone-into \
+	 bpf-prog-list bpf-map-update bpf-link-detach bpf-obj-get control-socket agent-ptrace \
+	 dev-open-after; do
+	l=$(grep "^ESCAPE $a " "$T/escape.out")
+	ok "$([[ $l == "ESCAPE $a refused "* ]]; echo $?)" "libvirt-like QEMU: ${l:-no line for $a}"
+done
+ok "$(! grep -q ' SUCCEEDED ' "$T/escape.out"; echo $?)" \
+	"no attempt succeeded ($(grep ' SUCCEEDED ' "$T/escape.out" | cut -d' ' -f2 | tr '\n' ' '))"
 hook lv-web reconnect "$TAPA" 52:54:00:00:61:01
 ok "$rc" "reconnect (libvirtd restarted) re-registers and succeeds ($err)"
 check "VM 61 is still enforced on $TAPA after reconnect" -- registered_on 61 "$TAPA"
@@ -90,12 +167,16 @@ hook lv-web stopped "$TAPA" 52:54:00:00:61:01
 ok "$rc" "stopped unregisters and succeeds ($err)"
 out=$(agent vm unregister 61 2>&1)
 ok "$([[ $out == *"not registered"* ]]; echo $?)" "VM 61 is no longer registered ($out)"
+ok "$([[ -d $LVCG_QEMU_A && $CG2$(cgroup_of "$QEMU_A") == "$LVCG_QEMU_A/emulator" ]]; echo $?)" \
+	"libvirt's cgroup is left as it was, QEMU still in it"
+ok "$(agent device list 61 | jq -e '.vms.vms[0].cgroup_id == 0' >/dev/null; echo $?)" \
+	"the device program is detached from it"
 hook lv-web release "$TAPA" 52:54:00:00:61:01
 ok "$([[ $rc == 0 && -z $err ]]; echo $?)" "release after stopped succeeds quietly ('$err')"
 
 # ---- by metadata -------------------------------------------------------------
 META="<rayos:vm xmlns:rayos='https://rayos.example/xmlns/vm/1' id='62'/>"
-spawn QEMU_B sleep 300
+libvirt_qemu some-domain QEMU_B sleep 300 || exit 1
 echo "$QEMU_B" >"$LV/some-domain.pid"
 hook some-domain started "$TAPB" 52:54:00:00:62:01 "$META"
 ok "$rc" "started registers a domain claimed by <rayos:vm id='62'/> ($err)"

@@ -95,6 +95,10 @@ APPEND+=" rayos.preip=$PREIP/24 rayos.preprobe=$NET.1:9000"
 APPEND+=" rayos.probe=$NET.1:9000 rayos.alias=+1 rayos.aprobe=$NET.1:9000 rayos.hold=60"
 t0=$EPOCHREALTIME
 guest_launch "$VM" "$APPEND"
+wait_for 5 bash -c "[[ \$(readlink /proc/$QPID/exe) == *qemu-system-x86_64* ]]"
+qst=$(grep -E '^(Uid|CapEff|Seccomp):' "/proc/$QPID/status" | awk '{ print $1, $2 }' | tr '\n' ' ')
+ok "$([[ $qst != *"Uid: 0 "* && $qst == *"CapEff: 0000000000000000"* && $qst == *"Seccomp: 2"* ]]; echo $?)" \
+	"QEMU runs unprivileged under its sandbox ($qst)"
 SLOT=$(agent status --json | jq -r ".vms[] | select(.id == $VM) | .slot")
 diag "VM $VM has slot ${SLOT:-?}"
 

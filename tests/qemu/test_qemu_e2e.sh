@@ -2,7 +2,10 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # A real guest end to end: a Debian kernel + busybox initramfs (guest.sh)
 # launched under TCG through rayos-qemu on a bridge made for this test.
-# Checks that QEMU runs in its VM cgroup, that a device its policy denies
+# Checks that QEMU runs unprivileged (a uid of its own, no capabilities,
+# no-new-privs, QEMU's seccomp sandbox, its own cgroup and network
+# namespaces) with its read-only disk image handed over as a read-only fd,
+# that it runs in its VM cgroup, that a device its policy denies
 # gives EPERM there while allowed ones do not, that its network policy
 # applies on its tap (the guest reaches an allowed host port and not a
 # denied one; the host reaches an allowed guest port and not a denied one),
@@ -33,13 +36,16 @@ cat >"$T/policies/e2e.json" <<EOF
 { "version": 1,
   "vms": [ { "id": $VM, "name": "e2e-$VM", "interface": "$TAP", "bridge": "$BR",
 	     "mac": "$MAC", "ipv4": "$NET.2",
-	     "capabilities": ["CAP_NETWORK", "CAP_CONSOLE"],
+	     "capabilities": ["CAP_NETWORK", "CAP_CONSOLE", "CAP_DISK_READ"],
+	     "disks": [ { "path": "$T/img/disk.raw", "mode": "ro" } ],
 	     "firewall": {
 		"in":  { "default": "deny", "rules": [
 			{ "action": "allow", "protocol": "tcp", "ports": [8080], "cidrs": ["$NET.1"] } ] },
 		"out": { "default": "deny", "rules": [
 			{ "action": "allow", "protocol": "tcp", "ports": [9000], "cidrs": ["$NET.1"] } ] } } } ] }
 EOF
+# The image: root-only, as QEMU's user must not reach it by itself.
+mkdir -m 0755 "$T/img" && head -c 1048576 /dev/zero >"$T/img/disk.raw" && chmod 0600 "$T/img/disk.raw"
 check "agent starts with VM $VM" -- agent_start || { tap_done; exit 1; }
 
 # ctl JSON: one raw request on the control socket, the reply on stdout.
@@ -71,7 +77,7 @@ CG2=$(cgroup2_mount)
 APPEND="console=ttyS0 quiet panic=-1 rayos.ip=$NET.2/24 rayos.gw=$NET.1 rayos.serve=8080,8081"
 APPEND+=" rayos.probe=$NET.1:9000,$NET.1:9001 rayos.hold=120"
 t0=$EPOCHREALTIME
-guest_launch "$VM" "$APPEND"
+guest_launch "$VM" "$APPEND" -drive "file=$T/img/disk.raw,format=raw,if=virtio"
 # The guest powers itself off after rayos.hold; the cleanup kills QEMU by pid.
 reg_ms=$(sed -n 's/.* in \([0-9.]*\) ms;.*/\1/p' "$T/qemu.err")
 diag "registration -> enforcing: rayos-qemu start to the agent's vm.register reply (links attached, cgroup made, pid moved): ${reg_ms:-?} ms"
@@ -81,6 +87,37 @@ diag "VM cgroup: ${CG:-none reported}"
 [[ -n $CG ]] || CG=$CG2/rayos/vm$VM
 wait_for 5 bash -c "[[ \$(readlink /proc/$QPID/exe) == *qemu-system-x86_64* ]]"
 ok $? "pid $QPID became QEMU (exec, same pid)"
+# ---- QEMU unprivileged --------------------------------------------------
+st() { awk -v k="$1:" '$1 == k { $1 = ""; print substr($0, 2) }' "/proc/$QPID/status"; }
+read -r ruid euid suid fsuid <<<"$(st Uid)"
+first=$(awk -F: '$1 == "rayos-qemu" { print $2; exit }' /etc/subuid)
+ok "$([[ $ruid == "$euid" && $euid == "$suid" && $suid == "$fsuid" && $ruid != 0 ]]; echo $?)" \
+	"QEMU runs as uid $ruid (real, effective, saved, fs), not root"
+if [[ -n $first ]]; then
+	ok "$((ruid >= first && ruid < first + 65536 ? 0 : 1))" "... a uid of its own from rayos-qemu's range (from $first)"
+fi
+ok "$([[ $(st Gid | cut -d' ' -f1) == "$(id -g rayos-qemu)" ]]; echo $?)" "... with group rayos-qemu"
+caps=$(grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb):' "/proc/$QPID/status" | awk '{print $2}' | sort -u)
+ok "$([[ $caps == 0000000000000000 ]]; echo $?)" "... no capabilities in any set, bounding set empty"
+ok "$([[ $(st NoNewPrivs) == 1 ]]; echo $?)" "... no_new_privs"
+ok "$([[ $(st Seccomp) == 2 ]]; echo $?)" "... under QEMU's seccomp sandbox (Seccomp: $(st Seccomp))"
+ok "$(tr '\0' ' ' <"/proc/$QPID/cmdline" | grep -q -- '-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny'; echo $?)" \
+	"... which rayos-qemu appended to the command line"
+ok "$([[ $(readlink "/proc/$QPID/ns/cgroup") != "$(readlink /proc/self/ns/cgroup)" ]]; echo $?)" \
+	"... in a cgroup namespace of its own"
+ok "$([[ $(readlink "/proc/$QPID/ns/net") != "$(readlink /proc/self/ns/net)" ]]; echo $?)" \
+	"... in an empty network namespace (the tap fd is its only way out)"
+img_fds=$(for f in /proc/$QPID/fd/*; do [[ $(readlink "$f") == "$T/img/disk.raw" ]] &&
+	awk '$1 == "flags:" { print $2 }' "/proc/$QPID/fdinfo/${f##*/}"; done)
+diag "disk image fds in QEMU (octal flags): $(echo $img_fds)"
+ok "$([[ -n $img_fds ]] && ! grep -qvE '[04]$' <<<"$img_fds"; echo $?)" \
+	"QEMU holds the read-only image only through read-only fds"
+conf=$(agent vm info "$VM" | jq -c .confinement)
+ok "$(jq -e '.state == "confined" and ([.points[] | select(.state == "missing")] | length == 0)' <<<"$conf" >/dev/null; echo $?)" \
+	"vm info: VM $VM is confined, no enforcement point missing"
+ok "$(jq -e '.points[] | select(.point == "disk.images") | .state == "active"' <<<"$conf" >/dev/null; echo $?)" \
+	"vm info: the disk image is enforced ($(jq -r '.points[] | select(.point == "disk.images") | .detail' <<<"$conf"))"
+
 cg_line=$(grep '^0::' "/proc/$QPID/cgroup")
 ok "$([[ $cg_line == *"/rayos/vm$VM" ]]; echo $?)" "QEMU runs in its VM cgroup ($cg_line)"
 ok "$(grep -qx "$QPID" "$CG/cgroup.procs"; echo $?)" "$CG/cgroup.procs lists QEMU"
