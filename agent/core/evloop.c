@@ -139,13 +139,12 @@ void ev_close(int epfd, struct ev_source *src)
 	src->fd = -1;
 }
 
-int ev_timer_open(int epfd, struct ev_source *src,
-		  void (*handler)(struct ev_source *src, uint32_t events))
+/* A source whose fd was just made (fd < 0: errno says why) joins the loop,
+ * or is closed again. */
+static int add_new(int epfd, struct ev_source *src)
 {
 	int err;
 
-	src->handler = handler;
-	src->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (src->fd < 0)
 		return -errno;
 	err = ev_add(epfd, src, EPOLLIN);
@@ -154,6 +153,14 @@ int ev_timer_open(int epfd, struct ev_source *src,
 		src->fd = -1;
 	}
 	return err;
+}
+
+int ev_timer_open(int epfd, struct ev_source *src,
+		  void (*handler)(struct ev_source *src, uint32_t events))
+{
+	src->handler = handler;
+	src->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	return add_new(epfd, src);
 }
 
 int ev_timer_arm(struct ev_source *src, uint64_t first_ms, uint64_t interval_ms)
@@ -177,7 +184,6 @@ int ev_signals_open(int epfd, struct ev_source *src, const int *signals, size_t 
 		    void (*handler)(struct ev_source *src, uint32_t events))
 {
 	sigset_t mask;
-	int err;
 
 	sigemptyset(&mask);
 	for (size_t i = 0; i < n; i++)
@@ -187,12 +193,5 @@ int ev_signals_open(int epfd, struct ev_source *src, const int *signals, size_t 
 	signal(SIGPIPE, SIG_IGN);
 	src->handler = handler;
 	src->fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (src->fd < 0)
-		return -errno;
-	err = ev_add(epfd, src, EPOLLIN);
-	if (err) {
-		close(src->fd);
-		src->fd = -1;
-	}
-	return err;
+	return add_new(epfd, src);
 }
