@@ -99,8 +99,13 @@ struct policy_vm {
 	uint32_t ipv4_be;		/* static address from the policy */
 	bool has_ipv6;
 	uint8_t ipv6[16];
+	size_t nr_ll6;			/* "ipv6_link_local": extra link-local sources */
+	uint8_t ll6[RAYOS_LL6_MAX][16];
 	uint64_t caps;			/* 1 << enum rayos_cap */
-	struct fw_dir fw[RAYOS_DIR_MAX];
+	/* firewall.in, firewall.out and host (RAYOS_FW_HOST) */
+	struct fw_dir fw[RAYOS_FW_DIRS];
+	/* "control_rates": packets per second by enum rayos_ctl_kind, 0 = unlimited */
+	uint32_t ctl_rate[RAYOS_CTL_MAX];
 	/* "devices" and "disks", each from the strongest level that sets it;
 	 * the arrays point into the parsed documents. */
 	size_t nr_dev_allow, nr_dev_deny;

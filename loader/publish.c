@@ -559,7 +559,7 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 			 (unsigned long long)info.version, strerror(errno));
 	stats->version = info.version;
 	for (i = 0; i < cp->nr_vms; i++)
-		for (int d = 0; d < RAYOS_DIR_MAX; d++) {
+		for (int d = 0; d < RAYOS_FW_DIRS; d++) {
 			const struct rayos_dir_policy *dp = &cp->vms[i].vm.dir[d];
 
 			if (!dp->nr_rules || ((dp->flags & RAYOS_DIRF_PORT_TAB) &&
