@@ -26,6 +26,7 @@
 #include "agent/control.h"
 #include "agent/devices.h"
 #include "agent/dhcp.h"
+#include "agent/hostaddr.h"
 #include "agent/evloop.h"
 #include "agent/http.h"
 #include "agent/ifwatch.h"
@@ -151,23 +152,37 @@ static void start_tpm(struct agent *a)
 /* A lease granted, renewed, released or expired: the anti-spoof binding
  * follows at once, before the ACK leaves. */
 static void on_lease(void *ctx, uint32_t vm_id, const uint8_t mac[6], uint32_t ip_be,
-		     uint64_t expiry_boottime_ns)
+		     uint64_t expiry_boottime_ns, bool bound)
 {
 	struct agent *a = ctx;
 	int err;
 
 	(void)mac;
 	if (!vm_id)
-		return;		/* a MAC that is no VM of the policy */
-	err = publish_lease(a->ld, vm_id, ip_be, expiry_boottime_ns);
+		return;		/* a client that is no VM */
+	err = bound ? publish_lease(a->ld, vm_id, ip_be, expiry_boottime_ns)
+		    : publish_lease_end(a->ld, vm_id, ip_be);
 	if (err && err != -EEXIST)
 		log_err("VM %u: cannot update its address binding: %s", vm_id, strerror(-err));
+}
+
+/* The DHCP server asks which VM sent a frame (by the slot its tap program
+ * marked it with) and whether a VM still has an address bound. */
+static uint32_t dhcp_vm_of_slot(void *ctx, uint32_t slot)
+{
+	return publish_vm_of_slot(((struct agent *)ctx)->ld, slot);
+}
+
+static bool dhcp_vm_holds(void *ctx, uint32_t vm_id, uint32_t ip_be)
+{
+	return publish_binds(((struct agent *)ctx)->ld, vm_id, ip_be);
 }
 
 /* Start, reconfigure or stop the DHCP server to match the policy. */
 static void apply_dhcp(struct agent *a, const struct dhcp_config *cfg)
 {
-	struct dhcp_hooks hooks = { .ctx = a, .binding = on_lease };
+	struct dhcp_hooks hooks = { .ctx = a, .binding = on_lease,
+				    .vm_of_slot = dhcp_vm_of_slot, .vm_holds = dhcp_vm_holds };
 	int err;
 
 	if (!cfg || !cfg->nr_bridges) {
@@ -329,6 +344,14 @@ static void on_links(struct ev_source *src, uint32_t events)
 	ifwatch_event(a->ifw, a->set);
 }
 
+static void on_hostaddrs(struct ev_source *src, uint32_t events)
+{
+	struct agent *a = (struct agent *)((char *)src - offsetof(struct agent, hostaddrs));
+
+	(void)events;
+	hostaddr_event(a->hostaddr);
+}
+
 static void on_drop_event(void *ctx, const struct rayos_event *ev)
 {
 	struct agent *a = ctx;
@@ -459,6 +482,7 @@ static cJSON *status_reply(struct agent *a)
 			cJSON_AddItemToArray(arr, o);
 		}
 	}
+	cJSON_AddNumberToObject(r, "host_addresses", (double)hostaddr_count(a->hostaddr));
 	if (a->dhcp) {
 		cJSON_AddItemToObject(r, "dhcp", dhcp_server_status_json(a->dhcp));
 	} else {
@@ -681,6 +705,11 @@ static int setup_events(struct agent *a)
 		err = ev_add(a->epfd, &a->debounce, EPOLLIN);
 	if (!err)
 		err = ev_add(a->epfd, &a->links, EPOLLIN);
+	if (!err && a->hostaddr) {
+		a->hostaddrs.fd = hostaddr_fd(a->hostaddr);
+		a->hostaddrs.handler = on_hostaddrs;
+		err = ev_add(a->epfd, &a->hostaddrs, EPOLLIN);
+	}
 	if (err)
 		return err;
 
@@ -768,6 +797,10 @@ int agent_run(const struct agent_opts *o)
 		err = ifwatch_open(a.ld, &a.ifw);
 	if (err)
 		goto out;
+	err = hostaddr_open(a.ld, &a.hostaddr);
+	if (err)
+		log_err("cannot watch the host's addresses (%s): the \"host\" rules cover "
+			"only broadcast, multicast and loopback", strerror(-err));
 	err = setup_events(&a);
 	if (err)
 		goto out;
@@ -816,6 +849,7 @@ out:
 	close_source(&a.inotify);
 	close_source(&a.debounce);
 	ifwatch_close(a.ifw);	/* owns links.fd */
+	hostaddr_close(a.hostaddr);	/* owns hostaddrs.fd */
 	http_server_close(a.http);
 	loader_events_close(a.ring);	/* owns events.fd */
 	registry_close(a.reg);

@@ -58,6 +58,7 @@ cat >"$T/policies/dhcp.json" <<EOF
   "vms": [ { "id": $VM, "name": "dhcp-$VM", "interface": "$TAP", "bridge": "$BR",
 	     "mac": "$MAC",
 	     "capabilities": ["CAP_NETWORK", "CAP_CONSOLE"],
+	     "host": { "rules": [ { "action": "allow", "protocol": "tcp", "ports": [9000] } ] },
 	     "firewall": {
 		"in":  { "default": "deny" },
 		"out": { "default": "deny", "rules": [
