@@ -23,28 +23,14 @@ SECS=${1:-2} RUNS=${2:-7} PPS=10000
 agent_env
 A=1190 B=1191 MAC_A=52:54:00:11:90:01 MAC_B=52:54:00:11:90:02
 BR=rb$$b TAP_A=rb$$a TAP_B=rb$$c
-for ((i = 0; i < 50; i++)); do
-	NET=198.18.$((RANDOM % 250 + 2))
-	[[ -z $(ip -4 -o addr show to "$NET.0/24") && -z $(ip -4 route show to match "$NET.1" | grep -v '^default') ]] && break
-done
+free_net NET
 ip link add "$BR" type bridge || exit 1
 on_exit "ip link del '$BR'"
 sysctl -qw "net.ipv6.conf.$BR.disable_ipv6=1"
 ip addr add "$NET.1/24" dev "$BR"
 ip link set "$BR" up
-guest() {	# guest VAR TAP MAC
-	local _ns
-	netns_new _ns || return 1
-	ip link add "$2" type veth peer name eth0 netns "$_ns" || return 1
-	on_exit "ip link del '$2'"
-	ip netns exec "$_ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-	sysctl -qw "net.ipv6.conf.$2.disable_ipv6=1"
-	ip -n "$_ns" link set eth0 address "$3"
-	ip -n "$_ns" link set eth0 up
-	ip link set "$2" master "$BR" up
-	printf -v "$1" '%s' "$_ns"
-}
-guest NS_A "$TAP_A" "$MAC_A" && guest NS_B "$TAP_B" "$MAC_B" || { ok 1 "guests set up"; tap_done; exit 1; }
+bridge_guest NS_A "$TAP_A" "$MAC_A" "$BR" && bridge_guest NS_B "$TAP_B" "$MAC_B" "$BR" ||
+	{ ok 1 "guests set up"; tap_done; exit 1; }
 cat >"$T/policies/bench.json" <<EOF
 { "version": 1,
   "dhcp": { "bridges": { "$BR": {

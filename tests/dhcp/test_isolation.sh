@@ -28,11 +28,7 @@ TOOL=$BUILD/tests/net/tool_hostile
 agent_env
 A=1101 B=1102 MAC_A=52:54:00:11:01:01 MAC_B=52:54:00:11:01:02
 BR=ri$$b TAP_A=ri$$a TAP_B=ri$$c DUMMY=ri$$d
-for ((i = 0; i < 50; i++)); do
-	N=$((RANDOM % 250 + 2)) NET=198.18.$N
-	[[ -z $(ip -4 -o addr show to "$NET.0/24") && -z $(ip -4 route show to match "$NET.1" | grep -v '^default') ]] && break
-done
-OTHER=198.18.$(((N + 100) % 250 + 2)).1	# an address of another interface of the host
+free_net NET
 P1=$((30000 + RANDOM % 20000)) P2=$((P1 + 1))	# host services, bound to 0.0.0.0
 
 ip link add "$BR" type bridge || exit 1
@@ -40,22 +36,11 @@ on_exit "ip link del '$BR'"
 ip link set "$BR" address "02:00:00:11:$(printf %02x $((RANDOM % 256))):01"
 ip addr add "$NET.1/24" dev "$BR"
 ip link set "$BR" up
+free_net OTHER
+OTHER=$OTHER.1		# an address of another interface of the host
 
-# guest VAR TAP MAC: a namespace with eth0 (MAC) whose peer TAP is on the bridge.
-guest() {
-	local _ns
-	netns_new _ns || return 1
-	ip link add "$2" type veth peer name eth0 netns "$_ns" || return 1
-	on_exit "ip link del '$2'"
-	ip netns exec "$_ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-	sysctl -qw "net.ipv6.conf.$2.disable_ipv6=1"
-	ip -n "$_ns" link set eth0 address "$3"
-	ip -n "$_ns" link set lo up
-	ip -n "$_ns" link set eth0 up
-	ip link set "$2" master "$BR" up
-	printf -v "$1" '%s' "$_ns"
-}
-guest NS_A "$TAP_A" "$MAC_A" && guest NS_B "$TAP_B" "$MAC_B" || { ok 1 "guests set up"; tap_done; exit 1; }
+bridge_guest NS_A "$TAP_A" "$MAC_A" "$BR" && bridge_guest NS_B "$TAP_B" "$MAC_B" "$BR" ||
+	{ ok 1 "guests set up"; tap_done; exit 1; }
 
 # write_policy HOST_PORTS_OF_A: both VMs on the bridge, DHCP with a pool of
 # ten; the host lets both reach P1, A also the ports given.
@@ -205,8 +190,8 @@ eui64() {	# the EUI-64 link-local address of MAC $1
 }
 passed() { echo $(( $(ctr $A out pass_default) + $(ctr $A out pass_flow) )); }
 s0=$(ctr $A out drop_spoof_ip) q0=$(passed)
-hostile udp6 fe80::1 "$(eui64 $MAC_B)" "$MAC_B" 50 >/dev/null
-hostile udp6 "$(eui64 $MAC_A)" "$(eui64 $MAC_B)" "$MAC_B" 50 >/dev/null
+hostile udp fe80::1 "$(eui64 $MAC_B)" "$MAC_B" 40000 9 50 >/dev/null
+hostile udp "$(eui64 $MAC_A)" "$(eui64 $MAC_B)" "$MAC_B" 40000 9 50 >/dev/null
 s1=$(ctr $A out drop_spoof_ip) q1=$(passed)
 ok "$(((s1 - s0) == 50 ? 0 : 1))" "50 datagrams from the link-local address fe80::1 (not A's): dropped as spoof_ip ($((s1 - s0)))"
 ok "$(((q1 - q0) == 50 ? 0 : 1))" "50 from A's own EUI-64 link-local address $(eui64 $MAC_A): passed ($((q1 - q0)))"
@@ -222,7 +207,7 @@ limit=$(awk -v s="$secs" 'BEGIN { printf "%d", 200 + 100 * (s + 0.3) + 50 }')
 ok "$(((x1 - x0) >= 30000 - limit ? 0 : 1))" "an ARP burst of 30,000 from A ($secs s): $((x1 - x0)) dropped as arp_rate"
 ok "$(((b1 - b0) <= limit ? 0 : 1))" "... B received $((b1 - b0)) frames (at most $limit: burst 200 + 100/s)"
 
-hostile udp4 "$IP_A" "$IP_B" "$MAC_B" 40000 7 1 >/dev/null	# a flow of A's, to B
+hostile udp "$IP_A" "$IP_B" "$MAC_B" 40000 7 1 >/dev/null	# a flow of A's, to B
 k0=$(ctr $A out pass_related) k1=$(ctr $A out drop_icmp_quote) k2=$(ctr $A out drop_host)
 hostile icmperr "$IP_A" "$IP_B" "$MAC_B" "$IP_B" "$IP_A" 7 40000 0 >/dev/null
 hostile icmperr "$IP_A" "$IP_B" "$MAC_B" "$IP_B" "$IP_A" 7 40000 800 >/dev/null

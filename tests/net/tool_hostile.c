@@ -13,10 +13,9 @@
  *       PPS 0: as fast as the socket takes them.  Prints "sent N".
  *   tool_hostile IF MAC arp COUNT SPA TPA
  *       ARP requests, back to back.  Prints "sent N".
- *   tool_hostile IF MAC udp6 SRC6 DST6 DST_MAC COUNT
- *       UDP datagrams from any IPv6 source (a link-local one not the
- *       guest's, say).  Prints "sent N".
- *   tool_hostile IF MAC udp4 SRC DST DST_MAC SPORT DPORT COUNT
+ *   tool_hostile IF MAC udp SRC DST DST_MAC SPORT DPORT COUNT
+ *       UDP datagrams from any IPv4 or IPv6 source (a link-local one not
+ *       the guest's, say).  Prints "sent N".
  *   tool_hostile IF MAC icmperr SRC DST DST_MAC QSRC QDST QSPORT QDPORT EXTRA
  *       ICMP port unreachable quoting a UDP datagram QSRC:QSPORT ->
  *       QDST:QDPORT, then EXTRA bytes of anything.
@@ -234,34 +233,22 @@ static int send_n(struct ctx *c, const struct pkt *p, long count)
 	return 0;
 }
 
-static int mode_udp6(struct ctx *c, int argc, char **argv)
+/* UDP from any source, IPv4 or IPv6 (a link-local one not the guest's, say). */
+static int mode_udp(struct ctx *c, int argc, char **argv)
 {
-	uint8_t dmac[6];
-	struct pkt p;
-
-	if (argc != 4)
-		return die("udp6 SRC6 DST6 DST_MAC COUNT");
-	pkt_mac(dmac, argv[2]);
-	pkt_init(&p);
-	pkt_eth(&p, dmac, c->mac, 0x86dd);
-	pkt_ipv6(&p, argv[0], argv[1], IPPROTO_UDP);
-	pkt_udp(&p, 40000, 9);
-	pkt_payload(&p, 32, 0x5a);
-	pkt_finish(&p);
-	return send_n(c, &p, atol(argv[3]));
-}
-
-static int mode_udp4(struct ctx *c, int argc, char **argv)
-{
+	bool v6 = argc > 0 && strchr(argv[0], ':');
 	uint8_t dmac[6];
 	struct pkt p;
 
 	if (argc != 6)
-		return die("udp4 SRC DST DST_MAC SPORT DPORT COUNT");
+		return die("udp SRC DST DST_MAC SPORT DPORT COUNT");
 	pkt_mac(dmac, argv[2]);
 	pkt_init(&p);
-	pkt_eth(&p, dmac, c->mac, 0x0800);
-	pkt_ipv4(&p, argv[0], argv[1], IPPROTO_UDP, 0, 0, 1);
+	pkt_eth(&p, dmac, c->mac, v6 ? 0x86dd : 0x0800);
+	if (v6)
+		pkt_ipv6(&p, argv[0], argv[1], IPPROTO_UDP);
+	else
+		pkt_ipv4(&p, argv[0], argv[1], IPPROTO_UDP, 0, 0, 1);
 	pkt_udp(&p, (uint16_t)atoi(argv[3]), (uint16_t)atoi(argv[4]));
 	pkt_payload(&p, 32, 0x5a);
 	pkt_finish(&p);
@@ -414,13 +401,11 @@ int main(int argc, char **argv)
 		return mode_dhcp(&c, argc - 4, argv + 4);
 	if (!strcmp(argv[3], "arp"))
 		return mode_arp(&c, argc - 4, argv + 4);
-	if (!strcmp(argv[3], "udp6"))
-		return mode_udp6(&c, argc - 4, argv + 4);
-	if (!strcmp(argv[3], "udp4"))
-		return mode_udp4(&c, argc - 4, argv + 4);
+	if (!strcmp(argv[3], "udp"))
+		return mode_udp(&c, argc - 4, argv + 4);
 	if (!strcmp(argv[3], "icmperr"))
 		return mode_icmperr(&c, argc - 4, argv + 4);
 	if (!strcmp(argv[3], "dora"))
 		return mode_dora(&c, argc - 4, argv + 4);
-	return die("unknown mode (dhcp, arp, udp6, udp4, icmperr, dora)");
+	return die("unknown mode (dhcp, arp, udp, icmperr, dora)");
 }
