@@ -186,10 +186,13 @@ static int mode_dhcp(struct ctx *c, int argc, char **argv)
 			return die("dhcp: cannot build the message");
 		if (!send_frame(c, frame, len))
 			sent++;
-		if (pps) {	/* the next message's slot, absolute */
+		if (pps) {
+			/* The next message's slot, absolute; sleep only once a
+			 * millisecond ahead, so a fast rate goes out in small
+			 * batches rather than one wakeup per message. */
 			double due = t0 + (double)sent / (double)pps, wait = due - now_s();
 
-			if (wait > 0) {
+			if (wait > 0.001) {
 				struct timespec ts = { (time_t)wait, (long)((wait - (time_t)wait) * 1e9) };
 
 				nanosleep(&ts, NULL);
