@@ -123,9 +123,16 @@ r1=$(ctr $A out drop_dhcp_rate)
 ok "$(((r1 - r0) >= 3800 ? 0 : 1))" "A's flood of 4000 DISCOVERs in 1 s (own MAC): $((r1 - r0)) over its rate, dropped as dhcp_rate"
 ok "$(($(held_by $A) <= 1 ? 0 : 1))" "A holds at most one lease ($(held_by $A))"
 
+# A also answers each of the server's ARP probes with a probe of its own.
+k0=$(status .conflicts)
+spawn ECHO ip netns exec "$NS_A" "$TOOL" eth0 "$MAC_A" probeback 5 >"$T/probeback.out" 2>&1
 spawn UDH ip netns exec "$NS_B" udhcpc -f -R -i eth0 -s "$T/client-script" -t 10 -T 1 -A 1 \
 	>"$T/udhcpc.log" 2>&1
 check "after the attack B (udhcpc) completes a DORA" -- wait_for 20 has_addr "$NS_B"
+wait "$ECHO" 2>/dev/null
+answered=$(awk '/^answered/ { print $2 }' "$T/probeback.out")
+ok "$((${answered:-0} >= 1 && $(status .conflicts) == k0 ? 0 : 1))" \
+	"A answered the server's ARP probes with its own (${answered:-0}): no conflict, no quarantine"
 IP_B=$(lease_of $B)
 ok "$([[ -n $IP_B ]] && ip -n "$NS_B" -4 addr show dev eth0 | grep -q "inet $IP_B/"; echo $?)" \
 	"B's lease ($IP_B) is recorded for VM $B and on B's interface"

@@ -19,6 +19,10 @@
  *   tool_hostile IF MAC icmperr SRC DST DST_MAC QSRC QDST QSPORT QDPORT EXTRA
  *       ICMP port unreachable quoting a UDP datagram QSRC:QSPORT ->
  *       QDST:QDPORT, then EXTRA bytes of anything.
+ *   tool_hostile IF MAC probeback SECS
+ *       Answer every ARP probe (sender 0.0.0.0) heard with a probe of its own
+ *       for the same address, as RFC 5227's "another host probing" would be
+ *       read, for SECS seconds.  Prints "answered N".
  *   tool_hostile IF MAC dora SECS [RUNS]
  *       DORA after DORA with MAC as chaddr for SECS seconds, RUNS times;
  *       prints "run I dora N per_s R p50_ms X p99_ms Y timeouts T" per run.
@@ -285,6 +289,45 @@ static int mode_icmperr(struct ctx *c, int argc, char **argv)
 	return send_n(c, &p, 1);
 }
 
+static int mode_probeback(struct ctx *c, int argc, char **argv)
+{
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ARP),
+				   .sll_ifindex = c->ifindex };
+	static const uint8_t zero[6];
+	long answered = 0;
+	double secs, t0;
+	int rfd;
+
+	if (argc != 1 || (secs = atof(argv[0])) <= 0 || secs > MAX_SECS)
+		return die("probeback SECS (<= 60)");
+	rfd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
+	if (rfd < 0 || bind(rfd, (struct sockaddr *)&sll, sizeof(sll)))
+		return die("probeback: cannot open the ARP socket");
+	t0 = now_s();
+	while (now_s() - t0 < secs) {
+		struct pollfd pfd = { .fd = rfd, .events = POLLIN };
+		uint8_t buf[64], frame[64];
+		struct arp_pkt a;
+		ssize_t n;
+
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		n = recv(rfd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n <= 0 || arp_parse(&a, buf, (size_t)n) || a.op != 1 || a.spa_be ||
+		    !memcmp(a.sha, c->mac, 6))
+			continue;
+		memcpy(frame, bcast, 6);
+		memcpy(frame + 6, c->mac, 6);
+		frame[12] = 0x08;
+		frame[13] = 0x06;
+		arp_build(frame + 14, 1, c->mac, 0, zero, a.tpa_be);
+		answered += !send_frame(c, frame, 14 + ARP_PKT_LEN);
+	}
+	close(rfd);
+	printf("answered %ld\n", answered);
+	return 0;
+}
+
 /* Wait for a reply of type to xid; returns the parsed message's yiaddr
  * and server id, or -ETIMEDOUT. */
 static int wait_reply(struct ctx *c, int rfd, uint32_t xid, uint8_t type, double deadline,
@@ -408,7 +451,9 @@ int main(int argc, char **argv)
 		return mode_udp(&c, argc - 4, argv + 4);
 	if (!strcmp(argv[3], "icmperr"))
 		return mode_icmperr(&c, argc - 4, argv + 4);
+	if (!strcmp(argv[3], "probeback"))
+		return mode_probeback(&c, argc - 4, argv + 4);
 	if (!strcmp(argv[3], "dora"))
 		return mode_dora(&c, argc - 4, argv + 4);
-	return die("unknown mode (dhcp, arp, udp, icmperr, dora)");
+	return die("unknown mode (dhcp, arp, udp, icmperr, probeback, dora)");
 }
