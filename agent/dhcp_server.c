@@ -532,9 +532,8 @@ static void lease_set_mac(struct dhcp_engine *e, uint32_t idx, const struct clie
 {
 	struct lease *l = L(e, idx);
 
-	if (l->vm_id && memcmp(l->mac, c->mac, 6))
+	if (l->vm_id)
 		memcpy(l->mac, c->mac, 6);	/* VM leases are not indexed by MAC */
-	(void)e;
 }
 
 /*

@@ -34,7 +34,7 @@ cat >"$T/policies/e2e.json" <<EOF
   "vms": [ { "id": $VM, "name": "e2e-$VM", "interface": "$TAP", "bridge": "$BR",
 	     "mac": "$MAC", "ipv4": "$NET.2",
 	     "capabilities": ["CAP_NETWORK", "CAP_CONSOLE"],
-	     "host": { "rules": [ { "action": "allow", "protocol": "tcp", "ports": [9000] } ] },
+	     "host": { "rules": [ { "action": "allow", "protocol": "tcp", "ports": [9000, 9001] } ] },
 	     "firewall": {
 		"in":  { "default": "deny", "rules": [
 			{ "action": "allow", "protocol": "tcp", "ports": [8080], "cidrs": ["$NET.1"] } ] },
