@@ -344,7 +344,11 @@ static __always_inline int ipv6_from_vm(const struct rayos_owner *o, const struc
 		return RAYOS_RSN_SPOOF_IP;	/* :: outside DAD, RS and MLD */
 	if (!dhcp_client)
 		return RAYOS_RSN_CONTINUE;
-	return ctl_admit(vm, RAYOS_CTL_DHCP) ? RAYOS_RSN_PASS_CTRL : RAYOS_RSN_DHCP_RATE;
+	if (!ctl_admit(vm, RAYOS_CTL_DHCP))
+		return RAYOS_RSN_DHCP_RATE;
+	/* As for DHCPv4: outside the firewall only to the link's servers
+	 * (ff02::1:2 and the host). */
+	return dst_is_host(p) ? RAYOS_RSN_PASS_CTRL : RAYOS_RSN_CONTINUE;
 }
 
 /*

@@ -42,8 +42,10 @@ OTHER=$OTHER.1		# an address of another interface of the host
 bridge_guest NS_A "$TAP_A" "$MAC_A" "$BR" && bridge_guest NS_B "$TAP_B" "$MAC_B" "$BR" ||
 	{ ok 1 "guests set up"; tap_done; exit 1; }
 
-# write_policy HOST_PORTS_OF_A: both VMs on the bridge, DHCP with a pool of
-# ten; the host lets both reach P1, A also the ports given.
+# write_policy HOST_RULES_OF_A: both VMs on the bridge, DHCP with a pool of
+# ten; the host lets both reach P1, A also what the rules given allow.  B's
+# outbound traffic is shaped: its frames (DHCP's too) take the detour
+# through its ifb, and the server must still know them as B's.
 write_policy() {
 	cat >"$T/policies/iso.json.tmp" <<EOF
 { "version": 1,
@@ -55,7 +57,8 @@ write_policy() {
   "vms": [
 	{ "id": $A, "name": "guest-a", "interface": "$TAP_A", "bridge": "$BR", "mac": "$MAC_A",
 	  "host": { "rules": [ ${1:-} ] } },
-	{ "id": $B, "name": "guest-b", "interface": "$TAP_B", "bridge": "$BR", "mac": "$MAC_B" } ] }
+	{ "id": $B, "name": "guest-b", "interface": "$TAP_B", "bridge": "$BR", "mac": "$MAC_B",
+	  "bandwidth": { "out": { "rate": "100mbit" } } } ] }
 EOF
 	mv "$T/policies/iso.json.tmp" "$T/policies/iso.json"
 }

@@ -679,6 +679,10 @@ static const struct fw_case cases[] = {
 		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1, .trunc = 14 + 20 + 8 + 30 }, DROP(DHCP_CHADDR), NO_RULE } } },
 	{ "fragmented DHCP client message dropped", &pol_closed_unbound, {
 		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1, .frag = 0x2000, .frag_id = 9 }, DROP(DHCP_CHADDR), NO_RULE } } },
+	{ "DHCPv6 SOLICIT to ff02::1:2 passes outside the firewall", &pol_closed, {
+		{ OUT, { .kind = K_IP, V4(VM_LL, "ff02::1:2"), .proto = UDP, .sport = 546, .dport = 547 }, PASS(PASS_CTRL), NO_RULE } } },
+	{ "DHCPv6 client ports to a unicast address that is not the host meet the rules", &pol_closed, {
+		{ OUT, { .kind = K_IP, V4(VM_IP6, "2001:db8:9::547"), .proto = UDP, .sport = 546, .dport = 547 }, DROP(DROP_DEFAULT), NO_RULE } } },
 	{ "DHCP unicast to a server that is not the host meets the rules", &pol_closed, {
 		{ OUT, { .kind = K_DHCP, V4(VM_IP, "198.51.100.67"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 3 }, DROP(DROP_DEFAULT), NO_RULE } } },
 	{ "rogue DHCPOFFER from guest", &pol_open, {
