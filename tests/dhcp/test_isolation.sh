@@ -140,6 +140,8 @@ IP_B=$(lease_of $B)
 ok "$([[ -n $IP_B ]] && ip -n "$NS_B" -4 addr show dev eth0 | grep -q "inet $IP_B/"; echo $?)" \
 	"B's lease ($IP_B) is recorded for VM $B and on B's interface"
 ok "$([[ $(bound_ip $B) == "$IP_B" ]]; echo $?)" "rayos_ip_bind[$B] holds $IP_B"
+ifb_pk=$(cat /sys/class/net/rfb$B/statistics/tx_packets 2>/dev/null || echo 0)
+ok "$((ifb_pk > 0 ? 0 : 1))" "B's frames, its DHCP too, went through its shaping ifb rfb$B ($ifb_pk)"
 used=$(status .pool_used)
 ok "$((used <= 2 ? 0 : 1))" "the pool holds A's and B's leases only ($used used of 10)"
 
