@@ -315,6 +315,8 @@ static void print_status(const cJSON *r)
 		       jstr(it, "group")[0] ? jstr(it, "group") : "-",
 		       jstr(it, "interface")[0] ? jstr(it, "interface") : "-",
 		       jnum(it, "generation"), jnum(it, "policy_version"));
+	printf("host:       %.0f addresses, reached by guests only through their \"host\" rules\n",
+	       jnum(r, "host_addresses"));
 	printf("enforcement:\n");
 	cJSON_ArrayForEach(it, ep)
 		printf("  %-20s %-11s %s\n", jstr(it, "point"), jstr(it, "state"),
