@@ -21,6 +21,7 @@
 
 struct control_server;
 struct dhcp_server;
+struct hostaddr;
 struct http_server;
 struct ifwatch;
 struct policy_watch;
@@ -43,6 +44,8 @@ struct agent {
 	struct ifwatch *ifw;
 	struct tpm *tpm;		/* NULL: measuring is off or unavailable */
 	struct dhcp_server *dhcp;	/* NULL: the policy serves no bridge */
+	struct hostaddr *hostaddr;	/* the host's addresses for the "host" rules */
+	struct ev_source hostaddrs;
 	char dhcp_error[256];
 	struct vm_watch *watches;	/* QEMU processes of registered VMs */
 	char tpm_error[256];

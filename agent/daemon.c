@@ -38,6 +38,7 @@
 #include "agent/tpm/tpm.h"
 #include "agent/vm/cgroup.h"
 #include "agent/vm/devices.h"
+#include "agent/vm/hostaddr.h"
 #include "agent/vm/ifwatch.h"
 #include "agent/vm/registry.h"
 #include "agent/vmconfine.h"
@@ -154,23 +155,37 @@ static void start_tpm(struct agent *a)
 /* A lease granted, renewed, released or expired: the anti-spoof binding
  * follows at once, before the ACK leaves. */
 static void on_lease(void *ctx, uint32_t vm_id, const uint8_t mac[6], uint32_t ip_be,
-		     uint64_t expiry_boottime_ns)
+		     uint64_t expiry_boottime_ns, bool bound)
 {
 	struct agent *a = ctx;
 	int err;
 
 	(void)mac;
 	if (!vm_id)
-		return;		/* a MAC that is no VM of the policy */
-	err = publish_lease(a->ld, vm_id, ip_be, expiry_boottime_ns);
+		return;		/* a client that is no VM */
+	err = bound ? publish_lease(a->ld, vm_id, ip_be, expiry_boottime_ns)
+		    : publish_lease_end(a->ld, vm_id, ip_be);
 	if (err && err != -EEXIST)
 		log_err("VM %u: cannot update its address binding: %s", vm_id, strerror(-err));
+}
+
+/* The DHCP server asks which VM sent a frame (by the slot its tap program
+ * marked it with) and whether a VM still has an address bound. */
+static uint32_t dhcp_vm_of_slot(void *ctx, uint32_t slot)
+{
+	return publish_vm_of_slot(((struct agent *)ctx)->ld, slot);
+}
+
+static bool dhcp_vm_holds(void *ctx, uint32_t vm_id, uint32_t ip_be)
+{
+	return publish_binds(((struct agent *)ctx)->ld, vm_id, ip_be);
 }
 
 /* Start, reconfigure or stop the DHCP server to match the policy. */
 static void apply_dhcp(struct agent *a, const struct dhcp_config *cfg)
 {
-	struct dhcp_hooks hooks = { .ctx = a, .binding = on_lease };
+	struct dhcp_hooks hooks = { .ctx = a, .binding = on_lease,
+				    .vm_of_slot = dhcp_vm_of_slot, .vm_holds = dhcp_vm_holds };
 	int err;
 
 	if (!cfg || !cfg->nr_bridges) {
@@ -410,6 +425,14 @@ static void on_links(struct ev_source *src, uint32_t events)
 	quarantine_check(a);	/* a quarantined VM's tap went: it stopped */
 }
 
+static void on_hostaddrs(struct ev_source *src, uint32_t events)
+{
+	struct agent *a = (struct agent *)((char *)src - offsetof(struct agent, hostaddrs));
+
+	(void)events;
+	hostaddr_event(a->hostaddr);
+}
+
 static void on_drop_event(void *ctx, const struct rayos_event *ev)
 {
 	struct agent *a = ctx;
@@ -587,6 +610,7 @@ static cJSON *status_reply(struct agent *a)
 			cJSON_AddItemToArray(arr, o);
 		}
 	}
+	cJSON_AddNumberToObject(r, "host_addresses", (double)hostaddr_count(a->hostaddr));
 	if (a->dhcp) {
 		cJSON_AddItemToObject(r, "dhcp", dhcp_server_status_json(a->dhcp));
 	} else {
@@ -812,6 +836,11 @@ static int setup_events(struct agent *a)
 	a->links.handler = on_links;
 	a->links.fd = ifwatch_fd(a->ifw);
 	err = ev_add(a->epfd, &a->links, EPOLLIN);
+	if (!err && a->hostaddr) {
+		a->hostaddrs.fd = hostaddr_fd(a->hostaddr);
+		a->hostaddrs.handler = on_hostaddrs;
+		err = ev_add(a->epfd, &a->hostaddrs, EPOLLIN);
+	}
 	if (err)
 		return err;
 
@@ -929,6 +958,10 @@ int agent_run(const struct agent_opts *o)
 	if (err)
 		goto out;
 	raise_nofile();
+	err = hostaddr_open(a.ld, &a.hostaddr);
+	if (err)
+		log_err("cannot watch the host's addresses (%s): the \"host\" rules cover "
+			"only broadcast, multicast and loopback", strerror(-err));
 	err = setup_events(&a);
 	if (err)
 		goto out;
@@ -969,6 +1002,7 @@ out:
 	policy_watch_close(a.pw);
 	quarantine_free(&a.quarantine);
 	ifwatch_close(a.ifw);	/* owns links.fd */
+	hostaddr_close(a.hostaddr);	/* owns hostaddrs.fd */
 	http_server_close(a.http);
 	loader_events_close(a.ring);	/* owns events.fd */
 	registry_close(a.reg);

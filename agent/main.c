@@ -375,6 +375,8 @@ static void print_status(const cJSON *r)
 		cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(conf, "warnings"))
 			printf("         warning: %s\n", cJSON_IsString(w) ? w->valuestring : "?");
 	}
+	printf("host:       %.0f addresses, reached by guests only through their \"host\" rules\n",
+	       jnum(r, "host_addresses"));
 	printf("enforcement:\n");
 	cJSON_ArrayForEach(it, ep)
 		printf("  %-20s %-11s %s\n", jstr(it, "point"), jstr(it, "state"),

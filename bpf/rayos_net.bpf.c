@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Per-VM network enforcement on the VM's tap: anti-spoofing, DHCP/RA
- * hygiene, firewall with flow tracking, byte-rate limiting, counters and
- * drop events.  Two thin tc entry points; the logic lives in bpf/include.
+ * hygiene, link-control rate limits, host protection, firewall with flow
+ * tracking, byte-rate limiting, counters and drop events.  Two thin tc
+ * entry points; the logic lives in bpf/include.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -11,6 +12,7 @@
 #include "parse.bpf.h"
 #include "stats.bpf.h"
 #include "spoof.bpf.h"
+#include "host.bpf.h"
 #include "fw.bpf.h"
 #include "ct.bpf.h"
 #include "rate.bpf.h"
@@ -48,17 +50,28 @@ __noinline int rayos_parse_skb(struct __sk_buff *skb, struct rayos_pkt *p)
 	return rsn;
 }
 
-/* Anti-spoofing of guest frames: a reason, or RAYOS_RSN_CONTINUE. */
+/*
+ * Anti-spoofing of guest frames: a reason, or RAYOS_RSN_CONTINUE.  A DHCPv4
+ * client message that passes is stamped with its VM's slot
+ * (RAYOS_DHCP_MARK_TAG) for the agent's DHCP server.
+ */
 __noinline int rayos_spoof_out(struct __sk_buff *skb, const struct rayos_owner *o,
-			       const struct rayos_pkt *p)
+			       const struct rayos_vm *vm, const struct rayos_pkt *p)
 {
-	if (!skb || !o || !p)
+	int rsn;
+
+	if (!skb || !o || !vm || !p)
 		return RAYOS_RSN_MALFORMED;
-	return spoof_from_vm(o, p, (void *)(long)skb->data, (void *)(long)skb->data_end);
+	rsn = spoof_from_vm(o, vm, p, (void *)(long)skb->data, (void *)(long)skb->data_end);
+	if (rsn == RAYOS_RSN_PASS_CTRL && p->family == RAYOS_AF_INET &&
+	    p->proto == IPPROTO_UDP && p->dport == RAYOS_DHCP_SERVER_PORT)
+		skb->mark = RAYOS_DHCP_MARK_TAG | (vm->slot & ~RAYOS_DHCP_MARK_MASK);
+	return rsn;
 }
 
-/* Firewall verdict: reason in the low byte, rule number in the next. */
-__noinline int rayos_fw_eval(__u32 vm_id, const struct rayos_vm *vm, __u32 dir,
+/* Firewall verdict of rule set `set` (a direction or RAYOS_FW_HOST): reason
+ * in the low byte, rule number in the next. */
+__noinline int rayos_fw_eval(__u32 vm_id, const struct rayos_vm *vm, __u32 set,
 			     const struct rayos_pkt *p)
 {
 	__u8 rule = RAYOS_EV_RULE_NONE;
@@ -66,18 +79,18 @@ __noinline int rayos_fw_eval(__u32 vm_id, const struct rayos_vm *vm, __u32 dir,
 
 	if (!vm || !p)
 		return RAYOS_RSN_DROP_DEFAULT | RAYOS_EV_RULE_NONE << 8;
-	rsn = fw_eval(vm_id, vm, dir & 1, p, &rule);
+	rsn = fw_eval(vm_id, vm, set == RAYOS_FW_HOST ? RAYOS_FW_HOST : set & 1, p, &rule);
 	return rsn | rule << 8;
 }
 
-/* An ICMP error about a tracked flow of the VM: 1, else 0. */
+/* An ICMP error about a tracked flow of the VM: enum rayos_related. */
 __noinline int rayos_icmp_related(struct __sk_buff *skb, const struct rayos_vm *vm, __u32 dir,
 				  const struct rayos_pkt *p, __u64 now)
 {
 	if (!skb || !vm || !p)
-		return 0;
+		return RAYOS_REL_NO;
 	return ct_related((void *)(long)skb->data, (void *)(long)skb->data_end, vm, dir & 1, p,
-			  now);
+			  now, skb->len - p->l3_off);
 }
 
 /*
@@ -104,7 +117,7 @@ static __always_inline int judge(struct __sk_buff *skb, const struct rayos_iface
 		struct rayos_owner o;
 
 		owner_load(&o, vm, &iface->bind);
-		rsn = rayos_spoof_out(skb, &o, p);
+		rsn = rayos_spoof_out(skb, &o, vm, p);
 	} else {
 		rsn = ctrl_to_vm(p);
 	}
@@ -123,8 +136,21 @@ static __always_inline int judge(struct __sk_buff *skb, const struct rayos_iface
 		return RAYOS_RSN_PASS_FLOW;
 	/* Like conntrack's RELATED: without it a VM whose inbound default is
 	 * deny never hears "fragmentation needed" and PMTU discovery stalls. */
-	if (!tracked && icmp_is_error(p) && rayos_icmp_related(skb, vm, dir, p, now))
-		return RAYOS_RSN_PASS_RELATED;
+	if (!tracked && icmp_is_error(p)) {
+		rsn = rayos_icmp_related(skb, vm, dir, p, now);
+		if (rsn == RAYOS_REL_YES)
+			return RAYOS_RSN_PASS_RELATED;
+		if (rsn == RAYOS_REL_LONG)
+			return RAYOS_RSN_ICMP_QUOTE;
+	}
+
+	/* To the host itself: the HOST rules first (default deny), then the
+	 * OUT rules like any packet.  Only new flows get here. */
+	if (dir == RAYOS_DIR_OUT && !host_open(vm) && dst_is_host(p)) {
+		rsn = rayos_fw_eval(vm_id, vm, RAYOS_FW_HOST, p) & 0xff;
+		if (rsn >= RAYOS_RSN_DROP)
+			return RAYOS_RSN_HOST;
+	}
 
 	rsn = rayos_fw_eval(vm_id, vm, dir, p);
 	*rule = rsn >> 8;

@@ -52,6 +52,9 @@ static const char *const map_names[RAYOS_MAP_MAX] = {
 	[RAYOS_MAP_TBF]		= "rayos_tbf",
 	[RAYOS_MAP_EV_RATE]	= "rayos_ev_rate",
 	[RAYOS_MAP_EVENTS]	= "rayos_events",
+	[RAYOS_MAP_CTL_RATE]	= "rayos_ctl_rate",
+	[RAYOS_MAP_HOST4]	= "rayos_host4",
+	[RAYOS_MAP_HOST6]	= "rayos_host6",
 	/* device enforcement */
 	[RAYOS_MAP_DEV_RULES]	= "rayos_dev_rules",
 	[RAYOS_MAP_CGROUPS]	= "rayos_cgroups",
@@ -67,7 +70,7 @@ static const struct {
 	unsigned int per_vm;
 } vm_sized_maps[] = {
 	{ RAYOS_MAP_VMS, 1 },
-	{ RAYOS_MAP_FW_TAB, RAYOS_DIR_MAX * 2 },	/* directions x generations */
+	{ RAYOS_MAP_FW_TAB, RAYOS_FW_DIRS * 2 },	/* rule sets x generations */
 	{ RAYOS_MAP_IFACES, 2 },
 	{ RAYOS_MAP_IP_BIND, 1 },
 	/* rayos_net per-slot arrays: one cell per slot (and direction, rule) */
@@ -75,6 +78,7 @@ static const struct {
 	{ RAYOS_MAP_RULE_STATS, RAYOS_DIR_MAX * RAYOS_MAX_RULES },
 	{ RAYOS_MAP_TBF, RAYOS_DIR_MAX },
 	{ RAYOS_MAP_EV_RATE, 1 },
+	{ RAYOS_MAP_CTL_RATE, RAYOS_CTL_MAX },
 	/* device enforcement */
 	{ RAYOS_MAP_CGROUPS, 4 },
 	{ RAYOS_MAP_DEV_STATS, RAYOS_DEVC_MAX },

@@ -42,6 +42,9 @@ enum rayos_map_id {
 	RAYOS_MAP_TBF,		/* ARRAY slot * 2 + dir -> struct rayos_tbf */
 	RAYOS_MAP_EV_RATE,	/* PERCPU_ARRAY slot -> __u64 GCRA time */
 	RAYOS_MAP_EVENTS,	/* RINGBUF of struct rayos_event */
+	RAYOS_MAP_CTL_RATE,	/* ARRAY slot * RAYOS_CTL_MAX + kind -> struct rayos_tbf */
+	RAYOS_MAP_HOST4,	/* HASH __u32 address -> struct rayos_host_addr */
+	RAYOS_MAP_HOST6,	/* HASH 16-byte address -> struct rayos_host_addr */
 	/* device enforcement (bpf/abi/dev.h), from the rayos_dev object */
 	RAYOS_MAP_DEV_RULES,	/* HASH rayos_dev_key -> rayos_dev_rule */
 	RAYOS_MAP_CGROUPS,	/* HASH __u64 cgroup id -> rayos_cgroup_val */
@@ -214,6 +217,22 @@ int loader_for_each_object(const struct loader *ld, loader_object_fn fn, void *c
 /* Wait until every BPF program that might have read a map before this call
  * has finished (an RCU grace period), so stale entries can be deleted. */
 int loader_sync_programs(struct loader *ld);
+
+/* ---- the host's own addresses (loader/host.c) ------------------------------ */
+
+/* One address of the host, for rayos_host4/6. */
+struct loader_host_addr {
+	uint8_t family;			/* AF_INET or AF_INET6 */
+	uint8_t addr[16];		/* network order; IPv4 in the first 4 bytes */
+	uint32_t ifindex;
+	uint32_t flags;			/* RAYOS_HOSTF_* */
+};
+
+/* Make rayos_host4/6 hold exactly addrs: write each, then delete what is
+ * not among them (never clear-then-fill: packets in flight keep seeing the
+ * addresses that stay).  -E2BIG when there are more than the maps hold
+ * (the first RAYOS_HOST_ADDRS of each family are written). */
+int loader_host_addrs_sync(struct loader *ld, const struct loader_host_addr *addrs, size_t n);
 
 /* Probe every feature, or read the cache file (cache_path may be NULL). */
 int loader_probe_features(const char *cache_path,

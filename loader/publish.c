@@ -33,6 +33,7 @@ struct pub_state {
 	struct pub_vm *vms;	/* sorted by id */
 	size_t nr_vms;
 	uint8_t *slot_used;	/* SLOT_* per slot of rayos_vms */
+	uint32_t *slot_vm;	/* the VM in each slot, 0 = none (for the DHCP server) */
 	uint32_t nr_slots;
 };
 
@@ -126,7 +127,10 @@ static int state_init(struct loader *ld)
 		return -ENOMEM;
 	ps->nr_slots = info.max_entries;
 	ps->slot_used = malloc(ps->nr_slots);
-	if (!ps->slot_used) {
+	ps->slot_vm = calloc(ps->nr_slots, sizeof(*ps->slot_vm));
+	if (!ps->slot_used || !ps->slot_vm) {
+		free(ps->slot_used);
+		free(ps->slot_vm);
 		free(ps);
 		return -ENOMEM;
 	}
@@ -146,6 +150,7 @@ void publish_free(struct loader *ld)
 		cv_release(&ps->vms[i].cv);
 	free(ps->vms);
 	free(ps->slot_used);
+	free(ps->slot_vm);
 	free(ps);
 	ld->pub = NULL;
 }
@@ -165,6 +170,15 @@ static int append_key(struct compiled_vm *cv, const struct entry_kind *k,
 	*arr = grown;
 	(*cnt)++;
 	return 0;
+}
+
+/* slot -> VM, after the set of VMs changed. */
+static void index_slots(struct pub_state *ps)
+{
+	memset(ps->slot_vm, 0, ps->nr_slots * sizeof(*ps->slot_vm));
+	for (size_t i = 0; i < ps->nr_vms; i++)
+		if (ps->vms[i].cv.vm.slot < ps->nr_slots)
+			ps->slot_vm[ps->vms[i].cv.vm.slot] = ps->vms[i].cv.vm.vm_id;
 }
 
 static int cmp_pub_vm(const void *a, const void *b)
@@ -208,6 +222,7 @@ int publish_adopt(struct loader *ld)
 			ps->slot_used[rec.slot] = SLOT_USED;
 	}
 	qsort(ps->vms, ps->nr_vms, sizeof(ps->vms[0]), cmp_pub_vm);
+	index_slots(ps);
 
 	for (size_t k = 0; k < NR_KINDS; k++) {
 		int fd = ld->map_fds[kinds[k].map];
@@ -550,6 +565,7 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 	ps->vms = next;
 	ps->nr_vms = cp->nr_vms;
 	next = NULL;
+	index_slots(ps);
 
 	info.applied_ns = clock_ns(CLOCK_REALTIME);
 	info.nr_vms = cp->nr_vms;
@@ -559,7 +575,7 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 			 (unsigned long long)info.version, strerror(errno));
 	stats->version = info.version;
 	for (i = 0; i < cp->nr_vms; i++)
-		for (int d = 0; d < RAYOS_DIR_MAX; d++) {
+		for (int d = 0; d < RAYOS_FW_DIRS; d++) {
 			const struct rayos_dir_policy *dp = &cp->vms[i].vm.dir[d];
 
 			if (!dp->nr_rules || ((dp->flags & RAYOS_DIRF_PORT_TAB) &&
@@ -633,6 +649,42 @@ int loader_vm_record(const struct loader *ld, uint32_t vm_id, struct rayos_vm *o
 	__u32 id = vm_id;
 
 	return bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_VMS], &id, out) ? -errno : 0;
+}
+
+uint32_t publish_vm_of_slot(const struct loader *ld, uint32_t slot)
+{
+	const struct pub_state *ps = ld->pub;
+
+	return ps && slot < ps->nr_slots ? ps->slot_vm[slot] : 0;
+}
+
+bool publish_binds(const struct loader *ld, uint32_t vm_id, uint32_t ip_be)
+{
+	struct rayos_ip_bind cur;
+	__u32 key = vm_id;
+
+	if (!ip_be || bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_IP_BIND], &key, &cur))
+		return false;
+	return (cur.flags & RAYOS_BINDF_IPV4) && cur.ipv4_be == ip_be &&
+	       (!cur.lease_expiry_ns || cur.lease_expiry_ns > clock_ns(CLOCK_BOOTTIME));
+}
+
+int publish_lease_end(struct loader *ld, uint32_t vm_id, uint32_t ip_be)
+{
+	struct rayos_ip_bind cur, none = {};
+	int fd = ld->map_fds[RAYOS_MAP_IP_BIND];
+	__u32 key = vm_id;
+
+	if (bpf_map_lookup_elem(fd, &key, &cur))
+		return 0;
+	if (cur.flags & RAYOS_BINDF_STATIC)
+		return -EEXIST;
+	/* Another lease of the VM was bound since: that one stays. */
+	if (!(cur.flags & RAYOS_BINDF_IPV4) || cur.ipv4_be != ip_be)
+		return 0;
+	if (bpf_map_delete_elem(fd, &key) && errno != ENOENT)
+		return -errno;
+	return loader_iface_sync(ld, vm_id, &none);
 }
 
 int publish_lease(struct loader *ld, uint32_t vm_id, uint32_t ip_be, uint64_t expiry_boot_ns)

@@ -17,6 +17,7 @@
 #ifndef RAYOS_PUBLISH_H
 #define RAYOS_PUBLISH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "agent/policy/policy.h"
@@ -56,6 +57,13 @@ int publish_read_info(const struct loader *ld, struct rayos_policy_info *info);
 /* A DHCP lease: let vm_id use ip_be until expiry (CLOCK_BOOTTIME ns), or
  * with ip_be 0 end it.  -EEXIST: the VM has a static address (left as is). */
 int publish_lease(struct loader *ld, uint32_t vm_id, uint32_t ip_be, uint64_t expiry_boot_ns);
+/* The lease of ip_be ended: drop the VM's binding if it is still that
+ * address (not if a newer lease or the policy's address is bound). */
+int publish_lease_end(struct loader *ld, uint32_t vm_id, uint32_t ip_be);
+/* Does rayos_ip_bind let vm_id use ip_be now (lease not expired)? */
+bool publish_binds(const struct loader *ld, uint32_t vm_id, uint32_t ip_be);
+/* The VM whose record has rayos_vm.slot slot; 0 if none. */
+uint32_t publish_vm_of_slot(const struct loader *ld, uint32_t slot);
 
 void publish_free(struct loader *ld);
 

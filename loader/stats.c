@@ -125,6 +125,9 @@ int loader_zero_slot(struct loader *ld, uint32_t slot)
 		err = loader_cell_zero(ld->map_fds[RAYOS_MAP_TBF], slot * RAYOS_DIR_MAX + d,
 				sizeof(struct rayos_tbf), false);
 	err = err ?: loader_cell_zero(ld->map_fds[RAYOS_MAP_EV_RATE], slot, sizeof(__u64), true);
+	for (int k = 0; k < RAYOS_CTL_MAX && !err; k++)
+		err = loader_cell_zero(ld->map_fds[RAYOS_MAP_CTL_RATE], slot * RAYOS_CTL_MAX + k,
+				       sizeof(struct rayos_tbf), false);
 	if (err)
 		log_warn("slot %u: cannot clear its counters: %s", slot, strerror(-err));
 	return err;

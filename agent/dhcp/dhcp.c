@@ -29,6 +29,7 @@
 #include "agent/dhcp/dhcp_proto.h"
 #include "agent/dhcp/dhcp_server.h"
 #include "agent/policy/policy.h"
+#include "bpf/abi/net.h"
 
 #define RX_BATCH	64	/* recvmmsg at once */
 #define RX_ROUNDS	8	/* recvmmsg calls per commit at most */
@@ -143,7 +144,8 @@ static int parse_bridge(const cJSON *b, const struct policy_set *set,
 	static const char *const known[] = {
 		"server_ip", "subnet", "pools", "router", "dns", "ntp", "domain",
 		"lease_time", "t1", "t2", "mtu", "rapid_commit", "conflict_check",
-		"offer_hold", "decline_hold", "description",
+		"offer_hold", "decline_hold", "description", "max_leases_per_vm",
+		"unmanaged_clients",
 	};
 	char path[64], sub[96];
 	const cJSON *v, *it;
@@ -235,12 +237,14 @@ static int parse_bridge(const cJSON *b, const struct policy_set *set,
 	c->lease_time = 3600;
 	c->offer_hold = 30;
 	c->decline_hold = 600;
+	c->max_leases_per_vm = 1;
 	if ((rc = get_u32(b, "lease_time", path, 60, 0x7fffffff, &c->lease_time, err, errlen)) ||
 	    (rc = get_u32(b, "t1", path, 1, 0x7fffffff, &c->t1, err, errlen)) ||
 	    (rc = get_u32(b, "t2", path, 1, 0x7fffffff, &c->t2, err, errlen)) ||
 	    (rc = get_u32(b, "mtu", path, 68, 65535, &mtu, err, errlen)) ||
 	    (rc = get_u32(b, "offer_hold", path, 1, 3600, &c->offer_hold, err, errlen)) ||
-	    (rc = get_u32(b, "decline_hold", path, 1, 86400, &c->decline_hold, err, errlen)))
+	    (rc = get_u32(b, "decline_hold", path, 1, 86400, &c->decline_hold, err, errlen)) ||
+	    (rc = get_u32(b, "max_leases_per_vm", path, 1, 16, &c->max_leases_per_vm, err, errlen)))
 		return rc;
 	c->mtu = (uint16_t)mtu;
 	if (c->t1 && c->t1 >= c->lease_time)
@@ -258,6 +262,14 @@ static int parse_bridge(const cJSON *b, const struct policy_set *set,
 					   strcmp(v->valuestring, "off")))
 			return cfg_err(err, errlen, "%s.conflict_check: \"arp\" or \"off\"", path);
 		c->conflict_check = !strcmp(v->valuestring, "arp");
+	}
+	v = cJSON_GetObjectItemCaseSensitive(b, "unmanaged_clients");
+	if (v) {
+		if (!cJSON_IsString(v) || (strcmp(v->valuestring, "ignore") &&
+					   strcmp(v->valuestring, "serve")))
+			return cfg_err(err, errlen, "%s.unmanaged_clients: \"ignore\" or \"serve\"",
+				       path);
+		c->serve_unmanaged = !strcmp(v->valuestring, "serve");
 	}
 
 	/* The policy's VMs on this bridge. */
@@ -370,11 +382,18 @@ struct dhcp_bridge {
 	bool up;
 };
 
+/* How a message came in: the skb->mark its frame carried (SO_RCVMARK). */
+struct rx_meta {
+	uint32_t mark;
+	bool has_mark;
+};
+
 struct probe {
 	struct dhcp_bridge *br;
 	uint32_t ip_be;
 	uint64_t deadline;	/* dhcp_now_ms() */
 	uint8_t tries;
+	struct rx_meta meta;	/* the held request's origin */
 	size_t len;
 	uint8_t pkt[DHCP_MAX_LEN];
 };
@@ -400,6 +419,8 @@ struct dhcp_server {
 	size_t nr_probes;
 	uint64_t last_retry_ms;
 	uint64_t commits, commit_fail;
+	uint64_t stale_marks;		/* marked with a slot that has no VM now */
+	char (*ctl)[CMSG_SPACE(sizeof(uint32_t))];	/* recvmmsg control, per message */
 	struct dhcp_bridge *loading;	/* replay target, NULL for other bridges */
 };
 
@@ -411,18 +432,25 @@ static int persist_cb(void *ctx, const struct lease_rec *rec)
 }
 
 static void binding_cb(void *ctx, uint32_t vm_id, const uint8_t mac[6], uint32_t ip_be,
-		       uint64_t expiry_ms)
+		       uint64_t expiry_ms, bool bound)
 {
 	struct dhcp_server *srv = ctx;
 	uint64_t ns = 0, now;
 
 	if (!srv->hooks.binding)
 		return;
-	if (ip_be && expiry_ms) {
+	if (bound && expiry_ms) {
 		now = dhcp_now_ms();
 		ns = clock_ns(CLOCK_BOOTTIME) + (expiry_ms > now ? (expiry_ms - now) * 1000000ULL : 0);
 	}
-	srv->hooks.binding(srv->hooks.ctx, vm_id, mac, ip_be, ns);
+	srv->hooks.binding(srv->hooks.ctx, vm_id, mac, ip_be, ns, bound);
+}
+
+static bool vm_holds_cb(void *ctx, uint32_t vm_id, uint32_t ip_be)
+{
+	struct dhcp_server *srv = ctx;
+
+	return srv->hooks.vm_holds && srv->hooks.vm_holds(srv->hooks.ctx, vm_id, ip_be);
 }
 
 static void udp_handler(struct ev_source *src, uint32_t events);
@@ -465,13 +493,18 @@ static int bridge_up(struct dhcp_bridge *br)
 		return err;
 	}
 	br->up = true;
+	if (br->srv->hooks.vm_of_slot && !br->io.marks)
+		log_warn("dhcp %s: this kernel does not report packet marks (SO_RCVMARK, Linux "
+			 "5.19): clients are told apart by chaddr, which the tap programs pin "
+			 "to each VM's MAC", c->name);
 	log_info("dhcp %s: serving", c->name);
 	return 0;
 }
 
 static struct dhcp_bridge *bridge_new(struct dhcp_server *srv, const struct dhcp_bridge_cfg *c)
 {
-	struct dhcp_engine_ops ops = { .ctx = srv, .persist = persist_cb, .binding = binding_cb };
+	struct dhcp_engine_ops ops = { .ctx = srv, .persist = persist_cb, .binding = binding_cb,
+				       .vm_holds = vm_holds_cb };
 	struct dhcp_bridge *br = calloc(1, sizeof(*br));
 
 	if (!br)
@@ -575,7 +608,8 @@ static void flush_out(struct dhcp_server *srv)
 }
 
 static void hold_for_probe(struct dhcp_server *srv, struct dhcp_bridge *br, uint32_t ip_be,
-			   const uint8_t *pkt, size_t len, uint8_t tries, uint64_t now)
+			   const uint8_t *pkt, size_t len, const struct rx_meta *meta,
+			   uint8_t tries, uint64_t now)
 {
 	struct probe *p = NULL;
 	size_t i;
@@ -597,15 +631,46 @@ static void hold_for_probe(struct dhcp_server *srv, struct dhcp_bridge *br, uint
 	}
 	memcpy(p->pkt, pkt, len);
 	p->len = len;
+	p->meta = *meta;
+}
+
+/*
+ * Which VM sent a message: the one whose slot the tap program wrote into
+ * the frame's mark.  Returns NULL when the server does not identify VMs
+ * (no vm_of_slot hook: the standalone server), else *o; -ESTALE when the
+ * slot has no VM now (it left between the frame and this read).
+ */
+static int origin_of(struct dhcp_server *srv, const struct dhcp_bridge *br,
+		     const struct rx_meta *meta, struct dhcp_origin *o,
+		     const struct dhcp_origin **out)
+{
+	*out = NULL;
+	if (!srv->hooks.vm_of_slot || !br->io.marks)
+		return 0;
+	o->vm_id = 0;
+	if (meta->has_mark && (meta->mark & RAYOS_DHCP_MARK_MASK) == RAYOS_DHCP_MARK_TAG) {
+		o->vm_id = srv->hooks.vm_of_slot(srv->hooks.ctx,
+						 meta->mark & ~RAYOS_DHCP_MARK_MASK);
+		if (!o->vm_id) {
+			srv->stale_marks++;
+			return -ESTALE;
+		}
+	}
+	*out = o;
+	return 0;
 }
 
 static void handle_one(struct dhcp_server *srv, struct dhcp_bridge *br, const uint8_t *pkt,
-		       size_t len, uint64_t now, uint8_t tries)
+		       size_t len, const struct rx_meta *meta, uint64_t now, uint8_t tries)
 {
+	const struct dhcp_origin *origin;
+	struct dhcp_origin from;
 	struct out_slot *o;
 
 	if (srv->nr_out == MAX_OUT)
 		flush_out(srv);
+	if (origin_of(srv, br, meta, &from, &origin))
+		return;
 	if (dhcp_parse(&srv->msg, pkt, len)) {
 		log_debug("dhcp %s: dropped malformed message: %s",
 			  dhcp_engine_cfg(br->eng)->name, srv->msg.err);
@@ -613,10 +678,10 @@ static void handle_one(struct dhcp_server *srv, struct dhcp_bridge *br, const ui
 	}
 	o = &srv->out[srv->nr_out];
 	o->br = br;
-	if (dhcp_engine_handle(br->eng, &srv->msg, now, &o->r))
+	if (dhcp_engine_handle_from(br->eng, &srv->msg, origin, now, &o->r))
 		return;
 	if (o->r.tx == DHCP_TX_PROBE) {
-		hold_for_probe(srv, br, o->r.probe_ip_be, pkt, len, tries, now);
+		hold_for_probe(srv, br, o->r.probe_ip_be, pkt, len, meta, tries, now);
 	} else if (o->r.commit) {
 		srv->nr_out++;		/* after the batch's commit */
 	} else if (o->r.tx != DHCP_TX_NONE && br->up) {
@@ -646,13 +711,27 @@ static void udp_handler(struct ev_source *src, uint32_t events)
 			memset(&msgs[i], 0, sizeof(msgs[i]));
 			msgs[i].msg_hdr.msg_iov = &iov[i];
 			msgs[i].msg_hdr.msg_iovlen = 1;
+			msgs[i].msg_hdr.msg_control = srv->ctl[i];
+			msgs[i].msg_hdr.msg_controllen = sizeof(srv->ctl[i]);
 		}
 		n = recvmmsg(br->io.udp_fd, msgs, RX_BATCH, MSG_DONTWAIT, NULL);
 		if (n <= 0)
 			break;
-		for (i = 0; i < n; i++)
-			if (!(msgs[i].msg_hdr.msg_flags & MSG_TRUNC))
-				handle_one(srv, br, srv->rx[i], msgs[i].msg_len, now, 0);
+		for (i = 0; i < n; i++) {
+			struct rx_meta meta = { 0 };
+			struct cmsghdr *cm;
+
+			if (msgs[i].msg_hdr.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+				continue;
+			for (cm = CMSG_FIRSTHDR(&msgs[i].msg_hdr); cm;
+			     cm = CMSG_NXTHDR(&msgs[i].msg_hdr, cm))
+				if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_MARK &&
+				    cm->cmsg_len == CMSG_LEN(sizeof(uint32_t))) {
+					memcpy(&meta.mark, CMSG_DATA(cm), sizeof(meta.mark));
+					meta.has_mark = true;
+				}
+			handle_one(srv, br, srv->rx[i], msgs[i].msg_len, &meta, now, 0);
+		}
 		if (n < RX_BATCH)
 			break;
 	}
@@ -675,10 +754,13 @@ static void arp_handler(struct ev_source *src, uint32_t events)
 		for (i = 0; i < srv->nr_probes; i++) {
 			struct probe *p = &srv->probes[i];
 
-			/* RFC 5227 2.1.1: a packet from the address, or another
-			 * host probing for it, is a conflict. */
-			if (p->br != br || (a.spa_be != p->ip_be &&
-					    !(a.spa_be == 0 && a.tpa_be == p->ip_be && a.op == 1)))
+			/* A packet from the address is a conflict.  RFC 5227
+			 * 2.1.1 also counts another host probing for it, but
+			 * on a guest bridge any guest may send probes (sender
+			 * 0.0.0.0) for any address, and answering each of our
+			 * probes with one would quarantine the pool; a guest's
+			 * ARP from an address is checked by its tap program. */
+			if (p->br != br || a.spa_be != p->ip_be)
 				continue;
 			dhcp_engine_probe_result(br->eng, p->ip_be, true, now);
 			/* Ask again: the engine picks another address. */
@@ -706,7 +788,7 @@ static void run_probes(struct dhcp_server *srv, uint64_t now)
 		if (done.deadline)
 			dhcp_engine_probe_result(done.br->eng, done.ip_be, false, now);
 		if (done.tries < PROBE_TRIES)
-			handle_one(srv, done.br, done.pkt, done.len, now, done.tries);
+			handle_one(srv, done.br, done.pkt, done.len, &done.meta, now, done.tries);
 	}
 }
 
@@ -806,8 +888,9 @@ int dhcp_server_open(const struct dhcp_config *cfg, const char *state_dir, int e
 		srv->hooks = *hooks;
 	srv->out = calloc(MAX_OUT, sizeof(*srv->out));
 	srv->rx = calloc(RX_BATCH, sizeof(*srv->rx));
+	srv->ctl = calloc(RX_BATCH, sizeof(*srv->ctl));
 	srv->probes = calloc(MAX_PROBES, sizeof(*srv->probes));
-	if (!srv->out || !srv->rx || !srv->probes)
+	if (!srv->out || !srv->rx || !srv->ctl || !srv->probes)
 		goto fail;
 	if (snprintf(srv->path, sizeof(srv->path), "%s/%s", state_dir, LEASE_FILE) >=
 	    (int)sizeof(srv->path)) {
@@ -908,7 +991,7 @@ int dhcp_server_reconfigure(struct dhcp_server *srv, const struct dhcp_config *c
 
 			while (dhcp_engine_next_lease(srv->br[j]->eng, &pos, &li))
 				if (li.state == DHCP_L_BOUND)
-					binding_cb(srv, li.vm_id, li.mac, 0, 0);
+					binding_cb(srv, li.vm_id, li.mac, li.ip_be, 0, false);
 		}
 		bridge_free(srv->br[j]);
 	}
@@ -959,6 +1042,9 @@ cJSON *dhcp_server_status_json(struct dhcp_server *srv)
 	cJSON_AddNumberToObject(root, "commits", (double)srv->commits);
 	cJSON_AddNumberToObject(root, "commit_failures", (double)srv->commit_fail);
 	cJSON_AddNumberToObject(root, "probes_pending", (double)srv->nr_probes);
+	cJSON_AddStringToObject(root, "clients_identified_by",
+				srv->hooks.vm_of_slot ? "tap" : "chaddr");
+	cJSON_AddNumberToObject(root, "stale_marks", (double)srv->stale_marks);
 	for (i = 0; i < srv->nr_bridges; i++) {
 		const struct dhcp_bridge_cfg *c = dhcp_engine_cfg(srv->br[i]->eng);
 		const struct dhcp_engine_stats *st = dhcp_engine_stats(srv->br[i]->eng);
@@ -983,6 +1069,14 @@ cJSON *dhcp_server_status_json(struct dhcp_server *srv)
 		cJSON_AddNumberToObject(b, "exhausted", (double)st->exhausted);
 		cJSON_AddNumberToObject(b, "conflicts", (double)st->conflicts);
 		cJSON_AddNumberToObject(b, "declines", (double)st->declines);
+		cJSON_AddNumberToObject(b, "declines_unquarantined", (double)st->decline_limited);
+		cJSON_AddNumberToObject(b, "ignored_unmanaged", (double)st->unmanaged);
+		cJSON_AddNumberToObject(b, "ignored_foreign_chaddr", (double)st->foreign_chaddr);
+		cJSON_AddNumberToObject(b, "ignored_vm_limit", (double)st->vm_limit);
+		cJSON_AddNumberToObject(b, "naks_no_record", (double)st->no_record);
+		cJSON_AddNumberToObject(b, "max_leases_per_vm", c->max_leases_per_vm);
+		cJSON_AddStringToObject(b, "unmanaged_clients",
+					c->serve_unmanaged ? "serve" : "ignore");
 	}
 	return root;
 }
@@ -1051,6 +1145,7 @@ void dhcp_server_close(struct dhcp_server *srv)
 		lease_store_close(srv->ls);
 	free(srv->out);
 	free(srv->rx);
+	free(srv->ctl);
 	free(srv->probes);
 	free(srv);
 }

@@ -9,6 +9,7 @@
 #ifndef RAYOS_DHCP_H
 #define RAYOS_DHCP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,7 +19,7 @@ struct policy_set;
 struct dhcp_bridge_cfg;
 struct dhcp_server;
 
-/* The parsed "dhcp" object; struct dhcp_bridge_cfg in agent/dhcp_server.h. */
+/* The parsed "dhcp" object; struct dhcp_bridge_cfg in agent/dhcp/dhcp_server.h. */
 struct dhcp_config {
 	size_t nr_bridges;
 	struct dhcp_bridge_cfg *bridges;
@@ -34,11 +35,19 @@ void dhcp_config_free(struct dhcp_config *cfg);
 
 struct dhcp_hooks {
 	void *ctx;
-	/* mac holds ip_be until expiry (CLOCK_BOOTTIME ns); ip_be 0: the
-	 * binding ended.  vm_id is 0 when the MAC belongs to no VM of the
-	 * policy.  Called before the ACK that grants the lease is sent. */
+	/* The client holds ip_be until expiry (CLOCK_BOOTTIME ns), or with
+	 * bound false no longer holds ip_be.  vm_id is 0 for a client that is
+	 * no VM.  Called before the ACK that grants the lease is sent. */
 	void (*binding)(void *ctx, uint32_t vm_id, const uint8_t mac[6], uint32_t ip_be,
-			uint64_t expiry_boottime_ns);
+			uint64_t expiry_boottime_ns, bool bound);
+	/* The VM whose rayos_vm.slot is slot, 0 if none.  With this hook the
+	 * server knows each message's VM from the mark the tap program gave
+	 * its frame (RAYOS_DHCP_MARK_TAG in bpf/abi/net.h); without it (the
+	 * standalone test server) a client is what its chaddr says. */
+	uint32_t (*vm_of_slot)(void *ctx, uint32_t slot);
+	/* Whether the data path binds ip_be to vm_id now (may be NULL): lets a
+	 * guest keep its address across a lost lease database. */
+	bool (*vm_holds)(void *ctx, uint32_t vm_id, uint32_t ip_be);
 };
 
 /* Open the lease database (state_dir/dhcp-leases.log), replay it, announce

@@ -75,6 +75,9 @@ int dhcp_io_open(struct dhcp_io *io, const char *ifname, bool arp)
 	 * while a batch is being committed. */
 	setsockopt(io->udp_fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 	setsockopt(io->udp_fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz));
+	/* The tap program marks each DHCP client frame with its VM's slot
+	 * (RAYOS_DHCP_MARK_TAG); Linux 5.19+ hands the mark over. */
+	io->marks = !setsockopt(io->udp_fd, SOL_SOCKET, SO_RCVMARK, &one, sizeof(one));
 	if (bind(io->udp_fd, (struct sockaddr *)&sin, sizeof(sin)))
 		goto fail_errno;
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Sockets of one guest bridge: a UDP socket on port 67 bound to the bridge
- * (SO_BINDTODEVICE) receives requests and sends to relays; a send-only
+ * (SO_BINDTODEVICE) receives requests, with the mark the tap program gave
+ * each frame (SO_RCVMARK: which VM sent it), and sends to relays; a send-only
  * AF_PACKET socket delivers replies to clients that have no address yet
  * (unicast to chaddr or broadcast, RFC 2131 4.1) without touching the ARP
  * table; an ARP packet socket sends RFC 5227 probes and hears conflicts.
@@ -18,6 +19,7 @@ struct dhcp_io {
 	int udp_fd, pkt_fd, arp_fd;	/* -1 when closed */
 	int ifindex;
 	uint8_t mac[6];
+	bool marks;			/* udp_fd reports each frame's skb->mark */
 };
 
 void dhcp_io_init(struct dhcp_io *io);

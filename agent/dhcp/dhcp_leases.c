@@ -99,6 +99,7 @@ void lease_rec_encode(const struct lease_rec *rec, uint64_t seq, uint8_t out[LEA
 	put_le64(out + 16, rec->expiry_ms);
 	put_le64(out + 24, seq);
 	memcpy(out + 32, rec->bridge, strnlen(rec->bridge, IF_NAMESIZE));
+	put_le32(out + 48, rec->vm_id);
 	put_le32(out + 60, crc32c(0, out, 60));
 }
 
@@ -115,6 +116,7 @@ int lease_rec_decode(const uint8_t in[LEASE_REC_SIZE], struct lease_rec *rec)
 	memcpy(&rec->ip_be, in + 12, 4);
 	rec->expiry_ms = get_le64(in + 16);
 	memcpy(rec->bridge, in + 32, IF_NAMESIZE - 1);
+	rec->vm_id = get_le32(in + 48);
 	return 0;
 }
 

@@ -25,13 +25,15 @@ enum lease_rec_kind {
 };
 
 /* One record as the engine sees it; on disk it is 64 little-endian bytes
- * ending with a CRC-32C over the first 60. */
+ * ending with a CRC-32C over the first 60.  vm_id sits in bytes 48..51,
+ * which records written before it had are zero in. */
 struct lease_rec {
 	uint8_t kind;			/* enum lease_rec_kind */
 	uint8_t mac[6];
 	uint32_t ip_be;
 	uint64_t expiry_ms;		/* CLOCK_REALTIME milliseconds */
 	char bridge[IF_NAMESIZE];
+	uint32_t vm_id;			/* the VM that owns it; 0: keyed by mac */
 };
 
 struct lease_load_stats {

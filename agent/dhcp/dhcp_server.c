@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * DHCP server engine (RFC 2131 4.3): one instance per guest bridge.  Leases
- * live in one array indexed through two open-addressing hash tables (by MAC,
- * by address); free pool addresses are a bitmap searched from a moving
- * cursor, so every request costs O(1) amortized and no allocation once the
- * tables are sized.
+ * live in one array indexed through open-addressing hash tables: by address,
+ * by owning VM (each VM's few leases chained from there), and by MAC for
+ * clients that are no VM; free pool addresses are a bitmap searched from a
+ * moving cursor, so every request costs O(1) amortized and no allocation
+ * once the tables are sized.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,15 +21,32 @@
 
 #define NO_LEASE	UINT32_MAX
 
+/* Declined addresses one client may keep in quarantine at a time: beyond
+ * that a DECLINE only frees the lease.  Otherwise a guest could take the
+ * pool out of service one DECLINE at a time. */
+#define DECLINES_PER_CLIENT	2
+
 struct lease {
-	uint8_t mac[6];
+	uint8_t mac[6];		/* the client's chaddr (where replies go) */
 	uint8_t state;		/* enum dhcp_lease_state */
 	uint8_t flags;		/* LF_* */
 	uint32_t ip;		/* host order */
-	uint32_t vm_id;
+	uint32_t vm_id;		/* owner; 0: a client that is no VM, keyed by mac */
 	uint32_t next_free;	/* free-list link while unused */
+	uint32_t next_vm;	/* the owner VM's next lease */
 	bool used;
 	uint64_t expiry_ms;
+	/* A quarantine that a DECLINE caused: whose it counts against. */
+	uint32_t decl_vm;
+	uint8_t decl_mac[6];
+};
+
+/* The client a message is from: its VM (0 for none), its chaddr, and the
+ * VM's entry on this bridge if the policy gives it one. */
+struct client {
+	uint32_t vm_id;
+	const uint8_t *mac;
+	const struct dhcp_host *host;
 };
 
 /* Open addressing, linear probing, backward-shift deletion; key 0 = empty. */
@@ -44,7 +62,7 @@ struct dhcp_engine {
 	struct lease *leases;
 	size_t nr_slots, cap_slots;
 	uint32_t free_head;
-	struct htab by_mac, by_ip, host_by_mac, host_by_ip;
+	struct htab by_mac, by_ip, by_vm, host_by_mac, host_by_ip, host_by_vm;
 	uint64_t *bitmap;		/* 1 = address unavailable */
 	size_t nr_addrs, nr_words, cursor, used;
 	size_t *range_base;		/* index of each range's first address */
@@ -178,6 +196,11 @@ static uint64_t ip_key(uint32_t ip)
 	return (1ULL << 32) | ip;
 }
 
+static uint64_t vm_key(uint32_t vm_id)
+{
+	return (2ULL << 48) | vm_id;
+}
+
 /* ---- pool addresses ---- */
 
 static bool in_subnet(const struct dhcp_engine *e, uint32_t ip)
@@ -285,9 +308,16 @@ static struct lease *L(struct dhcp_engine *e, uint32_t idx)
 	return &e->leases[idx];
 }
 
-static const struct dhcp_host *host_of(const struct dhcp_engine *e, const uint8_t mac[6])
+static const struct dhcp_host *host_of_mac(const struct dhcp_engine *e, const uint8_t mac[6])
 {
 	uint32_t i = htab_get(&e->host_by_mac, mac_key(mac));
+
+	return i == NO_LEASE ? NULL : &e->cfg.hosts[i];
+}
+
+static const struct dhcp_host *host_of_vm(const struct dhcp_engine *e, uint32_t vm_id)
+{
+	uint32_t i = vm_id ? htab_get(&e->host_by_vm, vm_key(vm_id)) : NO_LEASE;
 
 	return i == NO_LEASE ? NULL : &e->cfg.hosts[i];
 }
@@ -314,10 +344,95 @@ static void set_state(struct dhcp_engine *e, uint32_t idx, uint8_t state, uint64
 	note_deadline(e, expiry);
 }
 
-/* A new lease of mac (NULL: a quarantine, owned by no client) on ip, FREE. */
-static uint32_t lease_new(struct dhcp_engine *e, const uint8_t *mac, uint32_t ip)
+static bool lease_has_mac(const struct lease *l)
 {
-	const struct dhcp_host *h = mac ? host_of(e, mac) : NULL;
+	static const uint8_t zero[6];
+
+	return l->state != DHCP_L_QUARANTINE && memcmp(l->mac, zero, 6);
+}
+
+/* Enter lease idx under its owner: the VM's chain, or the MAC table for a
+ * client that is no VM.  Quarantines belong to no one. */
+static int owner_add(struct dhcp_engine *e, uint32_t idx)
+{
+	struct lease *l = L(e, idx);
+	uint32_t head;
+
+	l->next_vm = NO_LEASE;
+	if (l->state == DHCP_L_QUARANTINE)
+		return 0;
+	if (l->vm_id) {
+		head = htab_get(&e->by_vm, vm_key(l->vm_id));
+		if (htab_put(&e->by_vm, vm_key(l->vm_id), idx))
+			return -ENOMEM;
+		l->next_vm = head;
+		return 0;
+	}
+	return lease_has_mac(l) ? htab_put(&e->by_mac, mac_key(l->mac), idx) : 0;
+}
+
+static void owner_del(struct dhcp_engine *e, uint32_t idx)
+{
+	struct lease *l = L(e, idx);
+	uint32_t *link, head;
+
+	if (l->state == DHCP_L_QUARANTINE)
+		return;
+	if (!l->vm_id) {
+		if (lease_has_mac(l) && htab_get(&e->by_mac, mac_key(l->mac)) == idx)
+			htab_del(&e->by_mac, mac_key(l->mac));
+		return;
+	}
+	head = htab_get(&e->by_vm, vm_key(l->vm_id));
+	if (head == idx) {
+		if (l->next_vm == NO_LEASE)
+			htab_del(&e->by_vm, vm_key(l->vm_id));
+		else
+			htab_put(&e->by_vm, vm_key(l->vm_id), l->next_vm);	/* replaces: no growth */
+		return;
+	}
+	for (link = head == NO_LEASE ? NULL : &L(e, head)->next_vm; link && *link != NO_LEASE;
+	     link = &L(e, *link)->next_vm)
+		if (*link == idx) {
+			*link = l->next_vm;
+			return;
+		}
+}
+
+/* The client's lease: a VM's lease with this chaddr, or with one lease per
+ * VM the VM's lease whatever chaddr it writes; a MAC client's by MAC. */
+static uint32_t lease_of(const struct dhcp_engine *e, const struct client *c)
+{
+	uint32_t idx, first;
+
+	if (!c->vm_id)
+		return htab_get(&e->by_mac, mac_key(c->mac));
+	first = htab_get(&e->by_vm, vm_key(c->vm_id));
+	for (idx = first; idx != NO_LEASE; idx = e->leases[idx].next_vm)
+		if (!memcmp(e->leases[idx].mac, c->mac, 6))
+			return idx;
+	return e->cfg.max_leases_per_vm <= 1 ? first : NO_LEASE;
+}
+
+/* A lease of the client's VM that holds no address, to reuse for a new
+ * chaddr once the VM has all the leases it may have; else NO_LEASE. */
+static uint32_t vm_spare_lease(const struct dhcp_engine *e, uint32_t vm_id, size_t *count)
+{
+	uint32_t idx, spare = NO_LEASE;
+
+	*count = 0;
+	for (idx = htab_get(&e->by_vm, vm_key(vm_id)); idx != NO_LEASE;
+	     idx = e->leases[idx].next_vm) {
+		(*count)++;
+		if (e->leases[idx].state == DHCP_L_FREE && !(e->leases[idx].flags & LF_STATIC))
+			spare = idx;
+	}
+	return spare;
+}
+
+/* A new lease of client c (NULL: a quarantine, owned by no one) on ip, FREE. */
+static uint32_t lease_new(struct dhcp_engine *e, const struct client *c, uint32_t ip)
+{
 	struct lease *l;
 	uint32_t idx;
 
@@ -336,32 +451,25 @@ static uint32_t lease_new(struct dhcp_engine *e, const uint8_t *mac, uint32_t ip
 		}
 		idx = (uint32_t)e->nr_slots++;
 	}
-	if (htab_put(&e->by_ip, ip_key(ip), idx) ||
-	    (mac && htab_put(&e->by_mac, mac_key(mac), idx))) {
+	l = L(e, idx);
+	memset(l, 0, sizeof(*l));
+	l->ip = ip;
+	l->state = DHCP_L_FREE;
+	if (c) {
+		memcpy(l->mac, c->mac, 6);
+		l->vm_id = c->vm_id;
+		if (c->host && c->host->ip == ip)
+			l->flags |= LF_STATIC;
+	}
+	if (htab_put(&e->by_ip, ip_key(ip), idx) || owner_add(e, idx)) {
 		htab_del(&e->by_ip, ip_key(ip));
-		e->leases[idx].used = false;
-		e->leases[idx].next_free = e->free_head;
+		l->used = false;
+		l->next_free = e->free_head;
 		e->free_head = idx;
 		return NO_LEASE;
 	}
-	l = L(e, idx);
-	memset(l, 0, sizeof(*l));
-	if (mac)
-		memcpy(l->mac, mac, 6);
 	l->used = true;
-	l->ip = ip;
-	l->state = DHCP_L_FREE;
-	l->vm_id = h ? h->vm_id : 0;
-	if (h && h->ip == ip)
-		l->flags |= LF_STATIC;
 	return idx;
-}
-
-static bool lease_has_mac(const struct lease *l)
-{
-	static const uint8_t zero[6];
-
-	return l->state != DHCP_L_QUARANTINE && memcmp(l->mac, zero, 6);
 }
 
 static void lease_delete(struct dhcp_engine *e, uint32_t idx)
@@ -371,8 +479,7 @@ static void lease_delete(struct dhcp_engine *e, uint32_t idx)
 	if (holds_addr(l->state))
 		bit_clear(e, l->ip);
 	htab_del(&e->by_ip, ip_key(l->ip));
-	if (lease_has_mac(l) && htab_get(&e->by_mac, mac_key(l->mac)) == idx)
-		htab_del(&e->by_mac, mac_key(l->mac));
+	owner_del(e, idx);
 	l->used = false;
 	l->next_free = e->free_head;
 	e->free_head = idx;
@@ -382,7 +489,7 @@ static void lease_delete(struct dhcp_engine *e, uint32_t idx)
 static int lease_move(struct dhcp_engine *e, uint32_t idx, uint32_t ip)
 {
 	struct lease *l = L(e, idx);
-	const struct dhcp_host *h = host_of(e, l->mac);
+	const struct dhcp_host *h = host_of_vm(e, l->vm_id);
 	bool held = holds_addr(l->state);
 	int err;
 
@@ -404,13 +511,14 @@ static int lease_move(struct dhcp_engine *e, uint32_t idx, uint32_t ip)
 static void announce(struct dhcp_engine *e, const struct lease *l, bool bound)
 {
 	if (e->ops.binding)
-		e->ops.binding(e->ops.ctx, l->vm_id, l->mac, bound ? htonl(l->ip) : 0,
-			       bound ? l->expiry_ms : 0);
+		e->ops.binding(e->ops.ctx, l->vm_id, l->mac, htonl(l->ip),
+			       bound ? l->expiry_ms : 0, bound);
 }
 
 static void persist(struct dhcp_engine *e, uint8_t kind, const struct lease *l)
 {
-	struct lease_rec rec = { .kind = kind, .ip_be = htonl(l->ip), .expiry_ms = l->expiry_ms };
+	struct lease_rec rec = { .kind = kind, .ip_be = htonl(l->ip), .expiry_ms = l->expiry_ms,
+				 .vm_id = l->vm_id };
 
 	memcpy(rec.mac, l->mac, 6);
 	memcpy(rec.bridge, e->cfg.name, sizeof(rec.bridge));
@@ -418,16 +526,27 @@ static void persist(struct dhcp_engine *e, uint8_t kind, const struct lease *l)
 		log_err("dhcp %s: cannot queue lease record", e->cfg.name);
 }
 
-/*
- * May mac hold ip now?  On yes, the client's lease (created or moved as
- * needed, a remembered lease of another client on ip forgotten) is returned
- * in *out; the state is left to the caller.  -EADDRINUSE otherwise.
- */
-static int claim(struct dhcp_engine *e, const uint8_t mac[6], uint32_t ip, uint32_t *out)
+/* The client's lease now answers to chaddr (one lease per VM: the VM may
+ * write any; the reply goes where the message came from). */
+static void lease_set_mac(struct dhcp_engine *e, uint32_t idx, const struct client *c)
 {
-	const struct dhcp_host *h = host_of(e, mac);
-	uint32_t idx = htab_get(&e->by_mac, mac_key(mac)), other;
-	size_t pi;
+	struct lease *l = L(e, idx);
+
+	if (l->vm_id)
+		memcpy(l->mac, c->mac, 6);	/* VM leases are not indexed by MAC */
+}
+
+/*
+ * May client c hold ip now?  On yes, the client's lease (created or moved as
+ * needed, a remembered lease of another client on ip forgotten) is returned
+ * in *out; the state is left to the caller.  -EADDRINUSE when the address
+ * is not its to have, -EDQUOT when its VM holds all the leases it may.
+ */
+static int claim(struct dhcp_engine *e, const struct client *c, uint32_t ip, uint32_t *out)
+{
+	const struct dhcp_host *h = c->host;
+	uint32_t idx = lease_of(e, c), other;
+	size_t pi, count;
 
 	if (!in_subnet(e, ip) || addr_special(e, ip))
 		return -EADDRINUSE;
@@ -436,6 +555,7 @@ static int claim(struct dhcp_engine *e, const uint8_t mac[6], uint32_t ip, uint3
 	if (idx != NO_LEASE && L(e, idx)->ip == ip) {
 		if (L(e, idx)->flags & LF_PROBING)
 			return -EAGAIN;
+		lease_set_mac(e, idx, c);
 		*out = idx;
 		return 0;
 	}
@@ -443,10 +563,17 @@ static int claim(struct dhcp_engine *e, const uint8_t mac[6], uint32_t ip, uint3
 		if (htab_get(&e->host_by_ip, ip_key(ip)) != NO_LEASE || !pool_index(e, ip, &pi))
 			return -EADDRINUSE;
 	}
+	if (idx == NO_LEASE && c->vm_id) {
+		idx = vm_spare_lease(e, c->vm_id, &count);
+		if (idx == NO_LEASE && count >= (e->cfg.max_leases_per_vm ?: 1))
+			return -EDQUOT;
+	}
 	other = htab_get(&e->by_ip, ip_key(ip));
 	if (other != NO_LEASE) {
 		if (L(e, other)->state != DHCP_L_FREE || (L(e, other)->flags & LF_STATIC))
 			return -EADDRINUSE;
+		if (other == idx)
+			idx = NO_LEASE;	/* the spare lease remembered this very address */
 		lease_delete(e, other);
 	}
 	if (idx != NO_LEASE) {
@@ -458,8 +585,9 @@ static int claim(struct dhcp_engine *e, const uint8_t mac[6], uint32_t ip, uint3
 		}
 		if (lease_move(e, idx, ip))
 			return -ENOMEM;
+		lease_set_mac(e, idx, c);
 	} else {
-		idx = lease_new(e, mac, ip);
+		idx = lease_new(e, c, ip);
 		if (idx == NO_LEASE)
 			return -ENOMEM;
 	}
@@ -609,13 +737,13 @@ static int nak(struct dhcp_engine *e, const struct dhcp_msg *m, struct dhcp_repl
 	return build_reply(e, m, r, DHCPNAK, 0, 0, false);
 }
 
-static int on_discover(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t now,
-		       struct dhcp_reply *r)
+static int on_discover(struct dhcp_engine *e, const struct dhcp_msg *m, const struct client *c,
+		       uint64_t now, struct dhcp_reply *r)
 {
-	const uint8_t *mac = m->hdr.chaddr;
-	const struct dhcp_host *h = host_of(e, mac);
-	uint32_t idx = htab_get(&e->by_mac, mac_key(mac)), ip = 0;
+	const struct dhcp_host *h = c->host;
+	uint32_t idx = lease_of(e, c), ip = 0;
 	struct lease *l;
+	int err;
 
 	if (h && h->ip) {
 		ip = h->ip;
@@ -624,7 +752,7 @@ static int on_discover(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t
 		 * offer, its lease, or the one it had before. */
 		ip = L(e, idx)->ip;
 	}
-	if (!ip && m->has_req_ip && claim(e, mac, ntohl(m->req_ip_be), &idx) == 0)
+	if (!ip && m->has_req_ip && claim(e, c, ntohl(m->req_ip_be), &idx) == 0)
 		ip = ntohl(m->req_ip_be);
 	if (!ip) {
 		if (!pool_alloc(e, &ip)) {
@@ -636,7 +764,8 @@ static int on_discover(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t
 			return 0;
 		}
 	}
-	switch (claim(e, mac, ip, &idx)) {
+	err = claim(e, c, ip, &idx);
+	switch (err) {
 	case 0:
 		break;
 	case -EAGAIN:
@@ -645,6 +774,11 @@ static int on_discover(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t
 		r->tx = DHCP_TX_PROBE;
 		r->probe_ip_be = htonl(ip);
 		return 0;
+	case -EDQUOT:
+		e->st.vm_limit++;
+		return 0;
+	case -ENOMEM:
+		return err;
 	default:
 		e->st.ignored++;
 		return 0;
@@ -666,22 +800,35 @@ static int on_discover(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t
 	return build_reply(e, m, r, DHCPOFFER, l->ip, lease_secs(e, m), false);
 }
 
-static int on_request(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t now,
-		      struct dhcp_reply *r)
+/* Forget our offer to a client that chose another server. */
+static void withdraw_offer(struct dhcp_engine *e, uint32_t idx)
 {
-	const uint8_t *mac = m->hdr.chaddr;
-	uint32_t idx = htab_get(&e->by_mac, mac_key(mac)), ip;
+	if (idx == NO_LEASE || L(e, idx)->state != DHCP_L_OFFERED)
+		return;
+	if (L(e, idx)->flags & LF_STATIC)
+		set_state(e, idx, DHCP_L_FREE, 0);
+	else
+		lease_delete(e, idx);
+}
+
+/*
+ * REQUEST per RFC 2131 4.3.2.  SELECTING (server id present) takes only the
+ * address we offered this client.  INIT-REBOOT (requested address) and
+ * RENEWING/REBINDING (ciaddr) take only the address the client's own lease
+ * record names, or one the data path still binds to its VM (the lease
+ * database was lost, the guest kept its address).  Anything else is NAKed:
+ * never an ACK for an address the server did not give this client.
+ */
+static int on_request(struct dhcp_engine *e, const struct dhcp_msg *m, const struct client *c,
+		      uint64_t now, struct dhcp_reply *r)
+{
+	uint32_t idx = lease_of(e, c), ip;
+	bool selecting = m->has_server_id, ours;
 	int err;
 
-	if (m->has_server_id) {
-		/* SELECTING: the client picked a server. */
+	if (selecting) {
 		if (ntohl(m->server_id_be) != e->cfg.server_ip) {
-			if (idx != NO_LEASE && L(e, idx)->state == DHCP_L_OFFERED) {
-				if (L(e, idx)->flags & LF_STATIC)
-					set_state(e, idx, DHCP_L_FREE, 0);
-				else
-					lease_delete(e, idx);
-			}
+			withdraw_offer(e, idx);
 			return 0;
 		}
 		if (!m->has_req_ip && !m->hdr.ciaddr_be) {
@@ -690,69 +837,84 @@ static int on_request(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t 
 		}
 		ip = ntohl(m->has_req_ip ? m->req_ip_be : m->hdr.ciaddr_be);
 	} else if (m->has_req_ip && !m->hdr.ciaddr_be) {
-		/* INIT-REBOOT: the client checks the address it remembers. */
-		ip = ntohl(m->req_ip_be);
-		if (idx != NO_LEASE && L(e, idx)->state == DHCP_L_BOUND && L(e, idx)->ip != ip)
-			return nak(e, m, r);
+		ip = ntohl(m->req_ip_be);	/* INIT-REBOOT */
 	} else if (m->hdr.ciaddr_be) {
-		/* RENEWING (unicast) or REBINDING (broadcast). */
-		ip = ntohl(m->hdr.ciaddr_be);
-		if (idx != NO_LEASE && L(e, idx)->state == DHCP_L_BOUND && L(e, idx)->ip != ip)
-			return nak(e, m, r);
+		ip = ntohl(m->hdr.ciaddr_be);	/* RENEWING or REBINDING */
 	} else {
 		e->st.ignored++;
 		return 0;
 	}
-	err = claim(e, mac, ip, &idx);
+	ours = idx != NO_LEASE && L(e, idx)->ip == ip;
+	if (ours && (L(e, idx)->flags & LF_PROBING))
+		return 0;	/* answered when the probe ends */
+	if (selecting) {
+		/* Our offer (or, retransmitted, the lease it became). */
+		if (!ours || !(L(e, idx)->state == DHCP_L_OFFERED ||
+			       L(e, idx)->state == DHCP_L_BOUND)) {
+			e->st.no_record++;
+			return nak(e, m, r);
+		}
+	} else if (!ours && !(c->vm_id && e->ops.vm_holds &&
+			      e->ops.vm_holds(e->ops.ctx, c->vm_id, htonl(ip)))) {
+		e->st.no_record++;
+		return nak(e, m, r);
+	}
+	err = claim(e, c, ip, &idx);
 	if (err == -EAGAIN)
 		return 0;
 	if (err == -ENOMEM)
 		return err;
+	if (err == -EDQUOT)
+		e->st.vm_limit++;
 	if (err)
 		return nak(e, m, r);
 	return grant(e, m, idx, now, r, false);
 }
 
-static void quarantine(struct dhcp_engine *e, uint32_t ip, uint64_t now)
+/* Quarantines a DECLINE by this client caused that still run. */
+static size_t declines_of(const struct dhcp_engine *e, const struct client *c)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < e->nr_slots; i++) {
+		const struct lease *l = &e->leases[i];
+
+		if (l->used && l->state == DHCP_L_QUARANTINE && l->decl_vm == c->vm_id &&
+		    (c->vm_id || !memcmp(l->decl_mac, c->mac, 6)))
+			n++;
+	}
+	return n;
+}
+
+/* Put ip out of service for decline_hold; by (NULL: an ARP conflict) is the
+ * client whose DECLINE it is. */
+static void quarantine(struct dhcp_engine *e, uint32_t ip, const struct client *by, uint64_t now)
 {
 	uint32_t idx = htab_get(&e->by_ip, ip_key(ip));
+	struct lease *l;
 
 	if (idx != NO_LEASE) {
-		struct lease *l = L(e, idx);
-
+		l = L(e, idx);
 		if (l->flags & LF_STATIC)
 			return;		/* the VM's own address: nothing else to give it */
 		if (l->state == DHCP_L_BOUND)
 			announce(e, l, false);
-		if (lease_has_mac(l))
-			htab_del(&e->by_mac, mac_key(l->mac));
+		owner_del(e, idx);
 		memset(l->mac, 0, 6);
 		l->vm_id = 0;
+		l->next_vm = NO_LEASE;
 	} else {
 		idx = lease_new(e, NULL, ip);
 		if (idx == NO_LEASE)
 			return;
 	}
+	l = L(e, idx);
+	l->decl_vm = by ? by->vm_id : 0;
+	memset(l->decl_mac, 0, 6);
+	if (by && !by->vm_id)
+		memcpy(l->decl_mac, by->mac, 6);
 	set_state(e, idx, DHCP_L_QUARANTINE, now + (uint64_t)e->cfg.decline_hold * 1000);
-	persist(e, LEASE_REC_QUARANTINE, L(e, idx));
-}
-
-static int on_decline(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t now)
-{
-	uint32_t idx = htab_get(&e->by_mac, mac_key(m->hdr.chaddr));
-
-	if ((m->has_server_id && ntohl(m->server_id_be) != e->cfg.server_ip) || !m->has_req_ip)
-		return 0;
-	if (idx == NO_LEASE || L(e, idx)->ip != ntohl(m->req_ip_be))
-		return 0;
-	e->st.declines++;
-	log_info("dhcp %s: %02x:%02x:%02x:%02x:%02x:%02x declined %u.%u.%u.%u",
-		 e->cfg.name, m->hdr.chaddr[0], m->hdr.chaddr[1], m->hdr.chaddr[2],
-		 m->hdr.chaddr[3], m->hdr.chaddr[4], m->hdr.chaddr[5],
-		 L(e, idx)->ip >> 24, L(e, idx)->ip >> 16 & 0xff, L(e, idx)->ip >> 8 & 0xff,
-		 L(e, idx)->ip & 0xff);
-	quarantine(e, L(e, idx)->ip, now);
-	return 0;
+	persist(e, LEASE_REC_QUARANTINE, l);
 }
 
 static void release_lease(struct dhcp_engine *e, uint32_t idx)
@@ -765,9 +927,38 @@ static void release_lease(struct dhcp_engine *e, uint32_t idx)
 	set_state(e, idx, DHCP_L_FREE, 0);
 }
 
-static int on_release(struct dhcp_engine *e, const struct dhcp_msg *m)
+/* A DECLINE acts only on the sender's own lease of the address. */
+static int on_decline(struct dhcp_engine *e, const struct dhcp_msg *m, const struct client *c,
+		      uint64_t now)
 {
-	uint32_t idx = htab_get(&e->by_mac, mac_key(m->hdr.chaddr));
+	uint32_t idx = lease_of(e, c), ip;
+
+	if ((m->has_server_id && ntohl(m->server_id_be) != e->cfg.server_ip) || !m->has_req_ip)
+		return 0;
+	ip = ntohl(m->req_ip_be);
+	if (idx == NO_LEASE || L(e, idx)->ip != ip ||
+	    (L(e, idx)->state != DHCP_L_OFFERED && L(e, idx)->state != DHCP_L_BOUND))
+		return 0;
+	e->st.declines++;
+	log_info("dhcp %s: %02x:%02x:%02x:%02x:%02x:%02x (vm %u) declined %u.%u.%u.%u",
+		 e->cfg.name, c->mac[0], c->mac[1], c->mac[2], c->mac[3], c->mac[4], c->mac[5],
+		 c->vm_id, ip >> 24, ip >> 16 & 0xff, ip >> 8 & 0xff, ip & 0xff);
+	if (declines_of(e, c) >= DECLINES_PER_CLIENT) {
+		e->st.decline_limited++;
+		if (L(e, idx)->state == DHCP_L_BOUND)
+			release_lease(e, idx);
+		else
+			withdraw_offer(e, idx);
+		return 0;
+	}
+	quarantine(e, ip, c, now);
+	return 0;
+}
+
+/* A RELEASE acts only on the sender's own bound lease of ciaddr. */
+static int on_release(struct dhcp_engine *e, const struct dhcp_msg *m, const struct client *c)
+{
+	uint32_t idx = lease_of(e, c);
 
 	if (m->has_server_id && ntohl(m->server_id_be) != e->cfg.server_ip)
 		return 0;
@@ -778,9 +969,49 @@ static int on_release(struct dhcp_engine *e, const struct dhcp_msg *m)
 	return 0;
 }
 
-int dhcp_engine_handle(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t now_ms,
-		       struct dhcp_reply *r)
+/*
+ * Who the client is.  With an origin, the VM the I/O layer names: its
+ * chaddr must be its policy MAC when it has one.  A frame from a port RayOS
+ * does not enforce (origin vm 0) is answered only if the bridge serves
+ * unmanaged clients, and never for the MAC of a VM of the policy.  Without
+ * an origin, chaddr decides.  0, or -EPERM with the reason counted.
+ */
+static int client_of(struct dhcp_engine *e, const struct dhcp_msg *m,
+		     const struct dhcp_origin *origin, struct client *c)
 {
+	c->mac = m->hdr.chaddr;
+	if (!origin) {
+		c->host = host_of_mac(e, c->mac);
+		c->vm_id = c->host ? c->host->vm_id : 0;
+		return 0;
+	}
+	c->vm_id = origin->vm_id;
+	if (c->vm_id) {
+		c->host = host_of_vm(e, c->vm_id);
+		if (c->host && memcmp(c->host->mac, c->mac, 6)) {
+			e->st.foreign_chaddr++;
+			return -EPERM;
+		}
+		return 0;
+	}
+	c->host = NULL;
+	if (!e->cfg.serve_unmanaged) {
+		e->st.unmanaged++;
+		return -EPERM;
+	}
+	if (host_of_mac(e, c->mac)) {
+		e->st.foreign_chaddr++;
+		return -EPERM;
+	}
+	return 0;
+}
+
+int dhcp_engine_handle_from(struct dhcp_engine *e, const struct dhcp_msg *m,
+			    const struct dhcp_origin *origin, uint64_t now_ms,
+			    struct dhcp_reply *r)
+{
+	struct client c;
+
 	r->tx = DHCP_TX_NONE;
 	r->commit = false;
 	r->len = 0;
@@ -788,8 +1019,8 @@ int dhcp_engine_handle(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t
 		return 0;
 	if (m->type <= DHCPINFORM)
 		e->st.rx[m->type]++;
-	/* Leases are keyed by the Ethernet address the anti-spoof program
-	 * enforces; other hardware types do not occur on a guest bridge. */
+	/* A client is an Ethernet address on a guest bridge; other hardware
+	 * types do not occur there. */
 	if (m->hdr.htype != 1 || m->hdr.hlen != 6 || (m->hdr.chaddr[0] & 1)) {
 		e->st.ignored++;
 		return 0;
@@ -799,15 +1030,17 @@ int dhcp_engine_handle(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t
 		e->st.ignored++;
 		return 0;
 	}
+	if (client_of(e, m, origin, &c))
+		return 0;
 	switch (m->type) {
 	case DHCPDISCOVER:
-		return on_discover(e, m, now_ms, r);
+		return on_discover(e, m, &c, now_ms, r);
 	case DHCPREQUEST:
-		return on_request(e, m, now_ms, r);
+		return on_request(e, m, &c, now_ms, r);
 	case DHCPDECLINE:
-		return on_decline(e, m, now_ms);
+		return on_decline(e, m, &c, now_ms);
 	case DHCPRELEASE:
-		return on_release(e, m);
+		return on_release(e, m, &c);
 	case DHCPINFORM:
 		/* RFC 2131 4.3.5: configuration only, no lease, never a NAK. */
 		return build_reply(e, m, r, DHCPACK, 0, 0, false);
@@ -815,6 +1048,12 @@ int dhcp_engine_handle(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t
 		e->st.ignored++;
 		return 0;
 	}
+}
+
+int dhcp_engine_handle(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t now_ms,
+		       struct dhcp_reply *r)
+{
+	return dhcp_engine_handle_from(e, m, NULL, now_ms, r);
 }
 
 void dhcp_engine_probe_result(struct dhcp_engine *e, uint32_t ip_be, bool conflict,
@@ -838,7 +1077,7 @@ void dhcp_engine_probe_result(struct dhcp_engine *e, uint32_t ip_be, bool confli
 		 ip >> 24, ip >> 16 & 0xff, ip >> 8 & 0xff, ip & 0xff);
 	if (l && l->state == DHCP_L_BOUND)
 		return;		/* the lessee itself, most likely */
-	quarantine(e, ip, now_ms);
+	quarantine(e, ip, NULL, now_ms);
 }
 
 uint64_t dhcp_engine_tick(struct dhcp_engine *e, uint64_t now_ms)
@@ -880,10 +1119,18 @@ uint64_t dhcp_engine_tick(struct dhcp_engine *e, uint64_t now_ms)
 int dhcp_engine_release(struct dhcp_engine *e, uint32_t ip_be, const uint8_t *mac,
 			uint64_t now_ms)
 {
-	uint32_t idx = ip_be ? htab_get(&e->by_ip, ip_key(ntohl(ip_be))) :
-			       htab_get(&e->by_mac, mac_key(mac));
+	uint32_t idx = NO_LEASE;
 
 	(void)now_ms;
+	if (ip_be) {
+		idx = htab_get(&e->by_ip, ip_key(ntohl(ip_be)));
+	} else {
+		/* An administrator's request: any lease bound to the MAC. */
+		for (size_t i = 0; i < e->nr_slots && idx == NO_LEASE; i++)
+			if (e->leases[i].used && e->leases[i].state == DHCP_L_BOUND &&
+			    !memcmp(e->leases[i].mac, mac, 6))
+				idx = (uint32_t)i;
+	}
 	if (idx == NO_LEASE || L(e, idx)->state != DHCP_L_BOUND)
 		return -ENOENT;
 	release_lease(e, idx);
@@ -892,20 +1139,45 @@ int dhcp_engine_release(struct dhcp_engine *e, uint32_t ip_be, const uint8_t *ma
 
 /* ---- setup, replay ---- */
 
+/* Does lease idx belong to the client a record names? */
+static bool lease_is(const struct dhcp_engine *e, uint32_t idx, const struct client *c)
+{
+	const struct lease *l;
+
+	if (idx == NO_LEASE)
+		return false;
+	l = &e->leases[idx];
+	return l->state != DHCP_L_QUARANTINE && l->vm_id == c->vm_id &&
+	       (c->vm_id || !memcmp(l->mac, c->mac, 6));
+}
+
+/* The owner of a record.  Records from before leases had owners name only
+ * a MAC: a VM of the policy with that MAC owns them. */
+static void client_of_rec(const struct dhcp_engine *e, const struct lease_rec *rec,
+			  struct client *c)
+{
+	const struct dhcp_host *h = rec->vm_id ? NULL : host_of_mac(e, rec->mac);
+
+	c->mac = rec->mac;
+	c->vm_id = rec->vm_id ? rec->vm_id : h ? h->vm_id : 0;
+	c->host = host_of_vm(e, c->vm_id);
+}
+
 void dhcp_engine_load(struct dhcp_engine *e, const struct lease_rec *rec, uint64_t now_ms)
 {
 	uint32_t ip = ntohl(rec->ip_be), idx;
+	struct client c;
 
 	if (!in_subnet(e, ip) || addr_special(e, ip))
 		return;
+	client_of_rec(e, rec, &c);
 	switch (rec->kind) {
 	case LEASE_REC_GRANT:
-		if (claim(e, rec->mac, ip, &idx)) {
+		if (claim(e, &c, ip, &idx)) {
 			/* Held by a later-replayed lease, or no longer ours to
 			 * give under this configuration. */
 			idx = htab_get(&e->by_ip, ip_key(ip));
-			if (idx == NO_LEASE || L(e, idx)->state == DHCP_L_QUARANTINE ||
-			    !lease_has_mac(L(e, idx)) || memcmp(L(e, idx)->mac, rec->mac, 6))
+			if (!lease_is(e, idx, &c))
 				return;
 		}
 		if (rec->expiry_ms > now_ms)
@@ -915,8 +1187,7 @@ void dhcp_engine_load(struct dhcp_engine *e, const struct lease_rec *rec, uint64
 		break;
 	case LEASE_REC_FREE:
 		idx = htab_get(&e->by_ip, ip_key(ip));
-		if (idx != NO_LEASE && !memcmp(L(e, idx)->mac, rec->mac, 6) &&
-		    L(e, idx)->state == DHCP_L_BOUND)
+		if (lease_is(e, idx, &c) && L(e, idx)->state == DHCP_L_BOUND)
 			set_state(e, idx, DHCP_L_FREE, 0);
 		break;
 	case LEASE_REC_QUARANTINE:
@@ -960,13 +1231,14 @@ void dhcp_engine_adopt(struct dhcp_engine *e, const struct dhcp_engine *from, ui
 		memcpy(rec.mac, l->mac, 6);
 		rec.ip_be = htonl(l->ip);
 		rec.expiry_ms = l->expiry_ms;
+		rec.vm_id = l->vm_id;
 		dhcp_engine_load(e, &rec, now_ms);
 		if (l->state == DHCP_L_BOUND) {
-			uint32_t idx = htab_get(&e->by_mac, mac_key(l->mac));
+			uint32_t idx = htab_get(&e->by_ip, ip_key(l->ip));
+			struct client c = { .vm_id = l->vm_id, .mac = l->mac };
 
 			/* Dropped by the new configuration: the binding ends. */
-			if (idx == NO_LEASE || e->leases[idx].ip != l->ip ||
-			    e->leases[idx].state != DHCP_L_BOUND)
+			if (!lease_is(e, idx, &c) || e->leases[idx].state != DHCP_L_BOUND)
 				announce(e, l, false);
 		}
 	}
@@ -1010,15 +1282,18 @@ int dhcp_engine_new(const struct dhcp_bridge_cfg *cfg, const struct dhcp_engine_
 		goto out;
 	if (htab_init(&e->by_mac, e->nr_addrs + cfg->nr_hosts) ||
 	    htab_init(&e->by_ip, e->nr_addrs + cfg->nr_hosts) ||
+	    htab_init(&e->by_vm, e->nr_addrs + cfg->nr_hosts) ||
 	    htab_init(&e->host_by_mac, cfg->nr_hosts) ||
-	    htab_init(&e->host_by_ip, cfg->nr_hosts))
+	    htab_init(&e->host_by_ip, cfg->nr_hosts) ||
+	    htab_init(&e->host_by_vm, cfg->nr_hosts))
 		goto out;
 	/* Bits past the last address are never free. */
 	tail = e->nr_addrs % 64;
 	if (tail)
 		e->bitmap[e->nr_words - 1] = ~0ULL << tail;
 	for (i = 0; i < cfg->nr_hosts; i++) {
-		if (htab_put(&e->host_by_mac, mac_key(cfg->hosts[i].mac), (uint32_t)i))
+		if (htab_put(&e->host_by_mac, mac_key(cfg->hosts[i].mac), (uint32_t)i) ||
+		    htab_put(&e->host_by_vm, vm_key(cfg->hosts[i].vm_id), (uint32_t)i))
 			goto out;
 		if (cfg->hosts[i].ip &&
 		    htab_put(&e->host_by_ip, ip_key(cfg->hosts[i].ip), (uint32_t)i))
@@ -1035,8 +1310,11 @@ int dhcp_engine_new(const struct dhcp_bridge_cfg *cfg, const struct dhcp_engine_
 	/* Every reservation has its lease from the start, so that its address
 	 * is never handed to anyone else. */
 	for (i = 0; i < cfg->nr_hosts; i++) {
+		struct client c = { .vm_id = cfg->hosts[i].vm_id, .mac = cfg->hosts[i].mac,
+				    .host = &e->cfg.hosts[i] };
+
 		if (cfg->hosts[i].ip && in_subnet(e, cfg->hosts[i].ip) &&
-		    lease_new(e, cfg->hosts[i].mac, cfg->hosts[i].ip) == NO_LEASE)
+		    lease_new(e, &c, cfg->hosts[i].ip) == NO_LEASE)
 			goto out;
 	}
 	*out = e;
@@ -1053,8 +1331,10 @@ void dhcp_engine_free(struct dhcp_engine *e)
 		return;
 	htab_free(&e->by_mac);
 	htab_free(&e->by_ip);
+	htab_free(&e->by_vm);
 	htab_free(&e->host_by_mac);
 	htab_free(&e->host_by_ip);
+	htab_free(&e->host_by_vm);
 	free(e->bitmap);
 	free(e->leases);
 	free(e->range_base);
@@ -1099,6 +1379,7 @@ bool dhcp_engine_next_rec(const struct dhcp_engine *e, size_t *pos, struct lease
 		memcpy(rec->mac, l->mac, 6);
 		rec->ip_be = htonl(l->ip);
 		rec->expiry_ms = l->expiry_ms;
+		rec->vm_id = l->vm_id;
 		memcpy(rec->bridge, e->cfg.name, sizeof(rec->bridge));
 		return true;
 	}

@@ -7,9 +7,12 @@
  * records and binding changes through callbacks; it makes no syscalls, so
  * tests and the fuzzer drive it directly.
  *
- * Leases are keyed by chaddr (the Ethernet MAC), not by client identifier:
- * on a guest bridge the MAC is what the anti-spoof program enforces, while
- * a guest can put anything in option 61.
+ * Leases belong to the VM that asked for them.  The caller says which VM
+ * sent a message (struct dhcp_origin: the agent knows it from the tap the
+ * frame came in on, see policies/DHCP.md), never the message itself; a VM
+ * holds at most max_leases_per_vm leases per bridge whatever chaddr or
+ * client identifier it writes.  Without an origin (the standalone server
+ * of the tests) a client is its chaddr, and a policy VM is found by MAC.
  */
 #ifndef RAYOS_DHCP_SERVER_H
 #define RAYOS_DHCP_SERVER_H
@@ -56,6 +59,8 @@ struct dhcp_bridge_cfg {
 	bool conflict_check;		/* ARP probe before offering */
 	uint32_t offer_hold;		/* seconds an offer reserves its address */
 	uint32_t decline_hold;		/* seconds a declined address rests */
+	uint32_t max_leases_per_vm;	/* 0 is taken as 1 */
+	bool serve_unmanaged;		/* answer frames no RayOS tap sent (origin vm 0) */
 	size_t nr_hosts;
 	struct dhcp_host *hosts;
 };
@@ -84,17 +89,33 @@ struct dhcp_reply {
 
 /* Side effects of the engine.  persist queues a lease record (the caller
  * commits before sending replies that have commit set); binding tells that
- * mac now holds ip_be until expiry_ms (ip_be 0: no longer holds any). */
+ * the client (vm_id, 0 for none; mac) now holds ip_be until expiry_ms, or
+ * with bound false no longer holds ip_be.  vm_holds (may be NULL) says
+ * whether the data path still binds ip_be to vm_id: a REQUEST for an address
+ * the server has no record of is ACKed only then (a lost lease database),
+ * never blind. */
 struct dhcp_engine_ops {
 	void *ctx;
 	int (*persist)(void *ctx, const struct lease_rec *rec);
 	void (*binding)(void *ctx, uint32_t vm_id, const uint8_t mac[6],
-			uint32_t ip_be, uint64_t expiry_ms);
+			uint32_t ip_be, uint64_t expiry_ms, bool bound);
+	bool (*vm_holds)(void *ctx, uint32_t vm_id, uint32_t ip_be);
+};
+
+/* Who sent a message, as the I/O layer knows it.  vm_id 0: a frame no
+ * RayOS tap stamped (a port RayOS does not enforce). */
+struct dhcp_origin {
+	uint32_t vm_id;
 };
 
 struct dhcp_engine_stats {
 	uint64_t rx[DHCPINFORM + 1];	/* by message type */
 	uint64_t offers, acks, naks, ignored, exhausted, conflicts, declines;
+	uint64_t unmanaged;		/* ignored: from a port RayOS does not enforce */
+	uint64_t foreign_chaddr;	/* ignored: chaddr of another VM of the policy */
+	uint64_t vm_limit;		/* ignored: the VM holds max_leases_per_vm */
+	uint64_t no_record;		/* NAKed: REQUEST for an address never offered to it */
+	uint64_t decline_limited;	/* DECLINEs that freed without a quarantine */
 };
 
 enum dhcp_lease_state {
@@ -131,8 +152,13 @@ void dhcp_engine_start(struct dhcp_engine *e, uint64_t now_ms);
  * valid under e's configuration is kept, bindings are not re-announced. */
 void dhcp_engine_adopt(struct dhcp_engine *e, const struct dhcp_engine *from, uint64_t now_ms);
 
-/* One request.  Returns 0 with r->tx saying what to do (DHCP_TX_NONE when
- * the message is ignored), or -errno when no reply could be built. */
+/* One request from origin (NULL: the client is who chaddr says).  Returns
+ * 0 with r->tx saying what to do (DHCP_TX_NONE when the message is
+ * ignored), or -errno when no reply could be built. */
+int dhcp_engine_handle_from(struct dhcp_engine *e, const struct dhcp_msg *m,
+			    const struct dhcp_origin *origin, uint64_t now_ms,
+			    struct dhcp_reply *r);
+/* dhcp_engine_handle_from() without an origin. */
 int dhcp_engine_handle(struct dhcp_engine *e, const struct dhcp_msg *m, uint64_t now_ms,
 		       struct dhcp_reply *r);
 /* The ARP probe for ip_be ended: conflict when someone answered. */

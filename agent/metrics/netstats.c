@@ -34,6 +34,12 @@ static const char *const reason_names[RAYOS_RSN_MAX] = {
 	[RAYOS_RSN_ROGUE_RA]		= "drop_rogue_ra",
 	[RAYOS_RSN_RATE]		= "drop_rate",
 	[RAYOS_RSN_NO_VM]		= "drop_no_vm",
+	[RAYOS_RSN_DHCP_CHADDR]		= "drop_dhcp_chaddr",
+	[RAYOS_RSN_DHCP_RATE]		= "drop_dhcp_rate",
+	[RAYOS_RSN_ARP_RATE]		= "drop_arp_rate",
+	[RAYOS_RSN_ND_RATE]		= "drop_nd_rate",
+	[RAYOS_RSN_HOST]		= "drop_host",
+	[RAYOS_RSN_ICMP_QUOTE]		= "drop_icmp_quote",
 	[RAYOS_RSN_QUARANTINE]		= "drop_quarantine",
 };
 

@@ -29,6 +29,14 @@
 /* Built-in defaults, the lowest precedence level (see policies/README.md). */
 #define BUILTIN_DEFAULT_IN	RAYOS_ACT_DENY
 #define BUILTIN_DEFAULT_OUT	RAYOS_ACT_ALLOW
+#define BUILTIN_DEFAULT_HOST	RAYOS_ACT_DENY
+/* Link-control messages per second per VM ("control_rates"). */
+static const uint32_t builtin_ctl_rate[RAYOS_CTL_MAX] = {
+	[RAYOS_CTL_ARP] = 100,
+	[RAYOS_CTL_ND] = 100,
+	[RAYOS_CTL_DHCP] = 20,
+};
+#define MAX_CTL_RATE		1000000
 
 /* ---- parsed documents: what one file says, before groups are resolved ---- */
 
@@ -45,7 +53,9 @@ struct raw_dir {
 struct raw_settings {
 	bool has_caps;
 	uint64_t caps;
-	struct raw_dir dir[RAYOS_DIR_MAX];
+	struct raw_dir dir[RAYOS_FW_DIRS];	/* firewall.in, firewall.out, host */
+	bool has_ctl[RAYOS_CTL_MAX];
+	uint32_t ctl[RAYOS_CTL_MAX];
 	bool has_devices;
 	size_t nr_dev_allow, nr_dev_deny;
 	struct dev_rule *dev_allow, *dev_deny;
@@ -74,7 +84,7 @@ struct raw_doc {
 	struct raw_group *groups;
 	size_t nr_vms;
 	struct raw_vm *vms;
-	cJSON *dhcp;			/* the "dhcp" object, checked by agent/dhcp.c */
+	cJSON *dhcp;			/* the "dhcp" object, checked by agent/dhcp/dhcp.c */
 };
 
 struct policy_docs {
@@ -714,6 +724,41 @@ static int parse_ipv6(struct pctx *c, const cJSON *j, uint8_t out[16])
 	if (out[0] == 0xfe && (out[1] & 0xc0) == 0x80)
 		return fail(c, "%s is link-local; ipv6 is the VM's global address", s);
 	return 0;
+}
+
+static int ll6_elem(struct pctx *c, const cJSON *j, int i, void *arg)
+{
+	struct policy_vm *vm = arg;
+	uint8_t *out = vm->ll6[i];
+	const char *s;
+	int ret;
+
+	ret = want_string(c, j, &s);
+	if (ret)
+		return ret;
+	if (strchr(s, '/') || inet_pton(AF_INET6, s, out) != 1)
+		return fail(c, "\"%s\" is not an IPv6 address (without a prefix length)", s);
+	if (out[0] != 0xfe || (out[1] & 0xc0) != 0x80)
+		return fail(c, "%s is not link-local (fe80::/10); a global address goes in \"ipv6\"",
+			    s);
+	for (int k = 0; k < i; k++)
+		if (!memcmp(vm->ll6[k], out, 16))
+			return fail(c, "duplicate address %s", s);
+	vm->nr_ll6 = (size_t)i + 1;
+	return 0;
+}
+
+/* "ipv6_link_local": the link-local sources a guest with stable-privacy
+ * addresses (RFC 7217) uses, besides the EUI-64 one of its MAC. */
+static int parse_ll6_list(struct pctx *c, const cJSON *j, struct policy_vm *vm)
+{
+	int ret = want_nonempty_array(c, j, "link-local address");
+
+	if (ret)
+		return ret;
+	if (cJSON_GetArraySize(j) > RAYOS_LL6_MAX)
+		return fail(c, "%d addresses; at most %d", cJSON_GetArraySize(j), RAYOS_LL6_MAX);
+	return for_each_elem(c, j, ll6_elem, vm);
 }
 
 static bool host_bits_set(const uint8_t *addr, int addr_bytes, int prefixlen)
@@ -1465,10 +1510,46 @@ static int parse_disks(struct pctx *c, const cJSON *j, struct raw_settings *s)
 	return for_each_elem(c, j, disk_elem, s->disks);
 }
 
+/* "host": the same shape as one firewall direction. */
+static int host_field(struct pctx *c, const cJSON *it, void *arg)
+{
+	return fw_dir_field(c, it, arg);
+}
+
+static const char *const ctl_names[RAYOS_CTL_MAX] = {
+	[RAYOS_CTL_ARP] = "arp",
+	[RAYOS_CTL_ND] = "nd",
+	[RAYOS_CTL_DHCP] = "dhcp",
+};
+
+static int ctl_rate_field(struct pctx *c, const cJSON *it, void *arg)
+{
+	struct raw_settings *s = arg;
+	uint64_t v;
+	int k, ret;
+
+	for (k = 0; k < RAYOS_CTL_MAX; k++)
+		if (ctl_names[k] && !strcmp(it->string, ctl_names[k]))
+			break;
+	if (k == RAYOS_CTL_MAX)
+		return unknown_key(c, it->string, "arp, nd, dhcp");
+	ret = want_uint(c, it, "packets per second", 0, MAX_CTL_RATE, &v);
+	if (ret)
+		return ret;
+	s->has_ctl[k] = true;
+	s->ctl[k] = (uint32_t)v;
+	return 0;
+}
+
 /* Returns 1 when key is not a settings field, so callers try their own. */
 static int settings_field(struct pctx *c, const cJSON *it, struct raw_settings *s)
 {
 	const char *k = it->string;
+
+	if (!strcmp(k, "host"))
+		return for_each_field(c, it, host_field, &s->dir[RAYOS_FW_HOST]);
+	if (!strcmp(k, "control_rates"))
+		return for_each_field(c, it, ctl_rate_field, s);
 
 	if (!strcmp(k, "devices")) {
 		s->has_devices = true;
@@ -1504,8 +1585,8 @@ static int defaults_field(struct pctx *c, const cJSON *it, void *arg)
 		return ret;
 	if (!strcmp(it->string, "description"))
 		return description_field(c, it);
-	return unknown_key(c, it->string, "capabilities, firewall, bandwidth, devices, disks, "
-			   "description");
+	return unknown_key(c, it->string, "capabilities, firewall, host, bandwidth, "
+			   "control_rates, devices, disks, description");
 }
 
 /* Keys the next format revisions add; refusing them beats ignoring them. */
@@ -1528,8 +1609,8 @@ static int group_field(struct pctx *c, const cJSON *it, void *arg)
 		return description_field(c, it);
 	if (!strcmp(k, "temporary_capabilities") || !strcmp(k, "delegations"))
 		return reserved_field(c, k);
-	return unknown_key(c, k, "parent, description, capabilities, firewall, bandwidth, "
-			   "devices, disks");
+	return unknown_key(c, k, "parent, description, capabilities, firewall, host, "
+			   "bandwidth, control_rates, devices, disks");
 }
 
 static int vm_identity_field(struct pctx *c, const cJSON *it, struct policy_vm *vm)
@@ -1563,6 +1644,8 @@ static int vm_identity_field(struct pctx *c, const cJSON *it, struct policy_vm *
 		vm->has_ipv6 = true;
 		return parse_ipv6(c, it, vm->ipv6);
 	}
+	if (!strcmp(k, "ipv6_link_local"))
+		return parse_ll6_list(c, it, vm);
 	return 1;
 }
 
@@ -1583,7 +1666,8 @@ static int vm_field(struct pctx *c, const cJSON *it, void *arg)
 	if (!strcmp(k, "temporary_capabilities") || !strcmp(k, "delegations"))
 		return reserved_field(c, k);
 	return unknown_key(c, k, "id, name, group, interface, bridge, mac, ipv4, ipv6, "
-			   "description, capabilities, firewall, bandwidth, devices, disks");
+			   "ipv6_link_local, description, capabilities, firewall, host, bandwidth, "
+			   "control_rates, devices, disks");
 }
 
 static int vm_elem(struct pctx *c, const cJSON *j, int i, void *arg)
@@ -1690,7 +1774,7 @@ static void free_settings(struct raw_settings *s)
 	size_t i;
 	int d;
 
-	for (d = 0; d < RAYOS_DIR_MAX; d++)
+	for (d = 0; d < RAYOS_FW_DIRS; d++)
 		free_rules(s->dir[d].rules, s->dir[d].nr_rules);
 	free(s->dev_allow);
 	free(s->dev_deny);
@@ -1988,7 +2072,8 @@ static int flatten_dir(struct pctx *c, const struct raw_settings *const *chain, 
 	size_t i, total = 0;
 	bool has_default = false, has_bw = false;
 
-	out->default_action = dir == RAYOS_DIR_IN ? BUILTIN_DEFAULT_IN : BUILTIN_DEFAULT_OUT;
+	out->default_action = dir == RAYOS_DIR_IN ? BUILTIN_DEFAULT_IN :
+			      dir == RAYOS_DIR_OUT ? BUILTIN_DEFAULT_OUT : BUILTIN_DEFAULT_HOST;
 	for (i = 0; i < n; i++) {
 		const struct raw_dir *d = &chain[i]->dir[dir];
 
@@ -2004,9 +2089,10 @@ static int flatten_dir(struct pctx *c, const struct raw_settings *const *chain, 
 		}
 	}
 	if (total > RAYOS_MAX_RULES)
-		return fail(c, "%zu \"%s\" firewall rules after adding the rules of its groups and "
-			    "the file defaults; at most %d", total, dir == RAYOS_DIR_IN ? "in" : "out",
-			    RAYOS_MAX_RULES);
+		return fail(c, "%zu \"%s\" %srules after adding the rules of its groups and the "
+			    "file defaults; at most %d", total, dir == RAYOS_DIR_IN ? "in" :
+			    dir == RAYOS_DIR_OUT ? "out" : "host", dir == RAYOS_FW_HOST ? "" :
+			    "firewall ", RAYOS_MAX_RULES);
 	out->rules = calloc(total ?: 1, sizeof(*out->rules));
 	if (!out->rules)
 		return -ENOMEM;
@@ -2025,7 +2111,7 @@ static void free_vm_rules(struct policy_vm *vm)
 	int d;
 
 	/* The rules' ports, cidrs and comments belong to the documents. */
-	for (d = 0; d < RAYOS_DIR_MAX; d++)
+	for (d = 0; d < RAYOS_FW_DIRS; d++)
 		free(vm->fw[d].rules);
 }
 
@@ -2069,8 +2155,17 @@ static int flatten_vm(struct linker *l, const struct vm_ref *vr, struct policy_v
 			out->disks = chain[i]->disks;
 			break;
 		}
+	/* control_rates: each kind from the strongest level that sets it */
+	for (int k = 0; k < RAYOS_CTL_MAX; k++) {
+		out->ctl_rate[k] = builtin_ctl_rate[k];
+		for (i = 0; i < n; i++)
+			if (chain[i]->has_ctl[k]) {
+				out->ctl_rate[k] = chain[i]->ctl[k];
+				break;
+			}
+	}
 	vm_ctx(&c, vr, NULL);
-	for (d = 0; !ret && d < RAYOS_DIR_MAX; d++)
+	for (d = 0; !ret && d < RAYOS_FW_DIRS; d++)
 		ret = flatten_dir(&c, chain, n, d, &out->fw[d]);
 	free(chain);
 	return ret;

@@ -99,8 +99,13 @@ struct policy_vm {
 	uint32_t ipv4_be;		/* static address from the policy */
 	bool has_ipv6;
 	uint8_t ipv6[16];
+	size_t nr_ll6;			/* "ipv6_link_local": extra link-local sources */
+	uint8_t ll6[RAYOS_LL6_MAX][16];
 	uint64_t caps;			/* 1 << enum rayos_cap */
-	struct fw_dir fw[RAYOS_DIR_MAX];
+	/* firewall.in, firewall.out and host (RAYOS_FW_HOST) */
+	struct fw_dir fw[RAYOS_FW_DIRS];
+	/* "control_rates": packets per second by enum rayos_ctl_kind, 0 = unlimited */
+	uint32_t ctl_rate[RAYOS_CTL_MAX];
 	/* "devices" and "disks", each from the strongest level that sets it;
 	 * the arrays point into the parsed documents. */
 	size_t nr_dev_allow, nr_dev_deny;
@@ -182,7 +187,7 @@ int policy_set_add_quarantined(struct policy_set *set, struct policy_quarantined
 bool policy_set_remove(struct policy_set *set, uint32_t id);
 
 /* The top-level "dhcp" object of the set (at most one file has one), or
- * NULL; its contents are checked by dhcp_config_parse() (agent/dhcp.h). */
+ * NULL; its contents are checked by dhcp_config_parse() (agent/dhcp/dhcp.h). */
 const cJSON *policy_set_dhcp(const struct policy_set *set);
 
 /* Capability names <-> bits. */
@@ -250,7 +255,7 @@ int policy_compile(const struct policy_set *set, struct compiled_policy **out,
 void compiled_policy_free(struct compiled_policy *cp);
 
 /*
- * Interval tables (agent/policy_tab.c) for the port, range and CIDR entries
+ * Interval tables (agent/policy/policy_tab.c) for the port, range and CIDR entries
  * of direction dir among the given ones (the other direction's are
  * ignored).  Fills the dimensions that fit and returns their
  * RAYOS_DIRF_*_TAB bits: PORT_TAB when the whole port dimension fits (then

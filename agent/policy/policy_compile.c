@@ -17,7 +17,8 @@
 
 /* The ABI has explicit padding only: these sizes are what both sides agree on. */
 _Static_assert(sizeof(struct rayos_dir_policy) == 40, "rayos_dir_policy layout");
-_Static_assert(sizeof(struct rayos_vm) == 112, "rayos_vm layout");
+_Static_assert(sizeof(struct rayos_vm) == 32 + 3 * 40 + 4 * 8 + 32, "rayos_vm layout");
+_Static_assert(offsetof(struct rayos_vm, ctl) == 152, "rayos_vm.ctl offset");
 _Static_assert(offsetof(struct rayos_vm, dir) == 32, "rayos_vm.dir offset");
 _Static_assert(sizeof(struct rayos_fw_port_key) == 12, "rayos_fw_port_key layout");
 _Static_assert(sizeof(struct rayos_fw_bits) == 8, "rayos_fw_bits layout");
@@ -30,7 +31,8 @@ _Static_assert(sizeof(struct rayos_fw_tab_key) == 8, "rayos_fw_tab_key layout");
 _Static_assert(sizeof(struct rayos_fw_tab) == 1920 + 64 * 12, "rayos_fw_tab layout");
 _Static_assert(sizeof(struct rayos_ip_bind) == 32, "rayos_ip_bind layout");
 _Static_assert(offsetof(struct rayos_ip_bind, lease_expiry_ns) == 24, "ip_bind expiry offset");
-_Static_assert(sizeof(struct rayos_iface) == 16 + 112 + 32, "rayos_iface layout");
+_Static_assert(sizeof(struct rayos_iface) == 16 + 216 + 32, "rayos_iface layout");
+_Static_assert(sizeof(struct rayos_host_addr) == 8, "rayos_host_addr layout");
 _Static_assert(RAYOS_MAX_RULES == 64, "rule bitmaps are one __u64");
 _Static_assert(sizeof(struct rayos_dev_key) == 16, "rayos_dev_key layout");
 _Static_assert(offsetof(struct rayos_dev_key, gen) == 4, "rayos_dev_key.gen offset");
@@ -435,7 +437,7 @@ static void hash_count(struct sha256_ctx *ctx, size_t n)
 
 static int digest_vm(struct compiled_vm *cvm)
 {
-	static const char tag[] = "rayos compiled vm v2";
+	static const char tag[] = "rayos compiled vm v3";
 	uint8_t has_bind = cvm->has_bind;
 	struct sha256_ctx ctx;
 
@@ -466,7 +468,7 @@ static void fill_record(struct compiled_vm *cvm, const struct policy_vm *vm)
 	}
 	if (vm->quarantined)
 		cvm->vm.flags |= RAYOS_VMF_QUARANTINE;
-	for (d = 0; d < RAYOS_DIR_MAX; d++) {
+	for (d = 0; d < RAYOS_FW_DIRS; d++) {
 		struct rayos_dir_policy *dp = &cvm->vm.dir[d];
 		size_t i;
 
@@ -478,6 +480,15 @@ static void fill_record(struct compiled_vm *cvm, const struct policy_vm *vm)
 			if (vm->fw[d].rules[i].action == RAYOS_ACT_ALLOW)
 				dp->allow_bits |= 1ULL << i;
 	}
+	/* A burst of two seconds' worth: a booting guest sends its ARP probes
+	 * and announcements, its DISCOVER and REQUEST back to back. */
+	for (d = 0; d < RAYOS_CTL_MAX; d++) {
+		cvm->vm.ctl[d].rate = vm->ctl_rate[d];
+		cvm->vm.ctl[d].burst = vm->ctl_rate[d] > UINT32_MAX / 2 ? UINT32_MAX
+								       : 2 * vm->ctl_rate[d];
+	}
+	for (size_t i = 0; i < vm->nr_ll6 && i < RAYOS_LL6_MAX; i++)
+		memcpy(cvm->vm.ll6[i], vm->ll6[i], 16);
 	if (vm->has_ipv4 || vm->has_ipv6) {
 		cvm->has_bind = true;
 		cvm->bind.flags = RAYOS_BINDF_STATIC;
@@ -597,7 +608,7 @@ static int tabulate(struct compiled_vm *cvm, int dir)
 	if (!dp->nr_rules)
 		return 0;
 	/* One per direction at most: sized once (2 KiB each, so not grow()). */
-	if (!cvm->tabs && !(cvm->tabs = malloc(RAYOS_DIR_MAX * sizeof(*t))))
+	if (!cvm->tabs && !(cvm->tabs = malloc(RAYOS_FW_DIRS * sizeof(*t))))
 		return -ENOMEM;
 	t = &cvm->tabs[cvm->nr_tabs];
 	memset(&t->key, 0, sizeof(t->key));
@@ -632,17 +643,18 @@ static int compile_vm(const struct policy_vm *vm, struct compiled_vm *cvm,
 	struct builder b = { .cvm = cvm };
 	int d, ret = 0;
 
-	for (d = 0; d < RAYOS_DIR_MAX; d++)
+	for (d = 0; d < RAYOS_FW_DIRS; d++)
 		if (vm->fw[d].nr_rules > RAYOS_MAX_RULES) {
 			memset(err, 0, sizeof(*err));
 			snprintf(err->file, sizeof(err->file), "%s", vm->source);
 			snprintf(err->msg, sizeof(err->msg), "VM %u \"%s\" has %zu \"%s\" rules; at "
 				 "most %d", vm->id, vm->name, vm->fw[d].nr_rules,
-				 d == RAYOS_DIR_IN ? "in" : "out", RAYOS_MAX_RULES);
+				 d == RAYOS_DIR_IN ? "in" : d == RAYOS_DIR_OUT ? "out" : "host",
+				 RAYOS_MAX_RULES);
 			return -EINVAL;
 		}
 	fill_record(cvm, vm);
-	for (d = 0; !ret && d < RAYOS_DIR_MAX; d++) {
+	for (d = 0; !ret && d < RAYOS_FW_DIRS; d++) {
 		ret = compile_port_dim(&b, &vm->fw[d], d);
 		if (!ret)
 			ret = compile_cidr_dim(&b, &vm->fw[d], d);
@@ -659,7 +671,7 @@ static int compile_vm(const struct policy_vm *vm, struct compiled_vm *cvm,
 		qsort(cvm->cidr4, cvm->nr_cidr4, sizeof(*cvm->cidr4), cmp_cidr4);
 	if (cvm->nr_cidr6)
 		qsort(cvm->cidr6, cvm->nr_cidr6, sizeof(*cvm->cidr6), cmp_cidr6);
-	for (d = 0; !ret && d < RAYOS_DIR_MAX; d++)
+	for (d = 0; !ret && d < RAYOS_FW_DIRS; d++)
 		ret = tabulate(cvm, d);
 	if (ret)
 		return ret;

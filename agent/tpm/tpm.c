@@ -2,7 +2,7 @@
 /*
  * TPM measured launch, the agent's side: the worker thread that records
  * and extends measurements in order, and the embedded swtpm.  Provisioning
- * is agent/tpm_setup.c, the CLI operations agent/tpm_cli.c.
+ * is agent/tpm/tpm_setup.c, the CLI operations agent/tpm/tpm_cli.c.
  *
  * Why a thread and not pidfds in the epoll loop: each measurement is a
  * chain (append, fdatasync, extend, and on failure re-read the PCR before

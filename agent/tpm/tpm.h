@@ -3,7 +3,7 @@
  * TPM measured launch.  The agent measures what it runs (its own binary,
  * each BPF object, each policy version, each VM launch and stop) into its
  * NV measurement index (a SHA-256 extend index only its AK's auth can
- * extend: agent/tpm_setup.h), and keeps the event log (agent/tpm_log.h)
+ * extend: agent/tpm/tpm_setup.h), and keeps the event log (agent/tpm/tpm_log.h)
  * that lets a verifier replay it.
  *
  * One worker thread owns every TPM command, so they run one at a time and
@@ -25,7 +25,7 @@
 #include <cjson/cJSON.h>
 
 /* NV index (owner hierarchy) holding the 32-byte record MAC key; only
- * RayOS's auth reads it (agent/tpm_setup.h). */
+ * RayOS's auth reads it (agent/tpm/tpm_setup.h). */
 #define TPM_NV_SEED_INDEX	0x01500523u
 #define TPM_NV_SEED_LEN		32
 #define TPM_CONF_FILE		"tpm.json"

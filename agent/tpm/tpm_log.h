@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The measured-launch event log: what RayOS extended into its NV
- * measurement index (agent/tpm_attest.h), one record per line (JSON Lines),
+ * measurement index (agent/tpm/tpm_attest.h), one record per line (JSON Lines),
  * each line one record of the TCG Canonical Event Log's JSON form:
  *
  *   {"recnum":0,"nv_index":22021412,

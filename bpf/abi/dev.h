@@ -4,7 +4,7 @@
  * the per-VM explicit device rules (generation-keyed like the firewall
  * entries), disk images for the LSM program, and the per-VM device counters.
  * Only fixed width types and explicit padding; user space _Static_asserts
- * every size (agent/policy_compile.c, tests/dev).
+ * every size (agent/policy/policy_compile.c, tests/dev).
  */
 #ifndef RAYOS_ABI_DEV_H
 #define RAYOS_ABI_DEV_H
@@ -82,7 +82,7 @@ struct rayos_dev_file {
 
 /*
  * Device classes, for counters and metrics labels.  The numbering is ABI
- * (agent/devices.c names them).  RAYOS_DEVC_MAX is a power of two: programs
+ * (agent/vm/devices.c names them).  RAYOS_DEVC_MAX is a power of two: programs
  * index counters with a mask.
  */
 enum rayos_dev_class {

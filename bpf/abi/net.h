@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Kernel/user ABI of the network data path: which interface belongs to which
- * VM, the address a VM may use (written from the policy now, by the DHCP
- * server later), and the counters and events the programs export.
+ * VM, the address a VM may use (from the policy or a DHCP lease), the
+ * host's own addresses, and the counters and events the programs export.
  */
 #ifndef RAYOS_ABI_NET_H
 #define RAYOS_ABI_NET_H
@@ -46,7 +46,7 @@ struct rayos_ip_bind {
  * Without RAYOS_IFF_VM the VM has no record: its packets are dropped.
  *
  * Shaping is done by tbf qdiscs where the agent could set them up (see
- * agent/shaper.c); the programs police a direction with their own token
+ * agent/vm/shaper.c); the programs police a direction with their own token
  * bucket only when it is not shaped.
  */
 struct rayos_iface {
@@ -84,7 +84,13 @@ enum rayos_reason {
 	RAYOS_RSN_ROGUE_RA = 19,	/* router advertisement or redirect from a guest */
 	RAYOS_RSN_RATE = 20,		/* over the direction's byte rate */
 	RAYOS_RSN_NO_VM = 21,		/* tap known, VM record missing */
-	RAYOS_RSN_QUARANTINE = 22,	/* the VM lost its policy: everything drops */
+	RAYOS_RSN_DHCP_CHADDR = 22,	/* DHCP client message not naming the VM's MAC */
+	RAYOS_RSN_DHCP_RATE = 23,	/* over the VM's DHCP client message rate */
+	RAYOS_RSN_ARP_RATE = 24,	/* over the VM's ARP rate */
+	RAYOS_RSN_ND_RATE = 25,		/* over the VM's NS/NA/RS/MLD rate */
+	RAYOS_RSN_HOST = 26,		/* to the host's own addresses, not allowed */
+	RAYOS_RSN_ICMP_QUOTE = 27,	/* ICMP error about a flow, longer than RFC 1812/4443 allow */
+	RAYOS_RSN_QUARANTINE = 28,	/* the VM lost its policy: everything drops */
 	RAYOS_RSN_MAX = 32,		/* power of two: programs index with a mask */
 };
 
@@ -125,6 +131,31 @@ enum rayos_net_counter {
 };
 
 #define RAYOS_EV_RULE_NONE	0xff	/* rayos_event.rule when no rule decided */
+
+/*
+ * skb->mark of a DHCPv4 client message (UDP 68 -> 67) that rayos_from_vm
+ * passed: the tag in the high 16 bits, the sending VM's rayos_vm.slot in the
+ * low 16.  The agent's DHCP server reads it with SO_RCVMARK and so knows
+ * which VM sent a message whatever the message says.  A frame without the
+ * tag did not come through a tap RayOS enforces.
+ */
+#define RAYOS_DHCP_MARK_TAG	0x52590000U	/* "RY" */
+#define RAYOS_DHCP_MARK_MASK	0xffff0000U
+
+/*
+ * rayos_host4 (key __u32 address, network order) and rayos_host6 (key 16
+ * bytes): the host's own unicast and directed-broadcast addresses, kept by
+ * the agent from rtnetlink.  Packets from a guest to one of them (and to
+ * broadcast, multicast or loopback) meet the VM's HOST rules.
+ */
+struct rayos_host_addr {
+	__u32 ifindex;		/* the interface that has it */
+	__u32 flags;		/* RAYOS_HOSTF_* */
+};
+#define RAYOS_HOSTF_BROADCAST	(1U << 0)	/* a directed broadcast address */
+/* Entries of each map.  Addresses beyond it are logged by the agent. */
+#define RAYOS_HOST_ADDRS	4096
+
 
 /*
  * Record in the rayos_events ring buffer: one dropped packet.  Addresses are
@@ -241,5 +272,11 @@ struct rayos_tbf {
 	__u64 tokens;		/* bytes, <= burst */
 	__u64 last_ns;		/* CLOCK_BOOTTIME of the last refill */
 };
+
+/*
+ * rayos_ctl_rate (ARRAY, key slot * RAYOS_CTL_MAX + enum rayos_ctl_kind):
+ * packet token bucket of one kind of link-control message of one VM: the
+ * same struct rayos_tbf, with tokens counted in packets.
+ */
 
 #endif /* RAYOS_ABI_NET_H */

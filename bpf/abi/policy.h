@@ -25,6 +25,16 @@ enum rayos_dir {
 	RAYOS_DIR_MAX = 2,
 };
 
+/*
+ * Rule sets of a VM: one per direction, plus HOST, which judges what the
+ * guest sends to the host's own addresses (every address of the host,
+ * broadcast, multicast and loopback: what the host's stack would receive).
+ * A packet to the host must pass HOST and then OUT.  HOST is a rule set
+ * only: counters and flows stay per direction (RAYOS_DIR_MAX).
+ */
+#define RAYOS_FW_HOST		2
+#define RAYOS_FW_DIRS		3
+
 enum rayos_action {
 	RAYOS_ACT_DENY = 0,
 	RAYOS_ACT_ALLOW = 1,
@@ -84,9 +94,29 @@ struct rayos_dir_policy {
  * or unregistered.  A record flag, so that it holds with the agent dead. */
 #define RAYOS_VMF_QUARANTINE	(1U << 1)
 
+/* Link-control messages a guest sends outside the firewall, each kind with
+ * its own per-VM packet bucket (rayos_vm.ctl, rayos_ctl_rate). */
+enum rayos_ctl_kind {
+	RAYOS_CTL_ARP = 0,	/* ARP requests and replies */
+	RAYOS_CTL_ND = 1,	/* ICMPv6 NS, NA, RS and MLD */
+	RAYOS_CTL_DHCP = 2,	/* DHCPv4 and DHCPv6 client messages */
+	RAYOS_CTL_MAX = 4,
+};
+
+/* Packets per second and burst of one rayos_ctl_kind; rate 0: unlimited. */
+struct rayos_ctl_limit {
+	__u32 rate;
+	__u32 burst;
+};
+
+/* Link-local IPv6 sources a VM may use besides the EUI-64 one of its MAC. */
+#define RAYOS_LL6_MAX		2
+
 /*
  * rayos_vms: key __u32 vm_id.  Replaced as one hash update, so a reader sees
  * the old record or the new one whole; gen selects the rule generation.
+ * dir[] is indexed by enum rayos_dir, and dir[RAYOS_FW_HOST] holds the
+ * rules for traffic to the host.  ll6 entries that are all zero are unused.
  */
 struct rayos_vm {
 	__u32 vm_id;
@@ -96,7 +126,9 @@ struct rayos_vm {
 	__u8  gen;		/* 0 or 1: generation of this VM's rule entries */
 	__u8  flags;		/* RAYOS_VMF_* */
 	__u8  mac[6];
-	struct rayos_dir_policy dir[RAYOS_DIR_MAX];
+	struct rayos_dir_policy dir[RAYOS_FW_DIRS];
+	struct rayos_ctl_limit ctl[RAYOS_CTL_MAX];	/* by enum rayos_ctl_kind */
+	__u8  ll6[RAYOS_LL6_MAX][16];	/* extra link-local sources, network order */
 };
 
 /* Port key "kind": an exact port, or every port of a protocol. */
@@ -114,7 +146,7 @@ enum rayos_port_kind {
 struct rayos_fw_port_key {
 	__u32 vm_id;
 	__u8  gen;
-	__u8  dir;		/* enum rayos_dir */
+	__u8  dir;		/* enum rayos_dir, or RAYOS_FW_HOST */
 	__u8  proto;		/* IPPROTO_*, or RAYOS_PROTO_ANY */
 	__u8  kind;		/* enum rayos_port_kind */
 	__u16 port_host;	/* port (host order) or ICMP type; 0 for ANY */
@@ -188,7 +220,7 @@ struct rayos_fw_cidr6_key {
 struct rayos_fw_tab_key {
 	__u32 vm_id;
 	__u8  gen;
-	__u8  dir;		/* enum rayos_dir */
+	__u8  dir;		/* enum rayos_dir, or RAYOS_FW_HOST */
 	__u16 pad;
 };
 

@@ -215,6 +215,18 @@ static __always_inline bool icmp_is_error(const struct rayos_pkt *p)
 	return false;
 }
 
+/* ICMP error sizes a conforming sender stays within: the whole IPv4
+ * datagram at most 576 bytes (RFC 1812 4.3.2.3), IPv6 1280 (RFC 4443 2.4). */
+#define RAYOS_ICMP4_ERR_MAX	576
+#define RAYOS_ICMP6_ERR_MAX	1280
+
+/* What ct_related found. */
+enum rayos_related {
+	RAYOS_REL_NO = 0,	/* not about a live flow of this VM: the rules decide */
+	RAYOS_REL_YES = 1,	/* about one, to the flow's own end: pass as related */
+	RAYOS_REL_LONG = 2,	/* about one, but longer than any sender makes them */
+};
+
 /*
  * Is this ICMP error about a live flow of the VM?  The quoted packet went
  * the other way (an error to the VM quotes what the VM sent), so its flow
@@ -222,9 +234,14 @@ static __always_inline bool icmp_is_error(const struct rayos_pkt *p)
  * a whole IP header and the first 8 bytes of L4 (RFC 792; RFC 4443 quotes
  * more); IPv6 quotes with extension headers and quoted later fragments are
  * not followed: those errors meet the rules like any packet.
+ *
+ * An error goes back to the source of the packet it is about (RFC 792,
+ * RFC 4443 2.2): one addressed to anyone else is no reply of the flow, and
+ * meets the rules.  ip_len is the error's IP length: a quote is bounded by
+ * the RFCs' sizes, and a longer "error" carries something else.
  */
-static __always_inline bool ct_related(void *data, void *data_end, const struct rayos_vm *vm,
-				       __u8 dir, const struct rayos_pkt *p, __u64 now)
+static __always_inline int ct_related(void *data, void *data_end, const struct rayos_vm *vm,
+				      __u8 dir, const struct rayos_pkt *p, __u64 now, __u32 ip_len)
 {
 	struct rayos_pkt q = { .family = p->family };
 	__u32 off = p->l4_off + 8;	/* ICMP/ICMPv6 error header */
@@ -237,24 +254,29 @@ static __always_inline bool ct_related(void *data, void *data_end, const struct 
 
 		if (!ih || ih->version != 4 || ih->ihl < 5 ||
 		    (ih->frag_off & bpf_htons(RAYOS_IP_OFFSET)))
-			return false;
+			return RAYOS_REL_NO;
 		q.proto = ih->protocol;
 		q.saddr[0] = ih->saddr;
 		q.daddr[0] = ih->daddr;
 		off += ih->ihl * 4;
+		if (p->daddr[0] != q.saddr[0])
+			return RAYOS_REL_NO;
 	} else {
 		struct ipv6hdr *ih = pkt_ptr(data, data_end, off, sizeof(*ih));
 
 		if (!ih || ih->version != 6)
-			return false;
+			return RAYOS_REL_NO;
 		q.proto = ih->nexthdr;
 		__builtin_memcpy(q.saddr, &ih->saddr, 16);
 		__builtin_memcpy(q.daddr, &ih->daddr, 16);
 		off += sizeof(*ih);
+		if ((p->daddr[0] ^ q.saddr[0]) | (p->daddr[1] ^ q.saddr[1]) |
+		    (p->daddr[2] ^ q.saddr[2]) | (p->daddr[3] ^ q.saddr[3]))
+			return RAYOS_REL_NO;
 	}
 	l4 = pkt_ptr(data, data_end, off, 8);
 	if (!l4)
-		return false;
+		return RAYOS_REL_NO;
 	q.has_ports = 1;
 	if (q.proto == IPPROTO_TCP || q.proto == IPPROTO_UDP) {
 		q.sport = (__u16)l4[0] << 8 | l4[1];
@@ -264,9 +286,13 @@ static __always_inline bool ct_related(void *data, void *data_end, const struct 
 		q.icmp_id = (__u16)l4[4] << 8 | l4[5];
 	}
 	if (!ct_key_build(&k, vm->slot, dir ^ 1, &q))
-		return false;
+		return RAYOS_REL_NO;
 	v = ct_lookup(&k);
-	return v && ct_current(v, vm) && !ct_expired(v, q.proto, now);
+	if (!v || !ct_current(v, vm) || ct_expired(v, q.proto, now))
+		return RAYOS_REL_NO;
+	if (ip_len > (p->family == RAYOS_AF_INET ? RAYOS_ICMP4_ERR_MAX : RAYOS_ICMP6_ERR_MAX))
+		return RAYOS_REL_LONG;
+	return RAYOS_REL_YES;
 }
 
 static __always_inline void frag_key_build(struct rayos_frag_key *k, __u32 vm_id, __u8 dir,

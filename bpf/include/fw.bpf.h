@@ -5,7 +5,9 @@
  * CIDR-dimension bitmap over the remote address; the lowest set bit is the
  * first matching rule.  Both directions match the DESTINATION port: OUT the
  * remote service the guest connects to, IN the guest's own service.  Return
- * traffic is the flow tracker's business (ct.bpf.h), never a rule's.
+ * traffic is the flow tracker's business (ct.bpf.h), never a rule's.  The
+ * HOST rule set (RAYOS_FW_HOST) reads like OUT: the remote address is the
+ * destination, one of the host's own.
  */
 #ifndef RAYOS_FW_BPF_H
 #define RAYOS_FW_BPF_H
@@ -13,6 +15,13 @@
 #include "maps.bpf.h"
 #include "parse.bpf.h"
 #include "fwtab.bpf.h"
+
+/* The rule set `set` (enum rayos_dir or RAYOS_FW_HOST) of vm, with an index
+ * the verifier can bound. */
+static __always_inline const struct rayos_dir_policy *fw_set(const struct rayos_vm *vm, __u8 set)
+{
+	return set == RAYOS_FW_HOST ? &vm->dir[RAYOS_FW_HOST] : &vm->dir[set & 1];
+}
 
 /*
  * Port-dimension bitmap.  Without ports (non-TCP/UDP/ICMP protocols, later
@@ -23,7 +32,7 @@
 static __always_inline __u64 fw_port_bits(__u32 vm_id, const struct rayos_vm *vm, __u8 dir,
 					  const struct rayos_pkt *p, const struct rayos_fw_tab *tab)
 {
-	const struct rayos_dir_policy *dp = &vm->dir[dir & 1];
+	const struct rayos_dir_policy *dp = fw_set(vm, dir);
 	struct rayos_fw_port_key k = {
 		.vm_id = vm_id,
 		.gen = vm->gen,
@@ -74,7 +83,7 @@ static __always_inline __u64 fw_port_bits(__u32 vm_id, const struct rayos_vm *vm
 /* Lookups use the whole key (every bit after prefixlen).  Computed from
  * the layout, not from RAYOS_FW_CIDR_PREFIX: that constant says 48 but
  * vm_id, gen, dir and pad are 64 bits (the compiler derives it the same
- * way, see CIDR_KEY_BITS in agent/policy_compile.c). */
+ * way, see CIDR_KEY_BITS in agent/policy/policy_compile.c). */
 #define RAYOS_CIDR4_LOOKUP_BITS	((sizeof(struct rayos_fw_cidr4_key) - sizeof(__u32)) * 8)
 #define RAYOS_CIDR6_LOOKUP_BITS	((sizeof(struct rayos_fw_cidr6_key) - sizeof(__u32)) * 8)
 
@@ -84,8 +93,8 @@ static __always_inline __u64 fw_port_bits(__u32 vm_id, const struct rayos_vm *vm
 static __always_inline __u64 fw_cidr_bits(__u32 vm_id, const struct rayos_vm *vm, __u8 dir,
 					  const struct rayos_pkt *p, const struct rayos_fw_tab *tab)
 {
-	const struct rayos_dir_policy *dp = &vm->dir[dir & 1];
-	const __u32 *remote = dir == RAYOS_DIR_OUT ? p->daddr : p->saddr;
+	const struct rayos_dir_policy *dp = fw_set(vm, dir);
+	const __u32 *remote = dir == RAYOS_DIR_IN ? p->saddr : p->daddr;
 	__u64 bits = dp->cidr_wild_bits;
 	struct rayos_fw_bits *hit = NULL;
 
@@ -141,7 +150,7 @@ static __always_inline __u32 lowest_bit(__u64 x)
 }
 
 /*
- * Evaluate the rules of one direction.  Returns RAYOS_RSN_PASS_RULE /
+ * Evaluate the rules of one direction (or of HOST: dir is the rule set).  Returns RAYOS_RSN_PASS_RULE /
  * DROP_RULE with *rule set, or PASS_DEFAULT / DROP_DEFAULT with *rule =
  * RAYOS_EV_RULE_NONE.  Every map miss narrows towards the default action,
  * which is the policy's own answer for "no rule says", so misses neither
@@ -150,7 +159,7 @@ static __always_inline __u32 lowest_bit(__u64 x)
 static __always_inline int fw_eval(__u32 vm_id, const struct rayos_vm *vm, __u8 dir,
 				   const struct rayos_pkt *p, __u8 *rule)
 {
-	const struct rayos_dir_policy *dp = &vm->dir[dir & 1];
+	const struct rayos_dir_policy *dp = fw_set(vm, dir);
 	const struct rayos_fw_tab *tab = NULL;
 	__u64 match;
 	__u32 r;

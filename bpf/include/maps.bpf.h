@@ -71,11 +71,11 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rayos_fw_cidr6 SEC(".maps");
 
-/* Four per VM: two generations, two directions; only VMs with ranges or
- * CIDRs have them. */
+/* Six per VM: two generations of three rule sets (in, out, host); only
+ * VMs with ranges or CIDRs have them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4 * RAYOS_MAX_VMS_DEFAULT);
+	__uint(max_entries, 2 * RAYOS_FW_DIRS * RAYOS_MAX_VMS_DEFAULT);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct rayos_fw_tab_key);
 	__type(value, struct rayos_fw_tab);
@@ -179,6 +179,32 @@ struct {
 	__type(value, struct rayos_tbf);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rayos_tbf SEC(".maps");
+
+/* Link-control buckets: RAYOS_CTL_MAX per slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RAYOS_MAX_VMS_DEFAULT * RAYOS_CTL_MAX);
+	__type(key, __u32);			/* slot * RAYOS_CTL_MAX + kind */
+	__type(value, struct rayos_tbf);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rayos_ctl_rate SEC(".maps");
+
+/* The host's own addresses (bpf/abi/net.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RAYOS_HOST_ADDRS);
+	__type(key, __u32);			/* IPv4, network order */
+	__type(value, struct rayos_host_addr);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rayos_host4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RAYOS_HOST_ADDRS);
+	__type(key, __u8[16]);			/* IPv6, network order */
+	__type(value, struct rayos_host_addr);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rayos_host6 SEC(".maps");
 
 /* Drop-event rate limit: GCRA "theoretical arrival time" per slot, per CPU,
  * so the check needs no lock. */

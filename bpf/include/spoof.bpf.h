@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Anti-spoofing and link-control classification.  From the guest: the frame
- * must carry the VM's MAC, IP sources must be the VM's bound addresses, ARP
- * and ND must not claim anyone else's address, and a guest may not act as a
+ * must carry the VM's MAC, IP sources must be the VM's bound addresses (and
+ * its own link-local ones), ARP and ND must not claim anyone else's address,
+ * a DHCP client message must name the VM's MAC, and a guest may not act as a
  * DHCP server or IPv6 router.  Link control (ARP, ND, MLD, DHCP) that passes
- * these checks bypasses the firewall, because the VM cannot work without it.
+ * these checks bypasses the firewall, because the VM cannot work without
+ * it, but each kind is held to a per-VM packet rate.
  */
 #ifndef RAYOS_SPOOF_BPF_H
 #define RAYOS_SPOOF_BPF_H
 
 #include "maps.bpf.h"
 #include "parse.bpf.h"
+#include "rate.bpf.h"
+#include "host.bpf.h"
 
 /* "No verdict yet: continue with the firewall." */
 #define RAYOS_RSN_CONTINUE	0xff
@@ -32,6 +36,11 @@
 #define RAYOS_ND_OPT_SLLA	1
 #define RAYOS_ND_OPT_TLLA	2
 #define RAYOS_ND_MAX_OPTS	4
+
+/* BOOTP header (RFC 2131 2): op, htype, hlen at 0..2, chaddr at 28. */
+#define RAYOS_BOOTREQUEST	1
+#define RAYOS_BOOTP_HTYPE_ETH	1
+#define RAYOS_BOOTP_CHADDR_OFF	28
 
 /* What the guest may use as addresses right now.  Scalars only, so it can
  * be handed to a global BPF subprogram. */
@@ -92,21 +101,33 @@ static __always_inline bool ip6_is_linklocal(const __u32 *a)
 	return (a[0] & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000);
 }
 
+static __always_inline bool ll6_listed(const struct rayos_vm *vm, const __u32 *addr)
+{
+	int i;
+
+	for (i = 0; i < RAYOS_LL6_MAX; i++) {
+		const __u32 *l = (const __u32 *)vm->ll6[i];
+
+		if (!ip6_is_unspec(l) && ip6_eq(addr, l))
+			return true;
+	}
+	return false;
+}
+
 /*
- * Is addr one of the VM's own IPv6 addresses?  Its bound address, or the
- * EUI-64 link-local address derived from its MAC.  Guests must therefore use
- * EUI-64 link-local addresses (addr_gen_mode eui64) to answer ND for them.
- * Without an enforced MAC there is nothing to derive it from, and any
- * link-local address is accepted (the VM is not MAC-locked either).
+ * Is the link-local addr one of the VM's?  The EUI-64 address derived from
+ * its MAC, or one the policy lists (guests with stable-privacy addresses,
+ * RFC 7217), as OVN's port security does.  Without an enforced MAC there is
+ * nothing to derive it from, and any link-local address is accepted (the VM
+ * is not MAC-locked either).
  */
-static __always_inline bool ip6_is_own(const struct rayos_owner *o, const __u32 *addr)
+static __always_inline bool ll6_is_own(const struct rayos_owner *o, const struct rayos_vm *vm,
+				       const __u32 *addr)
 {
 	__u8 ll[16] = { 0xfe, 0x80 };
 
-	if (o->bound6 && ip6_eq(addr, o->ipv6))
-		return true;
 	if (!(o->vm_flags & RAYOS_VMF_MAC))
-		return ip6_is_linklocal(addr);
+		return true;
 	ll[8] = o->mac[0] ^ 0x02;
 	ll[9] = o->mac[1];
 	ll[10] = o->mac[2];
@@ -115,13 +136,23 @@ static __always_inline bool ip6_is_own(const struct rayos_owner *o, const __u32 
 	ll[13] = o->mac[3];
 	ll[14] = o->mac[4];
 	ll[15] = o->mac[5];
-	return ip6_eq(addr, (const __u32 *)ll);
+	return ip6_eq(addr, (const __u32 *)ll) || ll6_listed(vm, addr);
+}
+
+/* Is addr one of the VM's own IPv6 addresses: its bound global address or
+ * one of its link-local ones? */
+static __always_inline bool ip6_is_own(const struct rayos_owner *o, const struct rayos_vm *vm,
+				       const __u32 *addr)
+{
+	if (ip6_is_linklocal(addr))
+		return ll6_is_own(o, vm, addr);
+	return o->bound6 && ip6_eq(addr, o->ipv6);
 }
 
 /* Guest ARP: sender MAC is the VM's; sender IP is its bound address, or
  * 0.0.0.0 in a request (RFC 5227 probe). */
-static __always_inline int arp_from_vm(const struct rayos_owner *o, const struct rayos_pkt *p,
-				       void *data, void *data_end)
+static __always_inline int arp_from_vm(const struct rayos_owner *o, const struct rayos_vm *vm,
+				       const struct rayos_pkt *p, void *data, void *data_end)
 {
 	struct arphdr *ah = pkt_ptr(data, data_end, p->l3_off,
 				    sizeof(*ah) + sizeof(struct rayos_arp_eth));
@@ -136,14 +167,36 @@ static __always_inline int arp_from_vm(const struct rayos_owner *o, const struct
 	if ((o->vm_flags & RAYOS_VMF_MAC) && !mac_eq(body->sha, o->mac))
 		return RAYOS_RSN_SPOOF_ARP;
 	__builtin_memcpy(&spa, body->spa, 4);
-	if (spa == 0)
-		return ah->ar_op == bpf_htons(1) ? RAYOS_RSN_PASS_CTRL : RAYOS_RSN_SPOOF_ARP;
-	if (!o->bound4 || spa != o->ipv4_be)
+	if (spa == 0 ? ah->ar_op != bpf_htons(1) : !o->bound4 || spa != o->ipv4_be)
 		return RAYOS_RSN_SPOOF_ARP;
+	/* Every ARP frame is flooded to every port of the bridge. */
+	return ctl_admit(vm, RAYOS_CTL_ARP) ? RAYOS_RSN_PASS_CTRL : RAYOS_RSN_ARP_RATE;
+}
+
+/*
+ * A DHCPv4 client message must be a whole, unfragmented BOOTREQUEST whose
+ * hardware address is the frame's source MAC (the VM's, when the VM is
+ * MAC-locked).  The server keys nothing on it any more (it knows the VM
+ * from the tap, RAYOS_DHCP_MARK_TAG), but other servers and relays on the
+ * bridge do, and a guest has no reason to speak for another MAC.
+ */
+static __always_inline int dhcp4_client_check(const struct rayos_pkt *p, const __u8 *smac,
+					      void *data, void *data_end)
+{
+	__u8 *b;
+
+	if (p->frag != RAYOS_FRAG_NONE)
+		return RAYOS_RSN_DHCP_CHADDR;
+	b = pkt_ptr(data, data_end, p->l4_off + 8, RAYOS_BOOTP_CHADDR_OFF + RAYOS_ETH_ALEN);
+	if (!b || b[0] != RAYOS_BOOTREQUEST || b[1] != RAYOS_BOOTP_HTYPE_ETH ||
+	    b[2] != RAYOS_ETH_ALEN || !mac_eq(b + RAYOS_BOOTP_CHADDR_OFF, smac))
+		return RAYOS_RSN_DHCP_CHADDR;
 	return RAYOS_RSN_PASS_CTRL;
 }
 
-static __always_inline int ipv4_from_vm(const struct rayos_owner *o, const struct rayos_pkt *p)
+static __always_inline int ipv4_from_vm(const struct rayos_owner *o, const struct rayos_vm *vm,
+					const struct rayos_pkt *p, const __u8 *smac,
+					void *data, void *data_end)
 {
 	bool dhcp_client = false;
 
@@ -154,17 +207,24 @@ static __always_inline int ipv4_from_vm(const struct rayos_owner *o, const struc
 		dhcp_client = p->sport == RAYOS_DHCP_CLIENT_PORT &&
 			      p->dport == RAYOS_DHCP_SERVER_PORT;
 	}
-	if (o->bound4) {
-		if (p->saddr[0] == o->ipv4_be)
-			return dhcp_client ? RAYOS_RSN_PASS_CTRL : RAYOS_RSN_CONTINUE;
-		/* DISCOVER/REQUEST from 0.0.0.0 while re-acquiring. */
-		if (dhcp_client && p->saddr[0] == 0)
-			return RAYOS_RSN_PASS_CTRL;
-		return RAYOS_RSN_SPOOF_IP;
+	if (!dhcp_client) {
+		if (!o->bound4)
+			return RAYOS_RSN_UNBOUND;
+		return p->saddr[0] == o->ipv4_be ? RAYOS_RSN_CONTINUE : RAYOS_RSN_SPOOF_IP;
 	}
-	/* Unbound (or lease expired): DHCP from any source, e.g. a REBIND
-	 * from the address whose lease just ran out, and nothing else. */
-	return dhcp_client ? RAYOS_RSN_PASS_CTRL : RAYOS_RSN_UNBOUND;
+	/* DHCP: from the bound address, or from 0.0.0.0 while re-acquiring;
+	 * unbound (or the lease expired), from any source, e.g. a REBIND from
+	 * the address whose lease just ran out. */
+	if (o->bound4 && p->saddr[0] != o->ipv4_be && p->saddr[0] != 0)
+		return RAYOS_RSN_SPOOF_IP;
+	if (dhcp4_client_check(p, smac, data, data_end) != RAYOS_RSN_PASS_CTRL)
+		return RAYOS_RSN_DHCP_CHADDR;
+	if (!ctl_admit(vm, RAYOS_CTL_DHCP))
+		return RAYOS_RSN_DHCP_RATE;
+	/* Outside the firewall only toward a server on this link: broadcast,
+	 * or unicast to the host (the agent).  Elsewhere ports 68 -> 67 are
+	 * no pass: a unicast renewal to another server meets the rules. */
+	return dst_is_host(p) ? RAYOS_RSN_PASS_CTRL : RAYOS_RSN_CONTINUE;
 }
 
 /* NS/NA link-layer address options must name the VM's MAC. */
@@ -199,8 +259,9 @@ static __always_inline int nd_opts_check(const struct rayos_owner *o, void *opt,
  * are dropped: a VM is never this link's router.  Other types return
  * CONTINUE and meet the firewall.
  */
-static __always_inline int icmp6_from_vm(const struct rayos_owner *o, const struct rayos_pkt *p,
-					 void *data, void *data_end, bool src_unspec)
+static __always_inline int icmp6_from_vm(const struct rayos_owner *o, const struct rayos_vm *vm,
+					 const struct rayos_pkt *p, void *data, void *data_end,
+					 bool src_unspec)
 {
 	__u8 type = p->dport;
 	__u32 target[4];
@@ -219,7 +280,9 @@ static __always_inline int icmp6_from_vm(const struct rayos_owner *o, const stru
 		/* :: is valid for RS and reports sent during DAD (RFC 3590). */
 		if (src_unspec && (type == RAYOS_ICMP6_MLD_QUERY || type == RAYOS_ICMP6_MLD_DONE))
 			return RAYOS_RSN_SPOOF_IP;
-		return p->frag != RAYOS_FRAG_NONE ? RAYOS_RSN_MALFORMED : RAYOS_RSN_PASS_CTRL;
+		if (p->frag != RAYOS_FRAG_NONE)
+			return RAYOS_RSN_MALFORMED;
+		return ctl_admit(vm, RAYOS_CTL_ND) ? RAYOS_RSN_PASS_CTRL : RAYOS_RSN_ND_RATE;
 	case RAYOS_ICMP6_NS:
 	case RAYOS_ICMP6_NA:
 		break;
@@ -239,20 +302,22 @@ static __always_inline int icmp6_from_vm(const struct rayos_owner *o, const stru
 		/* An NS resolves someone else's address (any target), except
 		 * in DAD (source ::), where the target is the address the guest
 		 * is about to claim. */
-		if (src_unspec && !ip6_is_own(o, target))
+		if (src_unspec && !ip6_is_own(o, vm, target))
 			return RAYOS_RSN_SPOOF_ND;
 		rsn = nd_opts_check(o, body + 24, data_end, RAYOS_ND_OPT_SLLA);
 	} else {
 		/* An NA claims its target: it must be the VM's. */
-		if (src_unspec || !ip6_is_own(o, target))
+		if (src_unspec || !ip6_is_own(o, vm, target))
 			return RAYOS_RSN_SPOOF_ND;
 		rsn = nd_opts_check(o, body + 24, data_end, RAYOS_ND_OPT_TLLA);
 	}
-	return rsn == RAYOS_RSN_CONTINUE ? RAYOS_RSN_PASS_CTRL : rsn;
+	if (rsn != RAYOS_RSN_CONTINUE)
+		return rsn;
+	return ctl_admit(vm, RAYOS_CTL_ND) ? RAYOS_RSN_PASS_CTRL : RAYOS_RSN_ND_RATE;
 }
 
-static __always_inline int ipv6_from_vm(const struct rayos_owner *o, const struct rayos_pkt *p,
-					void *data, void *data_end)
+static __always_inline int ipv6_from_vm(const struct rayos_owner *o, const struct rayos_vm *vm,
+					const struct rayos_pkt *p, void *data, void *data_end)
 {
 	bool unspec = ip6_is_unspec(p->saddr);
 	bool dhcp_client = false;
@@ -263,28 +328,35 @@ static __always_inline int ipv6_from_vm(const struct rayos_owner *o, const struc
 		dhcp_client = p->sport == RAYOS_DHCP6_CLIENT_PORT &&
 			      p->dport == RAYOS_DHCP6_SERVER_PORT;
 	}
+	/* Every source is the VM's own: its bound global address, its EUI-64
+	 * link-local address or one the policy lists.  ND is no exception:
+	 * an NS from the router's link-local address would poison the
+	 * neighbour caches of everyone who answers it. */
+	if (!unspec && !ip6_is_own(o, vm, p->saddr))
+		return RAYOS_RSN_SPOOF_IP;
 	if (p->proto == RAYOS_IPPROTO_ICMPV6 && p->has_ports) {
-		int rsn = icmp6_from_vm(o, p, data, data_end, unspec);
+		int rsn = icmp6_from_vm(o, vm, p, data, data_end, unspec);
 
 		if (rsn != RAYOS_RSN_CONTINUE)
 			return rsn;
 	}
-	/* Link-local sources are not pinned to the EUI-64 address so that
-	 * stable-privacy link-local guests keep working; ND above is what
-	 * stops a guest from taking over another host's address. */
-	if (ip6_is_linklocal(p->saddr))
-		return dhcp_client ? RAYOS_RSN_PASS_CTRL : RAYOS_RSN_CONTINUE;
-	if (o->bound6 && ip6_eq(p->saddr, o->ipv6))
-		return dhcp_client ? RAYOS_RSN_PASS_CTRL : RAYOS_RSN_CONTINUE;
-	return RAYOS_RSN_SPOOF_IP;
+	if (unspec)
+		return RAYOS_RSN_SPOOF_IP;	/* :: outside DAD, RS and MLD */
+	if (!dhcp_client)
+		return RAYOS_RSN_CONTINUE;
+	if (!ctl_admit(vm, RAYOS_CTL_DHCP))
+		return RAYOS_RSN_DHCP_RATE;
+	/* As for DHCPv4: outside the firewall only to the link's servers
+	 * (ff02::1:2 and the host). */
+	return dst_is_host(p) ? RAYOS_RSN_PASS_CTRL : RAYOS_RSN_CONTINUE;
 }
 
 /*
  * Everything the guest sends passes here first.  Returns a verdict reason,
  * or RAYOS_RSN_CONTINUE for IP traffic the firewall decides.
  */
-static __always_inline int spoof_from_vm(const struct rayos_owner *o, const struct rayos_pkt *p,
-					 void *data, void *data_end)
+static __always_inline int spoof_from_vm(const struct rayos_owner *o, const struct rayos_vm *vm,
+					 const struct rayos_pkt *p, void *data, void *data_end)
 {
 	struct ethhdr *eth = pkt_ptr(data, data_end, 0, sizeof(*eth));
 
@@ -295,11 +367,11 @@ static __always_inline int spoof_from_vm(const struct rayos_owner *o, const stru
 
 	switch (p->eth_proto_be) {
 	case bpf_htons(RAYOS_ETH_P_ARP):
-		return arp_from_vm(o, p, data, data_end);
+		return arp_from_vm(o, vm, p, data, data_end);
 	case bpf_htons(RAYOS_ETH_P_IP):
-		return ipv4_from_vm(o, p);
+		return ipv4_from_vm(o, vm, p, eth->h_source, data, data_end);
 	case bpf_htons(RAYOS_ETH_P_IPV6):
-		return ipv6_from_vm(o, p, data, data_end);
+		return ipv6_from_vm(o, vm, p, data, data_end);
 	default:
 		/* Nothing else can be checked for spoofing, and a VM needs
 		 * nothing else (LLDP, STP, EAPOL, MPLS, PPPoE...). */

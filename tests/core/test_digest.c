@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * agent/digest.c, the libcrypto wrapper: the FIPS 180-4 / NIST CAVP
+ * agent/core/digest.c, the libcrypto wrapper: the FIPS 180-4 / NIST CAVP
  * vectors through the one-shot, streamed and fd paths, updates split at
  * every offset, a failing read and a stop request surface as errors.
  */

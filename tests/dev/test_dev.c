@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Device enforcement end to end, through a real cgroup: the loader attaches
- * rayos_dev to a VM cgroup made with agent/cgroup.c, policies go through the
+ * rayos_dev to a VM cgroup made with agent/vm/cgroup.c, policies go through the
  * real parser, compiler and publisher, and a child process inside the cgroup
  * opens mknod'ed nodes.  cgroup_device programs have no BPF_PROG_TEST_RUN,
  * so this is how the decision is tested in the kernel (and

@@ -4,7 +4,7 @@
  * user space: the same source the cgroup and LSM programs run, with a shim
  * for the three helpers and the three maps it uses.  Table-driven cases of
  * the decision order, the generation a lookup uses, the cgroup -> VM search
- * through ancestors, and agreement with the agent's table (agent/devices.c)
+ * through ancestors, and agreement with the agent's table (agent/vm/devices.c)
  * over every char major 0..4095.  test_dev.c runs the same decision in the
  * kernel.
  */
@@ -266,7 +266,7 @@ static void test_current_vm(void)
 	ASSERT_EQ(rayos_dev_current_vm(), 0, "current VM: none");
 }
 
-/* agent/devices.c's table says what devpolicy.bpf.h does, and nothing else. */
+/* agent/vm/devices.c's table says what devpolicy.bpf.h does, and nothing else. */
 static void test_table_agrees(void)
 {
 	size_t bad = 0, checked = 0;

@@ -35,6 +35,7 @@ static void setup(void)
 		.prefix = 24, .nr_ranges = 1, .ranges = &r, .router = 0xc6120001,
 		.lease_time = 600, .rapid_commit = true, .conflict_check = true,
 		.offer_hold = 30, .decline_hold = 60, .nr_hosts = 1, .hosts = &h,
+		.max_leases_per_vm = 2, .serve_unmanaged = true,
 	};
 	struct dhcp_engine_ops ops = { .persist = persist };
 
@@ -57,7 +58,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* Vary time so offers, leases and quarantines expire too. */
 		now += size;
 		dhcp_engine_tick(eng, now);
-		if (dhcp_engine_handle(eng, &msg, now, &reply) == 0) {
+		/* Who sent it, from the xid's low bits: no origin (chaddr
+		 * decides), an unmanaged port, or one of three VMs. */
+		struct dhcp_origin origin = { .vm_id = msg.hdr.xid_be >> 24 & 3 };
+		bool by_chaddr = (msg.hdr.xid_be >> 26 & 1) != 0;
+
+		if (dhcp_engine_handle_from(eng, &msg, by_chaddr ? NULL : &origin, now,
+					    &reply) == 0) {
 			if (reply.tx == DHCP_TX_PROBE)
 				dhcp_engine_probe_result(eng, reply.probe_ip_be, size & 1, now);
 			else if (reply.tx != DHCP_TX_NONE && dhcp_parse(&reply_msg, reply.pkt, reply.len))

@@ -5,6 +5,9 @@
  * offers, DECLINE quarantine, exhaustion and recovery, reservations, rapid
  * commit, relay information echo, delivery rules, ARP probe results, and
  * that every grant/release/expiry reaches the binding hook and the log.
+ * Then the same engine told which VM sent each message (struct
+ * dhcp_origin), as a hostile guest would drive it: invented chaddrs,
+ * INIT-REBOOT for free addresses, RELEASE/DECLINE of a peer's lease.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -39,13 +42,13 @@ static int persist(void *ctx, const struct lease_rec *rec)
 }
 
 static void binding(void *ctx, uint32_t vm_id, const uint8_t mac[6], uint32_t ip_be,
-		    uint64_t expiry_ms)
+		    uint64_t expiry_ms, bool bound)
 {
 	struct rec_log *l = ctx;
 
 	(void)mac;
 	(void)expiry_ms;
-	if (ip_be)
+	if (bound)
 		l->bound++;
 	else
 		l->unbound++;
@@ -58,6 +61,17 @@ static struct dhcp_msg msg, rmsg;
 static struct dhcp_reply rep;
 static uint64_t now = 1000000;
 
+/* Settings the next engine() gets, and what the data path binds. */
+static uint32_t max_leases = 1;
+static bool serve_unmanaged;
+static uint32_t bound_vm, bound_ip_be;
+
+static bool vm_holds(void *ctx, uint32_t vm_id, uint32_t ip_be)
+{
+	(void)ctx;
+	return vm_id == bound_vm && ip_be == bound_ip_be;
+}
+
 static struct dhcp_engine *engine(uint32_t lo, uint32_t hi, bool rapid, bool probe,
 				  struct dhcp_host *hosts, size_t nr_hosts)
 {
@@ -68,8 +82,10 @@ static struct dhcp_engine *engine(uint32_t lo, uint32_t hi, bool rapid, bool pro
 		.domain = "example.internal", .lease_time = 600, .mtu = 1400,
 		.rapid_commit = rapid, .conflict_check = probe, .offer_hold = 30,
 		.decline_hold = 600, .nr_hosts = nr_hosts, .hosts = hosts,
+		.max_leases_per_vm = max_leases, .serve_unmanaged = serve_unmanaged,
 	};
-	struct dhcp_engine_ops ops = { .ctx = &rl, .persist = persist, .binding = binding };
+	struct dhcp_engine_ops ops = { .ctx = &rl, .persist = persist, .binding = binding,
+				       .vm_holds = vm_holds };
 	struct dhcp_engine *e = NULL;
 
 	r.lo = IP(lo);
@@ -81,20 +97,29 @@ static struct dhcp_engine *engine(uint32_t lo, uint32_t hi, bool rapid, bool pro
 	return e;
 }
 
-/* Send one message; returns the reply's message type (0: none) and leaves
- * the parsed reply in rmsg. */
-static int send_msg(struct dhcp_engine *e, uint8_t type, const uint8_t mac[6],
-		    const struct cmsg_opts *o)
+/* Send one message as VM vm (-1: no origin, chaddr decides; 0: from a port
+ * RayOS does not enforce); returns the reply's message type (0: none) and
+ * leaves the parsed reply in rmsg. */
+static int send_from(struct dhcp_engine *e, int64_t vm, uint8_t type, const uint8_t mac[6],
+		     const struct cmsg_opts *o)
 {
+	struct dhcp_origin origin = { .vm_id = vm < 0 ? 0 : (uint32_t)vm };
+
 	if (client_msg(&msg, type, mac, o))
 		return -1;
-	if (dhcp_engine_handle(e, &msg, now, &rep))
+	if (dhcp_engine_handle_from(e, &msg, vm < 0 ? NULL : &origin, now, &rep))
 		return -1;
 	if (rep.tx == DHCP_TX_NONE || rep.tx == DHCP_TX_PROBE)
 		return 0;
 	if (dhcp_parse(&rmsg, rep.pkt, rep.len))
 		return -1;
 	return rmsg.type;
+}
+
+static int send_msg(struct dhcp_engine *e, uint8_t type, const uint8_t mac[6],
+		    const struct cmsg_opts *o)
+{
+	return send_from(e, -1, type, mac, o);
 }
 
 static uint32_t yiaddr(void)
@@ -208,8 +233,16 @@ static void test_request_states(void)
 	ASSERT_EQ(send_msg(e, DHCPREQUEST, mac3, &o), DHCPNAK,
 		  "INIT-REBOOT of another client's address -> NAK");
 	o.req_ip = IP(107);
-	ASSERT_EQ(send_msg(e, DHCPREQUEST, mac3, &o), DHCPACK,
-		  "INIT-REBOOT of a free pool address with no record -> ACK (authoritative)");
+	ASSERT_EQ(send_msg(e, DHCPREQUEST, mac3, &o), DHCPNAK,
+		  "INIT-REBOOT of a free pool address with no record -> NAK, never a blind ACK");
+	o = (struct cmsg_opts){ .server_id = SRV, .req_ip = IP(108) };
+	ASSERT_EQ(send_msg(e, DHCPREQUEST, mac3, &o), DHCPNAK,
+		  "SELECTING an address we never offered -> NAK");
+	o = (struct cmsg_opts){ .ciaddr = IP(108) };
+	ASSERT_EQ(send_msg(e, DHCPREQUEST, mac3, &o), DHCPNAK,
+		  "RENEWING an address with no record -> NAK");
+	ASSERT_EQ(dhcp_engine_stats(e)->no_record, 6, "each of those six NAKs counted as no record");
+	ASSERT_EQ(dhcp_engine_pool_used(e), 2, "no address taken by them");
 	o = (struct cmsg_opts){ .ciaddr = ip2 };
 	ASSERT_EQ(send_msg(e, DHCPREQUEST, mac1, &o), DHCPNAK, "RENEWING someone else's address -> NAK");
 	o.giaddr = IP(254);
@@ -370,6 +403,158 @@ static void test_malformed(void)
 	dhcp_engine_free(e);
 }
 
+
+/* DORA as VM vm. */
+static uint32_t dora_from(struct dhcp_engine *e, uint32_t vm, const uint8_t mac[6])
+{
+	struct cmsg_opts o = { .server_id = SRV };
+
+	if (send_from(e, vm, DHCPDISCOVER, mac, NULL) != DHCPOFFER)
+		return 0;
+	o.req_ip = yiaddr();
+	if (send_from(e, vm, DHCPREQUEST, mac, &o) != DHCPACK)
+		return 0;
+	return yiaddr();
+}
+
+static void random_mac(uint8_t mac[6], unsigned int seed)
+{
+	mac[0] = 0x02;
+	mac[1] = (uint8_t)(seed >> 24);
+	mac[2] = (uint8_t)(seed >> 16);
+	mac[3] = (uint8_t)(seed >> 8);
+	mac[4] = (uint8_t)seed;
+	mac[5] = (uint8_t)(seed * 7);
+}
+
+/* Guest A (VM 1) attacks guest B (VM 2) on a ten-address pool. */
+static void test_starvation(void)
+{
+	struct dhcp_host hosts[2] = {
+		{ .mac = { 0x52, 0x54, 0, 0, 0, 1 }, .vm_id = 1 },
+		{ .mac = { 0x52, 0x54, 0, 0, 0, 2 }, .vm_id = 2 },
+	};
+	struct dhcp_engine *e = engine(100, 109, false, false, hosts, 2);
+	struct cmsg_opts o = { 0 };
+	uint8_t mac[6];
+	uint32_t first = 0, ip_b;
+	int offers = 0, acks = 0;
+
+	/* The tap program pins a MAC-locked VM's chaddr; a VM without a MAC
+	 * in the policy (VM 3) can write any.  Either way one lease. */
+	for (unsigned int i = 0; i < 50; i++) {
+		random_mac(mac, i + 1);
+		if (send_from(e, 3, DHCPDISCOVER, mac, NULL) == DHCPOFFER) {
+			offers++;
+			if (!first)
+				first = yiaddr();
+			else if (yiaddr() != first)
+				break;
+		}
+	}
+	ASSERT_EQ(offers, 50, "50 DISCOVERs with invented chaddrs from one VM: 50 offers");
+	ASSERT_EQ(dhcp_engine_pool_used(e), 1, "...all of one address: one lease per VM");
+	for (unsigned int i = 0; i < 10; i++) {
+		random_mac(mac, 100 + i);
+		o = (struct cmsg_opts){ .req_ip = IP(100 + i) };
+		acks += send_from(e, 3, DHCPREQUEST, mac, &o) == DHCPACK;
+	}
+	ASSERT_EQ(acks, 1, "INIT-REBOOT for every pool address: only its own offer is ACKed");
+	ASSERT_EQ(dhcp_engine_pool_used(e), 1, "the pool is not starved");
+	ip_b = dora_from(e, 2, mac2);
+	ASSERT_TRUE(ip_b != 0, "the other guest completes a DORA");
+	ASSERT_EQ(rl.last_vm, 2, "...and its binding names it");
+
+	/* Forged RELEASE and DECLINE for B's lease, from A with B's MAC. */
+	o = (struct cmsg_opts){ .ciaddr = ip_b, .server_id = SRV };
+	ASSERT_EQ(send_from(e, 3, DHCPRELEASE, mac2, &o), 0, "forged RELEASE: no reply");
+	o = (struct cmsg_opts){ .req_ip = ip_b, .server_id = SRV };
+	ASSERT_EQ(send_from(e, 3, DHCPDECLINE, mac2, &o), 0, "forged DECLINE: no reply");
+	ASSERT_EQ(rl.unbound, 0, "B's binding never ended");
+	ASSERT_EQ(rl.quarantines, 0, "B's address never quarantined");
+	o = (struct cmsg_opts){ .ciaddr = ip_b };
+	ASSERT_EQ(send_from(e, 2, DHCPREQUEST, mac2, &o), DHCPACK, "B renews its address");
+	ASSERT_EQ(yiaddr(), ip_b, "...the same one");
+	ASSERT_EQ(dhcp_engine_stats(e)->foreign_chaddr, 0, "VM 3 has no MAC: chaddr not checked");
+
+	/* A MAC-locked VM writing another VM's MAC is refused outright. */
+	ASSERT_EQ(send_from(e, 1, DHCPDISCOVER, mac2, NULL), 0, "VM 1 with VM 2's chaddr: ignored");
+	ASSERT_EQ(dhcp_engine_stats(e)->foreign_chaddr, 1, "counted as foreign chaddr");
+
+	/* A guest's own DECLINEs quarantine at most two addresses. */
+	for (int i = 0; i < 4; i++) {
+		uint32_t ip = dora_from(e, 1, mac1);
+
+		o = (struct cmsg_opts){ .req_ip = ip, .server_id = SRV };
+		send_from(e, 1, DHCPDECLINE, mac1, &o);
+	}
+	ASSERT_EQ(rl.quarantines, 2, "four DECLINEs from one VM: two quarantines");
+	ASSERT_EQ(dhcp_engine_stats(e)->decline_limited, 2, "the rest freed without one");
+	ASSERT_EQ(dhcp_engine_pool_used(e), 4, "pool: VM 3, VM 2 and two quarantines");
+	dhcp_engine_free(e);
+}
+
+static void test_origins(void)
+{
+	struct dhcp_host hosts[1] = { { .mac = { 0x52, 0x54, 0, 0, 0, 1 }, .vm_id = 1 } };
+	struct dhcp_engine *e = engine(100, 109, false, false, hosts, 1);
+	struct cmsg_opts o = { 0 };
+	uint32_t ip;
+
+	ASSERT_EQ(send_from(e, 0, DHCPDISCOVER, mac3, NULL), 0,
+		  "from a port RayOS does not enforce: ignored by default");
+	ASSERT_EQ(dhcp_engine_stats(e)->unmanaged, 1, "counted as unmanaged");
+	dhcp_engine_free(e);
+
+	serve_unmanaged = true;
+	e = engine(100, 109, false, false, hosts, 1);
+	ASSERT_TRUE(dora_from(e, 0, mac3) != 0, "unmanaged_clients serve: a MAC client gets one");
+	ASSERT_EQ(send_from(e, 0, DHCPDISCOVER, mac1, NULL), 0,
+		  "...but not with the MAC of a VM of the policy");
+	ASSERT_EQ(dhcp_engine_stats(e)->foreign_chaddr, 1, "counted as foreign chaddr");
+	dhcp_engine_free(e);
+	serve_unmanaged = false;
+
+	/* Several leases per VM when the bridge allows it. */
+	max_leases = 2;
+	e = engine(100, 109, false, false, NULL, 0);
+	ASSERT_TRUE(dora_from(e, 5, mac1) && dora_from(e, 5, mac2), "max 2: two chaddrs, two leases");
+	ASSERT_EQ(send_from(e, 5, DHCPDISCOVER, mac3, NULL), 0, "a third chaddr: no offer");
+	ASSERT_EQ(dhcp_engine_stats(e)->vm_limit, 1, "counted against the VM's limit");
+	o = (struct cmsg_opts){ .ciaddr = yiaddr(), .server_id = SRV };
+	dhcp_engine_free(e);
+	max_leases = 1;
+
+	/* Lost lease database: the data path's binding vouches for the VM. */
+	e = engine(100, 109, false, false, NULL, 0);
+	o = (struct cmsg_opts){ .ciaddr = IP(104) };
+	ASSERT_EQ(send_from(e, 6, DHCPREQUEST, mac1, &o), DHCPNAK,
+		  "RENEWING with no record and no binding -> NAK");
+	bound_vm = 6;
+	bound_ip_be = htonl(IP(104));
+	ASSERT_EQ(send_from(e, 6, DHCPREQUEST, mac1, &o), DHCPACK,
+		  "RENEWING the address the data path binds to the VM -> ACK");
+	ASSERT_EQ(send_from(e, 7, DHCPREQUEST, mac2, &o), DHCPNAK,
+		  "another VM asking for it -> NAK");
+	bound_vm = 0;
+
+	/* Replay: a record names its VM; the VM finds its lease whatever it
+	 * writes as chaddr. */
+	dhcp_engine_free(e);
+	e = engine(100, 109, false, false, NULL, 0);
+	{
+		struct lease_rec r = { .kind = LEASE_REC_GRANT, .expiry_ms = now + 100000,
+				       .vm_id = 9, .ip_be = htonl(IP(103)) };
+
+		memcpy(r.mac, mac1, 6);
+		dhcp_engine_load(e, &r, now);
+	}
+	ip = dora_from(e, 9, mac2);
+	ASSERT_EQ(ip, IP(103), "a replayed lease is its VM's, under any chaddr");
+	ASSERT_EQ(dhcp_engine_pool_used(e), 1, "and still one lease");
+	dhcp_engine_free(e);
+}
+
 int main(void)
 {
 	log_set_level(LOG_LVL_ERR);
@@ -380,5 +565,7 @@ int main(void)
 	test_probe();
 	test_load();
 	test_malformed();
+	test_starvation();
+	test_origins();
 	return tap_done();
 }

@@ -80,15 +80,15 @@ struct harness {
 };
 
 static void on_binding(void *ctx, uint32_t vm_id, const uint8_t mac[6], uint32_t ip_be,
-		       uint64_t expiry_ns)
+		       uint64_t expiry_ns, bool bound)
 {
 	struct harness *h = ctx;
 	char ip[INET_ADDRSTRLEN];
 
 	inet_ntop(AF_INET, &ip_be, ip, sizeof(ip));
-	fprintf(h->bindings, "vm=%u mac=%02x:%02x:%02x:%02x:%02x:%02x ip=%s expiry_ns=%llu\n",
-		vm_id, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], ip_be ? ip : "none",
-		(unsigned long long)expiry_ns);
+	fprintf(h->bindings, "vm=%u mac=%02x:%02x:%02x:%02x:%02x:%02x ip=%s expiry_ns=%llu%s%s\n",
+		vm_id, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], bound ? ip : "none",
+		(unsigned long long)expiry_ns, bound ? "" : " was=", bound ? "" : ip);
 	fflush(h->bindings);
 }
 

@@ -181,6 +181,35 @@ vm_veth() {
 }
 vmx() { ip netns exec "$VMNS" "$@"; }
 
+# free_net VAR: the first three octets of a /24 of 198.18.0.0/15 that no
+# interface here uses and no route here covers (like vm_veth's $NET).
+free_net() {
+	local _i _n
+	for ((_i = 0; _i < 50; _i++)); do
+		_n=198.18.$((RANDOM % 250 + 2))
+		[[ -z $(ip -4 -o addr show to "$_n.0/24") &&
+		   -z $(ip -4 route show to match "$_n.1" | grep -v '^default') ]] && break
+	done
+	printf -v "$1" '%s' "$_n"
+}
+
+# bridge_guest VAR TAP MAC BRIDGE: a guest namespace (its name in VAR)
+# whose eth0 has MAC and whose veth peer, TAP, is a port of BRIDGE here:
+# the tap the agent enforces on.  IPv6 off on both ends (no ND chatter).
+bridge_guest() {
+	local _ns
+	netns_new _ns || return 1
+	ip link add "$2" type veth peer name eth0 netns "$_ns" || return 1
+	on_exit "ip link del '$2'"
+	ip netns exec "$_ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+	sysctl -qw "net.ipv6.conf.$2.disable_ipv6=1"
+	ip -n "$_ns" link set eth0 address "$3"
+	ip -n "$_ns" link set lo up
+	ip -n "$_ns" link set eth0 up
+	ip link set "$2" master "$4" up
+	printf -v "$1" '%s' "$_ns"
+}
+
 # netns_new VAR: a network namespace with a unique name, stored in VAR and
 # deleted on exit together with every process still running inside it.  It
 # sets a variable instead of printing the name because an on_exit registered

@@ -293,8 +293,9 @@ void pkt_truncate(struct pkt *p, size_t n)
 		p->len = n;
 }
 
-int pkt_run_tc(int prog_fd, const struct pkt *p, uint32_t ifindex, uint32_t repeat,
-	       uint32_t *retval, uint32_t *ns_per_run)
+/* One test run; ctx_out (may be NULL) receives the skb fields after it. */
+static int run_tc(int prog_fd, const struct pkt *p, uint32_t ifindex, uint32_t repeat,
+		  uint32_t *retval, uint32_t *ns_per_run, struct __sk_buff *ctx_out)
 {
 	struct __sk_buff ctx = { .ifindex = ifindex };
 	uint8_t out[PKT_MAX + 256];
@@ -305,16 +306,32 @@ int pkt_run_tc(int prog_fd, const struct pkt *p, uint32_t ifindex, uint32_t repe
 		.data_size_out = sizeof(out),
 		.ctx_in = &ctx,
 		.ctx_size_in = sizeof(ctx),
+		.ctx_out = ctx_out,
+		.ctx_size_out = ctx_out ? sizeof(*ctx_out) : 0,
 		.repeat = repeat,
 	);
-	int err;
 
-	err = bpf_prog_test_run_opts(prog_fd, &opts);
-	if (err)
+	if (bpf_prog_test_run_opts(prog_fd, &opts))
 		return -errno;
 	if (retval)
 		*retval = opts.retval;
 	if (ns_per_run)
 		*ns_per_run = opts.duration;
 	return 0;
+}
+
+int pkt_run_tc(int prog_fd, const struct pkt *p, uint32_t ifindex, uint32_t repeat,
+	       uint32_t *retval, uint32_t *ns_per_run)
+{
+	return run_tc(prog_fd, p, ifindex, repeat, retval, ns_per_run, NULL);
+}
+
+int pkt_run_tc_mark(int prog_fd, const struct pkt *p, uint32_t ifindex, uint32_t *retval,
+		    uint32_t *mark)
+{
+	struct __sk_buff out = { 0 };
+	int err = run_tc(prog_fd, p, ifindex, 1, retval, NULL, &out);
+
+	*mark = out.mark;
+	return err;
 }

@@ -72,5 +72,8 @@ void pkt_truncate(struct pkt *p, size_t n);
  */
 int pkt_run_tc(int prog_fd, const struct pkt *p, uint32_t ifindex, uint32_t repeat,
 	       uint32_t *retval, uint32_t *ns_per_run);
+/* Run once and also return the skb->mark the program left (ctx_out). */
+int pkt_run_tc_mark(int prog_fd, const struct pkt *p, uint32_t ifindex, uint32_t *retval,
+		    uint32_t *mark);
 
 #endif /* RAYOS_TEST_PKT_H */

@@ -161,7 +161,7 @@ nft delete table netdev "$NFT_TABLE"
 # RayOS: the VM with the 20 rules out (default deny) ...
 {
 	echo '{ "version": 1, "vms": [ { "id": 1, "name": "bench-vm", "interface": "'"$HOST"'",'
-	echo '  "mac": "'"$VM_MAC"'", "ipv4": "'"$NET.2"'", "capabilities": ["CAP_NETWORK"],'
+	echo '  "mac": "'"$VM_MAC"'", "ipv4": "'"$NET.2"'", "capabilities": ["CAP_NETWORK"], "host": { "default": "allow" },'
 	echo '  "firewall": { "in": { "default": "deny" }, "out": { "default": "deny", "rules": ['
 	rules_json
 	echo '] } } } ] }'
@@ -173,7 +173,7 @@ if agent_start >/dev/null; then
 	v=$(agent status --json | jq .policy.version)
 	{
 		echo '{ "version": 1, "vms": [ { "id": 1, "name": "bench-vm", "interface": "'"$HOST"'",'
-		echo '  "mac": "'"$VM_MAC"'", "ipv4": "'"$NET.2"'", "capabilities": ["CAP_NETWORK"],'
+		echo '  "mac": "'"$VM_MAC"'", "ipv4": "'"$NET.2"'", "capabilities": ["CAP_NETWORK"], "host": { "default": "allow" },'
 		echo '  "firewall": { "in": { "default": "deny" }, "out": { "default": "deny", "rules": ['
 		for ((i = 0; i < 44; i++)); do
 			echo "{ \"action\": \"allow\", \"protocol\": \"udp\", \"ports\": [$((1024 + i))], \"cidrs\": [\"10.$((128 + i)).0.0/16\"] },"

@@ -55,7 +55,9 @@ _Static_assert(sizeof(struct rayos_vm_stats) ==
 #define VM_IP6		"2001:db8::2"
 #define VM_LL		"fe80::5054:ff:fe12:3456"	/* EUI-64 of VM_MAC */
 #define HOST_MAC	"52:54:00:00:00:01"
-#define HOST_IP		"10.0.0.1"
+#define HOST_IP		"10.0.0.1"	/* in rayos_host4: the bridge's address */
+#define HOST_IP2	"10.0.0.254"	/* in rayos_host4: another address of the host */
+#define HOST_IP6	"2001:db8::1"	/* in rayos_host6 */
 
 struct net_fixture {
 	struct loader *ld;
@@ -120,6 +122,23 @@ static const char *fixture_open(void)
 		fx.map[i] = loader_map_fd(fx.ld, i);
 	fx.nr_cpus = libbpf_num_possible_cpus();
 	fx.version = 1;
+	{
+		/* The host's addresses, as the agent's address watcher
+		 * writes them. */
+		struct loader_host_addr ha[3] = {
+			{ .family = AF_INET, .ifindex = 1 },
+			{ .family = AF_INET, .ifindex = 1 },
+			{ .family = AF_INET6, .ifindex = 1 },
+		};
+		uint32_t a4 = pkt_ip4(HOST_IP), b4 = pkt_ip4(HOST_IP2);
+
+		memcpy(ha[0].addr, &a4, 4);
+		memcpy(ha[1].addr, &b4, 4);
+		pkt_ip6(ha[2].addr, HOST_IP6);
+		err = loader_host_addrs_sync(fx.ld, ha, 3);
+		if (err)
+			fprintf(stderr, "# loader_host_addrs_sync: %s\n", strerror(-err));
+	}
 	return NULL;
 }
 

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * BPF_PROG_TEST_RUN cases for rayos_from_vm / rayos_to_vm: anti-spoofing,
- * DHCP/RA hygiene, firewall (ports, ranges, nested CIDRs, defaults), flow
- * tracking, fragments, malformed frames, VLAN, EtherTypes, rate limiting,
- * counters and ring-buffer events.  Each case writes the maps the way the
+ * DHCP/RA hygiene (chaddr, the DHCP mark), link-local sources, link-control
+ * rate limits, host protection, firewall (ports, ranges, nested CIDRs,
+ * defaults), flow tracking, ICMP errors, fragments, malformed frames, VLAN,
+ * EtherTypes, rate limiting, counters and ring-buffer events.  Each case writes the maps the way the
  * agent does, runs frames and checks verdict, reason counter and rule counter.
  */
 #include "agent/policy/policy.h"
@@ -16,6 +17,7 @@
 #define ANY_PORT	0	/* trule.lo == hi == 0: every port */
 #define IN		RAYOS_DIR_IN
 #define OUT		RAYOS_DIR_OUT
+#define HOST		RAYOS_FW_HOST
 #define NO_RULE		-1
 #define TCP		6
 #define UDP		17
@@ -46,7 +48,9 @@ struct tdir {
 struct tpolicy {
 	uint8_t vm_flags;	/* RAYOS_VMF_* */
 	uint32_t bind;		/* RAYOS_BINDF_*; 0 = unbound */
-	struct tdir dir[RAYOS_DIR_MAX];
+	struct tdir dir[RAYOS_FW_DIRS];	/* IN, OUT, HOST (zero: deny, no rules) */
+	struct rayos_ctl_limit ctl[RAYOS_CTL_MAX];	/* zero: unlimited */
+	const char *ll6;	/* one extra link-local source */
 };
 
 static void put_port(uint8_t dir, uint8_t proto, uint8_t kind, uint16_t port, uint64_t bits)
@@ -256,7 +260,7 @@ static uint8_t compile_dir(uint8_t dir, const struct tdir *d, struct rayos_dir_p
 } while (0)
 
 /*
- * Do what the agent's compiler does after folding (agent/policy_compile.c
+ * Do what the agent's compiler does after folding (agent/policy/policy_compile.c
  * tabulate()): move each direction's port dimension and CIDRs into its
  * interval table where they fit, and take them out of the hash and the
  * tries.  The cases then run again through fwtab.bpf.h instead of the map
@@ -275,7 +279,7 @@ static bool tabulate(struct rayos_vm *vm)
 	READ_ALL(fx.map[RAYOS_MAP_FW_RANGE], r, nr);
 	READ_ALL(fx.map[RAYOS_MAP_FW_CIDR4], c4, n4);
 	READ_ALL(fx.map[RAYOS_MAP_FW_CIDR6], c6, n6);
-	for (int d = 0; d < RAYOS_DIR_MAX; d++) {
+	for (int d = 0; d < RAYOS_FW_DIRS; d++) {
 		struct rayos_fw_tab_key k = { .vm_id = VM_ID, .dir = d };
 		struct rayos_fw_tab tab;
 		unsigned int got = fw_tab_build(&tab, d, pt, np, r, nr, c4, n4, c6, n6);
@@ -331,10 +335,16 @@ static bool policy_apply_tabs(const struct tpolicy *pol, bool with_tabs)
 		array_zero(fx.map[RAYOS_MAP_TBF], VM_SLOT * RAYOS_DIR_MAX + d,
 			   sizeof(struct rayos_tbf), false);
 	array_zero(fx.map[RAYOS_MAP_EV_RATE], VM_SLOT, sizeof(uint64_t), true);
+	for (int k = 0; k < RAYOS_CTL_MAX; k++)
+		array_zero(fx.map[RAYOS_MAP_CTL_RATE], VM_SLOT * RAYOS_CTL_MAX + k,
+			   sizeof(struct rayos_tbf), false);
 
 	pkt_mac(vm.mac, VM_MAC);
-	for (int d = 0; d < RAYOS_DIR_MAX; d++)
+	for (int d = 0; d < RAYOS_FW_DIRS; d++)
 		vm.dir[d].flags = compile_dir(d, &pol->dir[d], &vm.dir[d]);
+	memcpy(vm.ctl, pol->ctl, sizeof(vm.ctl));
+	if (pol->ll6)
+		pkt_ip6(vm.ll6[0], pol->ll6);
 	if (with_tabs)
 		moved = tabulate(&vm);
 	if (bpf_map_update_elem(fx.map[RAYOS_MAP_VMS], &id, &vm, BPF_ANY))
@@ -396,6 +406,8 @@ struct pd {
 	const char *target;	/* ND target */
 	const char *lladdr;	/* ND SLLA/TLLA */
 	uint8_t dhcp_op, dhcp_type;
+	const char *chaddr;	/* DHCP chaddr (default: VM_MAC) */
+	uint8_t htype, hlen;	/* DHCP htype/hlen overrides (0: Ethernet, 6) */
 	size_t payload;
 	size_t trunc;		/* cut to this many bytes */
 };
@@ -466,9 +478,13 @@ static void build(struct pkt *p, int dir, const struct pd *d)
 		if (d->kind == K_DHCP) {
 			uint8_t chaddr[6];
 
-			pkt_mac(chaddr, VM_MAC);
+			pkt_mac(chaddr, d->chaddr ? d->chaddr : VM_MAC);
 			pkt_udp(p, d->sport, d->dport);
 			pkt_dhcp(p, d->dhcp_op, d->dhcp_type, chaddr);
+			if (d->htype)
+				p->buf[p->l4_off + 8 + 1] = d->htype;
+			if (d->hlen)
+				p->buf[p->l4_off + 8 + 2] = d->hlen;
 		} else if (l4 == TCP) {
 			pkt_tcp(p, d->sport, d->dport, d->tcp_flags);
 		} else if (l4 == UDP) {
@@ -510,11 +526,12 @@ struct fw_case {
 #define PASS(rsn)	TC_ACT_OK, RAYOS_RSN_##rsn
 #define DROP(rsn)	TC_ACT_SHOT, RAYOS_RSN_##rsn
 
-/* Open both ways, bound, MAC-locked: isolates anti-spoofing. */
+/* Open both ways (the host too), bound, MAC-locked: isolates anti-spoofing. */
 static const struct tpolicy pol_open = {
 	.vm_flags = RAYOS_VMF_MAC,
 	.bind = RAYOS_BINDF_IPV4 | RAYOS_BINDF_IPV6,
-	.dir = { [IN] = { RAYOS_ACT_ALLOW }, [OUT] = { RAYOS_ACT_ALLOW } },
+	.dir = { [IN] = { RAYOS_ACT_ALLOW }, [OUT] = { RAYOS_ACT_ALLOW },
+		 [HOST] = { RAYOS_ACT_ALLOW } },
 };
 
 /* Closed both ways and unbound: what a fresh VM looks like. */
@@ -587,6 +604,58 @@ static const struct tpolicy pol_quarantine = {
 	.dir = { [IN] = { RAYOS_ACT_ALLOW }, [OUT] = { RAYOS_ACT_ALLOW } },
 };
 
+/* Open both ways but the host: DNS on the bridge address and a jump port
+ * on every host address only (the host section of the policy). */
+static const struct tpolicy pol_host = {
+	.vm_flags = RAYOS_VMF_MAC,
+	.bind = RAYOS_BINDF_IPV4 | RAYOS_BINDF_IPV6,
+	.dir = {
+		[IN] = { RAYOS_ACT_ALLOW },
+		[OUT] = { RAYOS_ACT_ALLOW },
+		[HOST] = { RAYOS_ACT_DENY, 0, 0, 2, {
+			ALLOW(UDP, 53, 53, HOST_IP "/32"),		/* 0 */
+			ALLOW(TCP, 2222, 2222),				/* 1 */
+		} },
+	},
+};
+
+/* The host allows DNS, but the VM's own OUT rules do not: both must. */
+static const struct tpolicy pol_host_out_deny = {
+	.vm_flags = RAYOS_VMF_MAC,
+	.bind = RAYOS_BINDF_IPV4,
+	.dir = {
+		[IN] = { RAYOS_ACT_DENY },
+		[OUT] = { RAYOS_ACT_DENY },
+		[HOST] = { RAYOS_ACT_DENY, 0, 0, 1, { ALLOW(UDP, 53, 53) } },
+	},
+};
+
+/* Link-control buckets of one packet per second, burst three. */
+static const struct tpolicy pol_ctl_rate = {
+	.vm_flags = RAYOS_VMF_MAC,
+	.bind = RAYOS_BINDF_IPV4 | RAYOS_BINDF_IPV6,
+	.dir = { [IN] = { RAYOS_ACT_DENY }, [OUT] = { RAYOS_ACT_DENY } },
+	.ctl = { [RAYOS_CTL_ARP] = { 1, 3 }, [RAYOS_CTL_ND] = { 1, 3 },
+		 [RAYOS_CTL_DHCP] = { 1, 3 } },
+};
+
+/* A stable-privacy guest: the policy lists its link-local address. */
+#define VM_LL_LISTED	"fe80::1c2d:3e4f:5a6b:7c8d"
+static const struct tpolicy pol_ll6 = {
+	.vm_flags = RAYOS_VMF_MAC,
+	.bind = RAYOS_BINDF_IPV4 | RAYOS_BINDF_IPV6,
+	.dir = { [IN] = { RAYOS_ACT_ALLOW }, [OUT] = { RAYOS_ACT_ALLOW },
+		 [HOST] = { RAYOS_ACT_ALLOW } },
+	.ll6 = VM_LL_LISTED,
+};
+
+/* No MAC in the policy: nothing to derive a link-local address from. */
+static const struct tpolicy pol_no_mac = {
+	.bind = RAYOS_BINDF_IPV4 | RAYOS_BINDF_IPV6,
+	.dir = { [IN] = { RAYOS_ACT_ALLOW }, [OUT] = { RAYOS_ACT_ALLOW },
+		 [HOST] = { RAYOS_ACT_ALLOW } },
+};
+
 static const struct tpolicy pol_in_deny_raw = {
 	.vm_flags = RAYOS_VMF_MAC,
 	.bind = RAYOS_BINDF_IPV4,
@@ -612,6 +681,25 @@ static const struct fw_case cases[] = {
 		{ OUT, { .kind = K_DHCP, V4(VM_IP, HOST_IP), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 3 }, PASS(PASS_CTRL), NO_RULE } } },
 	{ "bound VM: DHCP from another IPv4 source dropped", &pol_closed, {
 		{ OUT, { .kind = K_DHCP, V4("10.0.0.99", HOST_IP), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 3 }, DROP(SPOOF_IP), NO_RULE } } },
+	{ "DISCOVER naming another MAC (chaddr) dropped", &pol_closed_unbound, {
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1, .chaddr = "52:54:00:66:66:66" }, DROP(DHCP_CHADDR), NO_RULE } } },
+	{ "REQUEST naming another MAC from the bound address dropped", &pol_closed, {
+		{ OUT, { .kind = K_DHCP, V4(VM_IP, HOST_IP), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 7, .chaddr = "52:54:00:aa:bb:cc" }, DROP(DHCP_CHADDR), NO_RULE } } },
+	{ "DHCP with a non-Ethernet htype or hlen dropped", &pol_closed_unbound, {
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1, .htype = 6 }, DROP(DHCP_CHADDR), NO_RULE },
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1, .hlen = 16 }, DROP(DHCP_CHADDR), NO_RULE } } },
+	{ "BOOTREPLY sent to the server port dropped", &pol_closed_unbound, {
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 2, .dhcp_type = 2 }, DROP(DHCP_CHADDR), NO_RULE } } },
+	{ "DHCP client message cut before chaddr dropped", &pol_closed_unbound, {
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1, .trunc = 14 + 20 + 8 + 30 }, DROP(DHCP_CHADDR), NO_RULE } } },
+	{ "fragmented DHCP client message dropped", &pol_closed_unbound, {
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1, .frag = 0x2000, .frag_id = 9 }, DROP(DHCP_CHADDR), NO_RULE } } },
+	{ "DHCPv6 SOLICIT to ff02::1:2 passes outside the firewall", &pol_closed, {
+		{ OUT, { .kind = K_IP, V4(VM_LL, "ff02::1:2"), .proto = UDP, .sport = 546, .dport = 547 }, PASS(PASS_CTRL), NO_RULE } } },
+	{ "DHCPv6 client ports to a unicast address that is not the host meet the rules", &pol_closed, {
+		{ OUT, { .kind = K_IP, V4(VM_IP6, "2001:db8:9::547"), .proto = UDP, .sport = 546, .dport = 547 }, DROP(DROP_DEFAULT), NO_RULE } } },
+	{ "DHCP unicast to a server that is not the host meets the rules", &pol_closed, {
+		{ OUT, { .kind = K_DHCP, V4(VM_IP, "198.51.100.67"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 3 }, DROP(DROP_DEFAULT), NO_RULE } } },
 	{ "rogue DHCPOFFER from guest", &pol_open, {
 		{ OUT, { .kind = K_DHCP, V4(VM_IP, "255.255.255.255"), .sport = 67, .dport = 68, .dhcp_op = 2, .dhcp_type = 2 }, DROP(ROGUE_DHCP), NO_RULE } } },
 	{ "rogue DHCPv6 ADVERTISE from guest", &pol_open, {
@@ -632,8 +720,24 @@ static const struct fw_case cases[] = {
 		{ OUT, { .kind = K_ARP, .op = 1, V4(VM_IP, HOST_IP) }, DROP(SPOOF_ARP), NO_RULE } } },
 	{ "ARP to guest bypasses default deny", &pol_closed, {
 		{ IN, { .kind = K_ARP, .op = 1, V4(HOST_IP, VM_IP) }, PASS(PASS_CTRL), NO_RULE } } },
-	{ "IPv6 link-local source", &pol_open, {
-		{ OUT, { .kind = K_IP, V4(VM_LL, "ff02::1"), .proto = UDP, .sport = 5353, .dport = 5353 }, PASS(PASS_DEFAULT), NO_RULE } } },
+	{ "IPv6 EUI-64 link-local source", &pol_open, {
+		{ OUT, { .kind = K_IP, V4(VM_LL, "fe80::1"), .proto = UDP, .sport = 5353, .dport = 5353 }, PASS(PASS_DEFAULT), NO_RULE } } },
+	{ "IPv6 link-local source that is not the VM's", &pol_open, {
+		{ OUT, { .kind = K_IP, V4("fe80::99", "fe80::1"), .proto = UDP, .sport = 5353, .dport = 5353 }, DROP(SPOOF_IP), NO_RULE },
+		{ OUT, { .kind = K_IP, V4("fe80::1", "fe80::2"), .proto = ICMP6, .dport = 128 }, DROP(SPOOF_IP), NO_RULE } } },
+	{ "NS from the router's link-local address", &pol_open, {
+		{ OUT, { .kind = K_ND, V4("fe80::1", "ff02::1:ff00:2"), .dport = 135, .target = "fe80::2", .lladdr = VM_MAC }, DROP(SPOOF_IP), NO_RULE } } },
+	{ "NS from an unbound global source", &pol_closed_unbound, {
+		{ OUT, { .kind = K_ND, V4("2001:db8::99", "ff02::1:ff00:1"), .dport = 135, .target = "2001:db8::1", .lladdr = VM_MAC }, DROP(SPOOF_IP), NO_RULE } } },
+	{ "link-local source the policy lists", &pol_ll6, {
+		{ OUT, { .kind = K_IP, V4(VM_LL_LISTED, "fe80::1"), .proto = UDP, .sport = 5353, .dport = 5353 }, PASS(PASS_DEFAULT), NO_RULE },
+		{ OUT, { .kind = K_ND, V4("::", "ff02::1:ff6b:7c8d"), .dport = 135, .target = VM_LL_LISTED }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_ND, V4(VM_LL_LISTED, "fe80::1"), .dport = 136, .target = VM_LL_LISTED, .lladdr = VM_MAC }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_LL, "fe80::1"), .proto = UDP, .sport = 5353, .dport = 5353 }, PASS(PASS_DEFAULT), NO_RULE } } },
+	{ "listed link-local: others still refused", &pol_ll6, {
+		{ OUT, { .kind = K_IP, V4("fe80::1c2d:3e4f:5a6b:7c8e", "fe80::1"), .proto = UDP, .sport = 1, .dport = 2 }, DROP(SPOOF_IP), NO_RULE } } },
+	{ "VM without a MAC: any link-local source", &pol_no_mac, {
+		{ OUT, { .kind = K_IP, V4("fe80::99", "fe80::1"), .proto = UDP, .sport = 5353, .dport = 5353 }, PASS(PASS_DEFAULT), NO_RULE } } },
 	{ "IPv6 bound global source", &pol_open, {
 		{ OUT, { .kind = K_IP, V4(VM_IP6, "2001:db8:1::1"), .proto = TCP, .sport = 40000, .dport = 80 }, PASS(PASS_DEFAULT), NO_RULE } } },
 	{ "IPv6 spoofed global source", &pol_open, {
@@ -660,6 +764,64 @@ static const struct fw_case cases[] = {
 		{ OUT, { .kind = K_IP, V4(VM_LL, "ff02::1"), .proto = ICMP6, .dport = 134 }, DROP(ROGUE_RA), NO_RULE } } },
 	{ "NS to guest bypasses default deny", &pol_closed, {
 		{ IN, { .kind = K_ND, V4("fe80::1", "ff02::1:ff12:3456"), .dport = 135, .target = VM_LL, .lladdr = HOST_MAC }, PASS(PASS_CTRL), NO_RULE } } },
+
+	/* ---- link-control rates (OUT only) ---- */
+	{ "ARP over the VM's rate dropped after the burst", &pol_ctl_rate, {
+		{ OUT, { .kind = K_ARP, .op = 1, V4(VM_IP, "10.0.0.5") }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_ARP, .op = 1, V4(VM_IP, "10.0.0.6") }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_ARP, .op = 1, V4(VM_IP, "10.0.0.7") }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_ARP, .op = 1, V4(VM_IP, "10.0.0.8") }, DROP(ARP_RATE), NO_RULE } } },
+	{ "ND over the VM's rate dropped after the burst", &pol_ctl_rate, {
+		{ OUT, { .kind = K_ND, V4(VM_LL, "ff02::1:ff00:1"), .dport = 135, .target = "fe80::1", .lladdr = VM_MAC }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_ND, V4(VM_LL, "ff02::1:ff00:1"), .dport = 135, .target = "fe80::1", .lladdr = VM_MAC }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_ND, V4(VM_LL, "ff02::1:ff00:1"), .dport = 135, .target = "fe80::1", .lladdr = VM_MAC }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_ND, V4(VM_LL, "ff02::1:ff00:1"), .dport = 135, .target = "fe80::1", .lladdr = VM_MAC }, DROP(ND_RATE), NO_RULE } } },
+	{ "DHCP client messages over the VM's rate dropped after the burst", &pol_ctl_rate, {
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1 }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1 }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1 }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1 }, DROP(DHCP_RATE), NO_RULE } } },
+	{ "spoofed ARP counts as spoofing, not against the rate", &pol_ctl_rate, {
+		{ OUT, { .kind = K_ARP, .op = 2, V4("10.0.0.1", "10.0.0.5") }, DROP(SPOOF_ARP), NO_RULE },
+		{ OUT, { .kind = K_ARP, .op = 2, V4("10.0.0.1", "10.0.0.5") }, DROP(SPOOF_ARP), NO_RULE },
+		{ OUT, { .kind = K_ARP, .op = 2, V4("10.0.0.1", "10.0.0.5") }, DROP(SPOOF_ARP), NO_RULE },
+		{ OUT, { .kind = K_ARP, .op = 1, V4(VM_IP, "10.0.0.5") }, PASS(PASS_CTRL), NO_RULE } } },
+	{ "ARP to the guest is not limited", &pol_ctl_rate, {
+		{ IN, { .kind = K_ARP, .op = 1, V4(HOST_IP, VM_IP) }, PASS(PASS_CTRL), NO_RULE },
+		{ IN, { .kind = K_ARP, .op = 1, V4(HOST_IP, VM_IP) }, PASS(PASS_CTRL), NO_RULE },
+		{ IN, { .kind = K_ARP, .op = 1, V4(HOST_IP, VM_IP) }, PASS(PASS_CTRL), NO_RULE },
+		{ IN, { .kind = K_ARP, .op = 1, V4(HOST_IP, VM_IP) }, PASS(PASS_CTRL), NO_RULE } } },
+
+	/* ---- the host itself ---- */
+	{ "to the host: tcp 22 meets the host rules (default deny)", &pol_host, {
+		{ OUT, { .kind = K_IP, V4(VM_IP, HOST_IP), .proto = TCP, .sport = 40000, .dport = 22, .tcp_flags = SYN }, DROP(HOST), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP, HOST_IP2), .proto = UDP, .sport = 40000, .dport = 111 }, DROP(HOST), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP6, HOST_IP6), .proto = TCP, .sport = 40000, .dport = 22, .tcp_flags = SYN }, DROP(HOST), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP, HOST_IP), .proto = ICMP, .dport = 8, .sport = 7 }, DROP(HOST), NO_RULE } } },
+	{ "to the host: DNS on the bridge address only, jump port on every address", &pol_host, {
+		{ OUT, { .kind = K_IP, V4(VM_IP, HOST_IP), .proto = UDP, .sport = 40000, .dport = 53 }, PASS(PASS_DEFAULT), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP, HOST_IP2), .proto = UDP, .sport = 40000, .dport = 53 }, DROP(HOST), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP, HOST_IP2), .proto = TCP, .sport = 40000, .dport = 2222, .tcp_flags = SYN }, PASS(PASS_DEFAULT), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP6, HOST_IP6), .proto = TCP, .sport = 40000, .dport = 2222, .tcp_flags = SYN }, PASS(PASS_DEFAULT), NO_RULE } } },
+	{ "what the host's stack also receives: broadcast, multicast, loopback", &pol_host, {
+		{ OUT, { .kind = K_IP, V4(VM_IP, "255.255.255.255"), .proto = UDP, .sport = 40000, .dport = 9 }, DROP(HOST), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP, "224.0.0.251"), .proto = UDP, .sport = 5353, .dport = 5353 }, DROP(HOST), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_LL, "ff02::fb"), .proto = UDP, .sport = 5353, .dport = 5353 }, DROP(HOST), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP, "127.0.0.1"), .proto = TCP, .sport = 40000, .dport = 22, .tcp_flags = SYN }, DROP(HOST), NO_RULE } } },
+	{ "not the host: the host rules do not apply", &pol_host, {
+		{ OUT, VMOUT(.proto = TCP, .sport = 40000, .dport = 22, .tcp_flags = SYN), PASS(PASS_DEFAULT), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP6, "2001:db8:1::1"), .proto = TCP, .sport = 40000, .dport = 22, .tcp_flags = SYN }, PASS(PASS_DEFAULT), NO_RULE } } },
+	{ "the host allows, the VM's OUT rules do not: dropped by OUT", &pol_host_out_deny, {
+		{ OUT, { .kind = K_IP, V4(VM_IP, HOST_IP), .proto = UDP, .sport = 40000, .dport = 53 }, DROP(DROP_DEFAULT), NO_RULE } } },
+	{ "a flow the host opened: the guest's replies pass as the flow", &pol_host, {
+		{ IN, { .kind = K_IP, V4(HOST_IP, VM_IP), .proto = TCP, .sport = 50000, .dport = 22, .tcp_flags = SYN }, PASS(PASS_DEFAULT), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP, HOST_IP), .proto = TCP, .sport = 22, .dport = 50000, .tcp_flags = SYN | ACK }, PASS(PASS_FLOW), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP, HOST_IP), .proto = TCP, .sport = 22, .dport = 50001, .tcp_flags = ACK }, DROP(HOST), NO_RULE } } },
+	{ "DHCP to the agent passes whatever the host rules say", &pol_host, {
+		{ OUT, { .kind = K_DHCP, V4(VM_IP, HOST_IP), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 3 }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1 }, PASS(PASS_CTRL), NO_RULE } } },
+	{ "host rules allow everything: no gate", &pol_open, {
+		{ OUT, { .kind = K_IP, V4(VM_IP, HOST_IP), .proto = TCP, .sport = 40000, .dport = 22, .tcp_flags = SYN }, PASS(PASS_DEFAULT), NO_RULE } } },
 
 	/* ---- firewall OUT ---- */
 	{ "tcp 22 allowed by rule 0", &pol_fw_out, {
@@ -946,26 +1108,27 @@ static bool ct_age(const struct pd *d, uint64_t age_ns)
 }
 
 /*
- * An ICMP error to the VM from a router on the path (from_ip), quoting the
- * first quote_len bytes of what the VM sent: an IPv4 or IPv6 header and its
- * L4 header.  Returns the program's verdict; *moved is the reason counter
- * that moved.
+ * An ICMP error in direction dir from from_ip to to_ip, quoting the first
+ * quote_len bytes of a packet q_src -> q_dst (an IPv4 or IPv6 header and its
+ * L4 header, 16 bytes of payload), then extra bytes of anything.  Returns
+ * the program's verdict; *moved is the reason counter that moved.
  */
-static uint32_t icmp_error_in(const char *from_ip, uint8_t type, uint8_t code,
-			      const char *vm_ip, const char *remote, uint8_t proto,
-			      uint16_t sport, uint16_t dport, size_t quote_len, int *moved)
+static uint32_t icmp_error(int dir, const char *from_ip, const char *to_ip, uint8_t type,
+			   uint8_t code, const char *q_src, const char *q_dst, uint8_t proto,
+			   uint16_t sport, uint16_t dport, size_t quote_len, size_t extra,
+			   int *moved)
 {
 	struct rayos_ctr before[RAYOS_RSN_MAX];
 	uint8_t vm_mac[6], host_mac[6];
-	bool v6 = strchr(vm_ip, ':');
+	bool v6 = strchr(q_src, ':');
 	struct pkt q, p;
 	uint32_t retval = ~0u;
 
 	pkt_init(&q);
 	if (v6)
-		pkt_ipv6(&q, vm_ip, remote, proto);
+		pkt_ipv6(&q, q_src, q_dst, proto);
 	else
-		pkt_ipv4(&q, vm_ip, remote, proto, 0, 0, 7);
+		pkt_ipv4(&q, q_src, q_dst, proto, 0, 0, 7);
 	if (proto == TCP)
 		pkt_tcp(&q, sport, dport, 0x10);
 	else if (proto == UDP)
@@ -978,22 +1141,37 @@ static uint32_t icmp_error_in(const char *from_ip, uint8_t type, uint8_t code,
 	pkt_mac(vm_mac, VM_MAC);
 	pkt_mac(host_mac, HOST_MAC);
 	pkt_init(&p);
-	pkt_eth(&p, vm_mac, host_mac, v6 ? 0x86dd : 0x0800);
+	if (dir == IN)
+		pkt_eth(&p, vm_mac, host_mac, v6 ? 0x86dd : 0x0800);
+	else
+		pkt_eth(&p, host_mac, vm_mac, v6 ? 0x86dd : 0x0800);
 	if (v6) {
-		pkt_ipv6(&p, from_ip, vm_ip, IPPROTO_ICMPV6);
+		pkt_ipv6(&p, from_ip, to_ip, IPPROTO_ICMPV6);
 		pkt_icmp6(&p, type, code, 0);
 	} else {
-		pkt_ipv4(&p, from_ip, vm_ip, IPPROTO_ICMP, 0, 0, 1);
+		pkt_ipv4(&p, from_ip, to_ip, IPPROTO_ICMP, 0, 0, 1);
 		pkt_icmp(&p, type, code, 0);
 	}
 	pkt_bytes(&p, q.buf, quote_len < q.len ? quote_len : q.len);
+	if (extra)
+		pkt_payload(&p, extra, 0x5a);
 	pkt_finish(&p);
 	for (int r = 0; r < RAYOS_RSN_MAX; r++)
-		before[r] = vm_ctr(IN, r);
-	if (pkt_run_tc(fx.prog[RAYOS_PROG_TO_VM], &p, VM_IFINDEX, 1, &retval, NULL))
+		before[r] = vm_ctr(dir, r);
+	if (pkt_run_tc(fx.prog[dir == IN ? RAYOS_PROG_TO_VM : RAYOS_PROG_FROM_VM], &p, VM_IFINDEX,
+		       1, &retval, NULL))
 		tap_diag("BPF_PROG_TEST_RUN: %s", strerror(errno));
-	*moved = moved_reason(IN, before);
+	*moved = moved_reason(dir, before);
 	return retval;
+}
+
+/* An ICMP error to the VM from a router on the path, about what the VM sent. */
+static uint32_t icmp_error_in(const char *from_ip, uint8_t type, uint8_t code,
+			      const char *vm_ip, const char *remote, uint8_t proto,
+			      uint16_t sport, uint16_t dport, size_t quote_len, int *moved)
+{
+	return icmp_error(IN, from_ip, vm_ip, type, code, vm_ip, remote, proto, sport, dport,
+			  quote_len, 0, moved);
 }
 
 static void test_icmp_related(void)
@@ -1051,11 +1229,92 @@ static void test_icmp_related(void)
 		if (!tap_ok(retval == errs[i].verdict && moved == errs[i].reason, "%s", errs[i].name))
 			tap_diag("  retval %u, reason counter moved: %d", retval, moved);
 	}
+
+	/* Quotes longer than a conforming sender makes (RFC 1812: 576 bytes of
+	 * IPv4 in all; RFC 4443: 1280 of IPv6): the error carries something
+	 * else, and is dropped with its own reason. */
+	retval = icmp_error(IN, "198.51.100.254", VM_IP, 3, 4, VM_IP, "192.0.2.80", TCP, 40000,
+			    443, 48, 800, &moved);
+	if (!tap_ok(retval == TC_ACT_SHOT && moved == RAYOS_RSN_ICMP_QUOTE,
+		    "ICMP error about a tracked flow with 800 bytes after the quote: icmp_quote"))
+		tap_diag("  retval %u, reason counter moved: %d", retval, moved);
+	retval = icmp_error(IN, "198.51.100.254", VM_IP, 3, 4, VM_IP, "192.0.2.80", TCP, 40000,
+			    443, 48, 576 - 20 - 8 - 48, &moved);
+	if (!tap_ok(retval == TC_ACT_OK && moved == RAYOS_RSN_PASS_RELATED,
+		    "ICMP error of exactly 576 bytes (RFC 1812) passes as related"))
+		tap_diag("  retval %u, reason counter moved: %d", retval, moved);
+	retval = icmp_error(IN, "198.51.100.254", VM_IP, 3, 4, VM_IP, "192.0.2.80", TCP, 40000,
+			    443, 48, 576 - 20 - 8 - 48 + 1, &moved);
+	ASSERT_TRUE(retval == TC_ACT_SHOT && moved == RAYOS_RSN_ICMP_QUOTE,
+		    "ICMP error of 577 bytes: icmp_quote");
+	retval = icmp_error(IN, "2001:db8:ff::1", VM_IP6, 2, 0, VM_IP6, "2001:db8:53::53", UDP,
+			    40001, 53, 48, 1280 - 40 - 8 - 48, &moved);
+	ASSERT_TRUE(retval == TC_ACT_OK && moved == RAYOS_RSN_PASS_RELATED,
+		    "ICMPv6 packet too big of 1280 bytes (RFC 4443) passes as related");
+	retval = icmp_error(IN, "2001:db8:ff::1", VM_IP6, 2, 0, VM_IP6, "2001:db8:53::53", UDP,
+			    40001, 53, 48, 1280 - 40 - 8 - 48 + 8, &moved);
+	ASSERT_TRUE(retval == TC_ACT_SHOT && moved == RAYOS_RSN_ICMP_QUOTE,
+		    "ICMPv6 error longer than 1280 bytes: icmp_quote");
+
+	/* An error goes back to the source of what it quotes: addressed to
+	 * anyone else it is no part of the flow and meets the rules. */
+	retval = icmp_error(IN, "198.51.100.254", "10.0.0.255", 3, 3, VM_IP, "192.0.2.80", TCP,
+			    40000, 443, 48, 0, &moved);
+	ASSERT_TRUE(retval == TC_ACT_SHOT && moved == RAYOS_RSN_DROP_DEFAULT,
+		    "ICMP error about the VM's flow sent to a broadcast address: the rules decide");
+	{
+		const struct pd dns = { .kind = K_IP, V4(VM_IP, "192.0.2.53"), .proto = UDP,
+					.sport = 40002, .dport = 53 };
+
+		run_one(OUT, &dns, 1, &retval);
+	}
+	retval = icmp_error(OUT, VM_IP, "192.0.2.53", 3, 3, "192.0.2.53", VM_IP, UDP, 53, 40002,
+			    48, 0, &moved);
+	if (!tap_ok(retval == TC_ACT_OK && moved == RAYOS_RSN_PASS_RELATED,
+		    "the VM's port unreachable back to its flow's peer passes as related"))
+		tap_diag("  retval %u, reason counter moved: %d", retval, moved);
+	retval = icmp_error(OUT, VM_IP, "198.51.100.77", 3, 3, "192.0.2.53", VM_IP, UDP, 53,
+			    40002, 48, 0, &moved);
+	if (!tap_ok(retval == TC_ACT_SHOT && moved == RAYOS_RSN_DROP_DEFAULT,
+		    "the VM's error quoting its flow but sent to another address: the rules decide"))
+		tap_diag("  retval %u, reason counter moved: %d", retval, moved);
+	retval = icmp_error(OUT, VM_IP, "192.0.2.53", 3, 3, "192.0.2.53", VM_IP, UDP, 53, 40002,
+			    48, 800, &moved);
+	ASSERT_TRUE(retval == TC_ACT_SHOT && moved == RAYOS_RSN_ICMP_QUOTE,
+		    "the VM's error to the peer with 800 bytes after the quote: icmp_quote");
+
 	vm_bump_version();
 	retval = icmp_error_in("198.51.100.254", 3, 4, VM_IP, "192.0.2.80", TCP, 40000, 443, 48,
 			       &moved);
 	ASSERT_TRUE(retval == TC_ACT_SHOT && moved == RAYOS_RSN_DROP_DEFAULT,
 		    "after a policy change the stale flow no longer makes errors related");
+}
+
+/* A DHCPv4 client message that passes carries its VM's slot in skb->mark
+ * for the agent's DHCP server; nothing else is marked. */
+static void test_dhcp_mark(void)
+{
+	const struct pd disc = { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68,
+				 .dport = 67, .dhcp_op = 1, .dhcp_type = 1 };
+	const struct pd forged = { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68,
+				   .dport = 67, .dhcp_op = 1, .dhcp_type = 1,
+				   .chaddr = "52:54:00:66:66:66" };
+	const struct pd data = VMOUT(.proto = UDP, .sport = 40000, .dport = 53);
+	uint32_t retval, mark;
+	struct pkt p;
+
+	policy_apply(&pol_open);
+	build(&p, OUT, &disc);
+	pkt_run_tc_mark(fx.prog[RAYOS_PROG_FROM_VM], &p, VM_IFINDEX, &retval, &mark);
+	if (!ASSERT_TRUE(retval == TC_ACT_OK && mark == (RAYOS_DHCP_MARK_TAG | VM_SLOT),
+			 "DHCPDISCOVER passes marked with the DHCP tag and the VM's slot"))
+		tap_diag("  retval %u mark %#x", retval, mark);
+	build(&p, OUT, &forged);
+	pkt_run_tc_mark(fx.prog[RAYOS_PROG_FROM_VM], &p, VM_IFINDEX, &retval, &mark);
+	ASSERT_TRUE(retval == TC_ACT_SHOT && mark == 0, "a dropped DHCP message is not marked");
+	build(&p, OUT, &data);
+	pkt_run_tc_mark(fx.prog[RAYOS_PROG_FROM_VM], &p, VM_IFINDEX, &retval, &mark);
+	ASSERT_TRUE(retval == TC_ACT_OK && mark == 0, "other traffic is not marked");
 }
 
 static void test_flow_expiry_and_policy_change(void)
@@ -1259,6 +1518,7 @@ int main(void)
 	test_lease_expiry();
 	test_flow_expiry_and_policy_change();
 	test_icmp_related();
+	test_dhcp_mark();
 	test_rate();
 	test_events();
 	report_cost();

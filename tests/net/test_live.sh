@@ -17,6 +17,7 @@ vm_veth rv "$VM_MAC" || exit 1
 
 # write_policy [BANDWIDTH-JSON]: VM 42 on $HOST.  In: TCP 8080 from
 # 198.18.0.0/15 only.  Out: TCP 9000 and 5201, UDP 5201 to the host, ICMP.
+# The host is this test's peer: its "host" rules let the firewall decide.
 write_policy() {
 	cat >"$T/policies/live.json.tmp" <<EOF
 {
@@ -25,6 +26,7 @@ write_policy() {
 		"id": $VM_ID, "name": "vm-live", "interface": "$HOST",
 		"mac": "$VM_MAC", "ipv4": "$NET.2", "capabilities": ["CAP_NETWORK"],
 		${1:+\"bandwidth\": $1,}
+		"host": { "default": "allow" },
 		"firewall": {
 			"in": { "default": "deny", "rules": [
 				{ "action": "allow", "protocol": "tcp", "ports": [8080],
@@ -58,7 +60,7 @@ SLOT=$(agent status --json | jq -r '.vms[0].slot')
 # ---- counters: rayos_vm_stats[slot], per CPU, summed --------------------
 IN=0 OUT=1
 PASS_RULE=0 PASS_DEFAULT=1 PASS_FLOW=2 PASS_CTRL=3
-DROP_RULE=8 DROP_DEFAULT=9 SPOOF_MAC=13 SPOOF_IP=14 ROGUE_DHCP=18 RATE=20
+DROP_RULE=8 DROP_DEFAULT=9 SPOOF_MAC=13 SPOOF_IP=14 ROGUE_DHCP=18 RATE=20 DHCP_CHADDR=22
 le32() { printf '%d %d %d %d' $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24)); }
 # stats: the VM's counters as [dir][reason] = {packets, bytes}, summed over CPUs.
 stats() {
@@ -92,9 +94,16 @@ if sys.argv[1] == "send":
     sport, dst, dport, dev, count = sys.argv[2:7]
     s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
     s.bind(("0.0.0.0", int(sport)))
+    msg = b"RAYOS-TEST" + bytes(290)
+    if os.environ.get("CHADDR"):    # a BOOTREQUEST for that MAC, marker in sname
+        msg = bytearray(300)
+        msg[0:3] = b"\x01\x01\x06"
+        msg[28:34] = bytes.fromhex(os.environ["CHADDR"].replace(":", ""))
+        msg[44:54] = b"RAYOS-TEST"
+        msg = bytes(msg)
     for _ in range(int(count)):
         try:    # a drop on the sender's own egress hook shows as ENOBUFS
-            s.sendto(b"RAYOS-TEST" + bytes(290), (dst, int(dport)))
+            s.sendto(msg, (dst, int(dport)))
         except OSError:
             pass
         time.sleep(0.001)
@@ -107,7 +116,7 @@ else:
     while (left := end - time.time()) > 0:
         s.settimeout(left)
         try:
-            n += s.recv(2048).startswith(b"RAYOS-TEST")
+            n += b"RAYOS-TEST" in s.recv(2048)
         except socket.timeout:
             break
     print(n)
@@ -187,12 +196,23 @@ ok "$((n == 10 ? 0 : 1))" "rayos_vm_stats counts exactly 10 out rogue_dhcp ($n)"
 LISTEN_ARGS=(67 "$HOST" 2)
 udp_listen_bg "$T/got67"
 s0=$(stats)
-udp_send_vm 68 255.255.255.255 67 "$VMIF" 5
+CHADDR=$VM_MAC udp_send_vm 68 255.255.255.255 67 "$VMIF" 5
 wait "$LISTEN_PID"
 s1=$(stats)
 ok "$([[ $(cat "$T/got67") == 5 ]]; echo $?)" "a DHCP DISCOVER (VM 68 -> 67 broadcast) reaches the host ($(cat "$T/got67") of 5)"
 n=$(delta "$s0" "$s1" $OUT $PASS_CTRL)
 ok "$((n == 5 ? 0 : 1))" "... counted as out pass_ctrl, outside the firewall ($n)"
+
+LISTEN_ARGS=(67 "$HOST" 2)
+udp_listen_bg "$T/got67b"
+s0=$(stats)
+CHADDR=$BAD_MAC udp_send_vm 68 255.255.255.255 67 "$VMIF" 5
+udp_send_vm 68 255.255.255.255 67 "$VMIF" 5
+wait "$LISTEN_PID"
+s1=$(stats)
+ok "$([[ $(cat "$T/got67b") == 0 ]]; echo $?)" "a DISCOVER naming another MAC, or no BOOTP header, does not reach the host ($(cat "$T/got67b") of 10)"
+n=$(delta "$s0" "$s1" $OUT $DHCP_CHADDR)
+ok "$((n == 10 ? 0 : 1))" "... counted as out dhcp_chaddr ($n)"
 
 LISTEN_ARGS=(68 "$VMIF" 2)
 udp_listen_bg "$T/got68vm" vmx

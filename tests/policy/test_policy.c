@@ -682,7 +682,7 @@ static void collect_samples(const struct policy_vm *vm, struct sampler *s)
 	s->nr_ports = s->nr_addrs = 0;
 	for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		add_sample_port(s, fixed[i]);
-	for (d = 0; d < RAYOS_DIR_MAX; d++)
+	for (d = 0; d < RAYOS_FW_DIRS; d++)
 		for (i = 0; i < vm->fw[d].nr_rules; i++) {
 			const struct fw_rule *r = &vm->fw[d].rules[i];
 
@@ -759,7 +759,7 @@ static size_t check_all_protos(const struct policy_vm *vm, const struct compiled
 {
 	size_t d, i, bad = 0;
 
-	for (d = 0; d < RAYOS_DIR_MAX; d++)
+	for (d = 0; d < RAYOS_FW_DIRS; d++)	/* in, out and the host rules */
 		for (i = 0; i < sizeof(sample_protos); i++) {
 			p->dir = (uint8_t)d;
 			p->proto = sample_protos[i];
@@ -939,9 +939,9 @@ static void random_rule(struct fw_rule *r, struct fw_port_range *ports, struct f
 static void test_compile_random(void)
 {
 	enum { NR_POLICIES = 120 };
-	static struct fw_rule rules[RAYOS_DIR_MAX][RAYOS_MAX_RULES];
-	static struct fw_port_range ports[RAYOS_DIR_MAX][RAYOS_MAX_RULES][4];
-	static struct fw_cidr cidrs[RAYOS_DIR_MAX][RAYOS_MAX_RULES][3];
+	static struct fw_rule rules[RAYOS_FW_DIRS][RAYOS_MAX_RULES];
+	static struct fw_port_range ports[RAYOS_FW_DIRS][RAYOS_MAX_RULES][4];
+	static struct fw_cidr cidrs[RAYOS_FW_DIRS][RAYOS_MAX_RULES][3];
 	struct policy_vm vm;
 	struct policy_set set = { .nr_vms = 1, .vms = &vm };
 	struct compiled_policy *cp;
@@ -954,7 +954,7 @@ static void test_compile_random(void)
 		memset(&vm, 0, sizeof(vm));
 		vm.id = 1000 + (uint32_t)n;
 		scatter = n % 8 == 7;
-		for (d = 0; d < RAYOS_DIR_MAX; d++) {
+		for (d = 0; d < RAYOS_FW_DIRS; d++) {
 			size_t i, nr = n == 0 || scatter ? RAYOS_MAX_RULES : 1 + rnd() % 24;
 
 			vm.fw[d].default_action = rnd() & 1;
@@ -968,7 +968,7 @@ static void test_compile_random(void)
 			continue;
 		}
 		bad += compare_set(&set, cp, 300, &checked);
-		for (d = 0; d < RAYOS_DIR_MAX; d++) {
+		for (d = 0; d < RAYOS_FW_DIRS; d++) {
 			unsigned int f = cp->vms[0].vm.dir[d].flags;
 
 			in_tab += !!(f & RAYOS_DIRF_CIDR4_TAB) + !!(f & RAYOS_DIRF_RANGE_TAB) +
@@ -1074,6 +1074,37 @@ static void test_compiled_record(void)
 	ASSERT_EQ(web1->vm.dir[RAYOS_DIR_IN].default_action, RAYOS_ACT_DENY, "  ...default deny");
 	ASSERT_EQ(web1->vm.gen | web1->vm.slot | web1->vm.policy_version, 0,
 		  "gen, slot, version left to the publisher");
+	ASSERT_EQ(web1->vm.dir[RAYOS_FW_HOST].nr_rules, 4,
+		  "web-1 host rules: 1 from managed (jump port) + 3 defaults (DNS, ping)");
+	ASSERT_EQ(web1->vm.dir[RAYOS_FW_HOST].default_action, RAYOS_ACT_DENY,
+		  "  ...host default deny (built in)");
+	ASSERT_EQ(web1->vm.ctl[RAYOS_CTL_ARP].rate, 100, "web-1 ARP rate: built-in 100/s");
+	ASSERT_EQ(web1->vm.ctl[RAYOS_CTL_DHCP].rate, 20, "  ...DHCP 20/s");
+	ASSERT_EQ(web1->vm.ctl[RAYOS_CTL_DHCP].burst, 40, "  ...burst two seconds' worth");
+	for (i = 0; i < cp->nr_vms; i++) {
+		const struct compiled_vm *v = &cp->vms[i];
+
+		if (v->vm.vm_id == 201)
+			ASSERT_TRUE(v->vm.ctl[RAYOS_CTL_ARP].rate == 20 &&
+				    v->vm.ctl[RAYOS_CTL_DHCP].rate == 5 &&
+				    v->vm.ctl[RAYOS_CTL_ND].rate == 20,
+				    "db-primary: control_rates from its group");
+		if (v->vm.vm_id == 103) {
+			static const uint8_t ll[16] = { 0xfe, 0x80, [8] = 0x3c, 0x1e, 0x9a, 0x2b,
+							0x77, 0xd4, 0xe0, 0x19 };
+
+			ASSERT_TRUE(!memcmp(v->vm.ll6[0], ll, 16), "web-canary: its listed link-local");
+		}
+		if (v->vm.vm_id == 101) {
+			size_t host_entries = 0;
+
+			for (j = 0; j < v->nr_ports; j++)
+				host_entries += v->ports[j].key.dir == RAYOS_FW_HOST;
+			for (j = 0; j < v->nr_tabs; j++)
+				host_entries += v->tabs[j].key.dir == RAYOS_FW_HOST;
+			ASSERT_TRUE(host_entries > 0, "web-1: host rules compiled into entries of dir 2");
+		}
+	}
 
 	for (i = 0; i < cp->nr_vms; i++) {
 		const struct compiled_vm *v = &cp->vms[i];

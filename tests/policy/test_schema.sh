@@ -30,6 +30,8 @@ rules-65 rules-not-array temporary-capabilities unknown-top-key version-2
 version-missing version-string vm-null vms-not-array
 device-bad-access device-bad-type device-not-a-rule devices-unknown-key
 disk-block-without-device disk-bad-mode disk-relative-path disk-image-with-device
+host-unknown-key host-rule-no-action ll6-global ll6-three control-rates-unknown
+control-rates-negative
 """.split()
 
 n = failed = 0

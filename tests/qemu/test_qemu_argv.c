@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * rayos-qemu's command-line rewriting (agent/qemu_argv.c) and /etc/subuid
- * parsing (agent/qemu_user.c), table-driven: which arguments become fd
+ * rayos-qemu's command-line rewriting (agent/qemu/qemu_argv.c) and /etc/subuid
+ * parsing (agent/qemu/qemu_user.c), table-driven: which arguments become fd
  * sets, which drives get readonly=on, which fds QEMU keeps.
  */
 #include <errno.h>

@@ -58,6 +58,7 @@ cat >"$T/policies/dhcp.json" <<EOF
   "vms": [ { "id": $VM, "name": "dhcp-$VM", "interface": "$TAP", "bridge": "$BR",
 	     "mac": "$MAC",
 	     "capabilities": ["CAP_NETWORK", "CAP_CONSOLE"],
+	     "host": { "rules": [ { "action": "allow", "protocol": "tcp", "ports": [9000] } ] },
 	     "firewall": {
 		"in":  { "default": "deny" },
 		"out": { "default": "deny", "rules": [
@@ -81,7 +82,7 @@ if dhcp_up; then
 	ok 0 "the agent (capabilities: $(agent status --json | jq -r '.capabilities // "?"' 2>/dev/null)) serves DHCP on $BR"
 else
 	# With its dropped capabilities the agent still needs to bind UDP 67
-	# (cap_net_bind_service, agent/privs.c): a failure here is that.
+	# (cap_net_bind_service, agent/core/privs.c): a failure here is that.
 	ok 1 "the agent serves DHCP on $BR"
 	agent dhcp status --json 2>&1 | sed 's/^/#   /'; grep -i dhcp "$T/agent.log" | tail -5 | sed 's/^/#   /'
 fi

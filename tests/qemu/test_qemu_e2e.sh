@@ -38,6 +38,7 @@ cat >"$T/policies/e2e.json" <<EOF
 	     "mac": "$MAC", "ipv4": "$NET.2",
 	     "capabilities": ["CAP_NETWORK", "CAP_CONSOLE", "CAP_DISK_READ"],
 	     "disks": [ { "path": "$T/img/disk.raw", "mode": "ro" } ],
+	     "host": { "rules": [ { "action": "allow", "protocol": "tcp", "ports": [9000, 9001] } ] },
 	     "firewall": {
 		"in":  { "default": "deny", "rules": [
 			{ "action": "allow", "protocol": "tcp", "ports": [8080], "cidrs": ["$NET.1"] } ] },
