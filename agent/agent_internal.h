@@ -18,6 +18,7 @@
 #include "agent/metrics/netstats.h"
 #include "agent/quarantine.h"
 #include "loader/loader.h"
+#include "loader/probe.h"
 
 struct control_server;
 struct dhcp_server;

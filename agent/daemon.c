@@ -42,7 +42,10 @@
 #include "agent/vm/ifwatch.h"
 #include "agent/vm/registry.h"
 #include "agent/vmconfine.h"
+#include "loader/attach.h"
+#include "loader/devices.h"
 #include "loader/loader.h"
+#include "loader/probe.h"
 #include "loader/publish.h"
 #include "loader/stats.h"
 

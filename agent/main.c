@@ -25,6 +25,7 @@
 #include "agent/policy/policy.h"
 #include "agent/tpm/tpm.h"
 #include "agent/vm/shaper.h"
+#include "loader/attach.h"
 #include "loader/loader.h"
 
 #define CALL_TIMEOUT_MS	10000

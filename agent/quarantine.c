@@ -20,6 +20,8 @@
 #include "agent/quarantine.h"
 #include "agent/vm/ifwatch.h"
 #include "agent/vm/registry.h"
+#include "loader/attach.h"
+#include "loader/devices.h"
 #include "loader/publish.h"
 
 /* ---- the list ------------------------------------------------------------ */

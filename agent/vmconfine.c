@@ -18,6 +18,9 @@
 #include "agent/vm/cgroup.h"
 #include "agent/vm/registry.h"
 #include "agent/vmconfine.h"
+#include "loader/attach.h"
+#include "loader/devices.h"
+#include "loader/probe.h"
 
 int proc_creds_read(pid_t pid, struct proc_creds *c)
 {

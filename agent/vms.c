@@ -32,6 +32,8 @@
 #include "agent/vm/registry.h"
 #include "agent/vmconfine.h"
 #include "bpf/abi/policy.h"
+#include "loader/attach.h"
+#include "loader/devices.h"
 
 struct vm_watch {
 	struct ev_source src;	/* the pidfd of the VM's QEMU */

@@ -20,6 +20,7 @@
 
 #include "agent/core/log.h"
 #include "bpf/abi/net.h"
+#include "loader/attach.h"
 #include "loader/loader_internal.h"
 
 /* Kernel ABI values newer than the distribution's uapi headers. */

@@ -25,7 +25,10 @@
 
 #include "agent/core/log.h"
 #include "bpf/abi/dev.h"
+#include "loader/attach.h"
+#include "loader/devices.h"
 #include "loader/loader_internal.h"
+#include "loader/probe.h"
 #include "rayos_dev.skel.h"
 #include "rayos_devstat.skel.h"
 #include "rayos_lsm.skel.h"

@@ -16,6 +16,7 @@
 #include "bpf/abi/net.h"
 #include "loader/loader.h"
 #include "loader/loader_internal.h"
+#include "loader/publish.h"
 
 static bool listed(const struct loader_host_addr *addrs, size_t n, int family, const void *key)
 {

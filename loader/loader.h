@@ -2,7 +2,11 @@
 /*
  * The loader is the only code that opens skeletons, sizes maps, attaches,
  * pins and probes kernel features.  The agent and the tests reach the kernel
- * through it and never call bpf() themselves.
+ * through it and never call bpf() themselves.  This header: the objects,
+ * their maps and pins.  One header per concept beside it: attach.h (taps
+ * and cgroups), publish.h (policies, leases, host addresses), devices.h
+ * (device state and counters), stats.h (counters and events), probe.h
+ * (kernel features).
  *
  * Pins: <pin_root>/<map name> for maps, <pin_root>/links/<name> for links.
  * Opening adopts whatever is already pinned there: maps keep their contents
@@ -61,31 +65,6 @@ enum rayos_prog_id {
 	RAYOS_PROG_MAX,
 };
 
-/* Kernel features RayOS can use; each probed once and cached. */
-enum rayos_feature {
-	RAYOS_FEAT_BPFFS,
-	RAYOS_FEAT_BTF,
-	RAYOS_FEAT_XDP,
-	RAYOS_FEAT_SCHED_CLS,
-	RAYOS_FEAT_TCX,
-	RAYOS_FEAT_CGROUP_DEVICE,
-	RAYOS_FEAT_CGROUP_SKB,
-	RAYOS_FEAT_TRACEPOINT,
-	RAYOS_FEAT_RINGBUF,
-	RAYOS_FEAT_LPM,
-	RAYOS_FEAT_MAP_IN_MAP,
-	RAYOS_FEAT_TIMER,
-	RAYOS_FEAT_LSM_PROG,	/* the kernel loads BPF_PROG_TYPE_LSM */
-	RAYOS_FEAT_LSM_ACTIVE,	/* "bpf" is in the active LSM list */
-	RAYOS_FEAT_FENTRY,
-	RAYOS_FEAT_MAX,
-};
-
-struct rayos_feature_state {
-	bool available;
-	char detail[160];	/* why not, or what was found */
-};
-
 struct loader_opts {
 	const char *pin_root;	/* NULL: RAYOS_PIN_ROOT_DEFAULT */
 	uint32_t max_vms;	/* 0: RAYOS_MAX_VMS_DEFAULT; ignored for adopted maps */
@@ -117,99 +96,6 @@ int loader_prog_fd(const struct loader *ld, enum rayos_prog_id id);
 /* Maps found pinned (adopted) rather than created by this open. */
 unsigned int loader_nr_adopted(const struct loader *ld);
 
-/* Attach the network programs to a VM's tap (tcx links pinned as
- * links/vm<ID>_from and _to) and map the ifindex to the VM.  Idempotent:
- * an existing link on the same device keeps running and gets this loader's
- * program swapped in atomically.  shaper_ifindex and iface_flags go into
- * the VM's rayos_ifaces entry (struct rayos_iface). */
-int loader_attach_vm(struct loader *ld, uint32_t vm_id, int ifindex,
-		     int shaper_ifindex, uint32_t iface_flags);
-struct rayos_iface;
-/* Fill io->vm, io->bind and RAYOS_IFF_VM from rayos_vms and rayos_ip_bind
- * (by their fds) for io->vm_id: the copy the data path reads. */
-void loader_iface_compose(int vms_fd, int bind_fd, struct rayos_iface *io);
-struct rayos_ip_bind;
-/* Rewrite the VM's rayos_ifaces entry after its record or binding changed:
- * bind is the binding just written (all zero: none), or NULL to read both
- * back from their maps.  0 if this loader attached no tap for the VM. */
-int loader_iface_sync(struct loader *ld, uint32_t vm_id, const struct rayos_ip_bind *bind);
-/* Remove the VM's links (this detaches) and its ifindex entry. */
-int loader_detach_vm(struct loader *ld, uint32_t vm_id);
-/* Call fn once for every VM that has a network link (either hook) pinned
- * under pin_root; stops at fn's first error (works without a loaded
- * loader: `stop --purge` with no agent). */
-int loader_for_each_vm_link(const char *pin_root, int (*fn)(void *ctx, uint32_t vm_id),
-			    void *ctx);
-/* The ifindex the VM's pinned link is attached to; 0 if none or gone. */
-int loader_vm_ifindex(const struct loader *ld, uint32_t vm_id);
-
-/* ---- devices (loader/devices.c) ---------------------------------------------
- * The cgroup device program (rayos_dev), the LSM program (rayos_lsm, only
- * where the kernel loads LSM programs) and the syscall/kvm statistics
- * (rayos_devstat) are opened with the rest by loader_open.  A part the
- * kernel refuses is reported, not fatal: loader_dev_status() says why. */
-enum rayos_dev_part {
-	RAYOS_DEVP_CGROUP,	/* rayos_dev: cgroup device program */
-	RAYOS_DEVP_LSM,		/* rayos_file_open: BPF LSM */
-	RAYOS_DEVP_SYSCALLS,	/* open/openat/ioctl statistics */
-	RAYOS_DEVP_KVM,		/* kvm_exit/kvm_mmio/kvm_pio statistics */
-	RAYOS_DEVP_MAX,
-};
-
-struct loader_dev_part {
-	bool active;
-	char detail[192];	/* what runs, or why not */
-};
-
-const char *loader_dev_part_name(enum rayos_dev_part p);
-void loader_dev_status(const struct loader *ld, struct loader_dev_part out[RAYOS_DEVP_MAX]);
-/* The loaded rayos_dev program (for tests and benchmarks); -1 if none. */
-int loader_dev_prog_fd(const struct loader *ld);
-
-/* Put a VM's cgroup (a cgroup v2 directory) under device control: map the
- * cgroup id to the VM, then attach rayos_dev with a bpf_link pinned as
- * links/vm<ID>_dev.  Idempotent: a pinned link on the same cgroup gets this
- * loader's program swapped in (bpf_link_update, no window); a link on
- * another cgroup is replaced only after the new one is attached.  Programs
- * that others attached (BPF_F_ALLOW_MULTI, here or above) keep running:
- * every program on the path must allow. */
-int loader_attach_cgroup(struct loader *ld, uint32_t vm_id, const char *cgroup_path);
-/* For a cgroup another manager sealed with a device program of its own
- * attached without BPF_F_ALLOW_MULTI (libvirt's), where nothing can be
- * attached at or below it: map cgroup_path to the VM and put
- * rayos_dev_above on parent_path instead (one link per parent, pinned for
- * each VM under it as links/vm<ID>_dev; it goes with the last pin).  Tasks
- * of no RayOS VM under parent_path are let through by it. */
-int loader_attach_cgroup_above(struct loader *ld, uint32_t vm_id, const char *cgroup_path,
-			       const char *parent_path);
-/* Detach (unpin) the VM's device link and forget its cgroups. */
-int loader_detach_cgroup(struct loader *ld, uint32_t vm_id);
-/* The cgroup id the VM's pinned device link is attached to; 0 if none. */
-uint64_t loader_vm_cgroup_id(const struct loader *ld, uint32_t vm_id);
-
-/* Capability grant/revoke: replace the caps of a published VM record (one
- * atomic rayos_vms update; the next open sees it).  -ENOENT when the VM has
- * no record.  The next publish of a changed VM rewrites caps from the
- * policy: callers keep their grants and apply them again after publishing. */
-int loader_vm_set_caps(struct loader *ld, uint32_t vm_id, uint64_t caps);
-struct rayos_vm;
-/* The VM's live rayos_vms record; -ENOENT if none. */
-int loader_vm_record(const struct loader *ld, uint32_t vm_id, struct rayos_vm *out);
-
-struct rayos_dev_ctr;
-struct rayos_kvm_ctr;
-/* Counters of one VM slot (rayos_vm.slot), summed over CPUs; class is enum
- * rayos_dev_class.  -ENOENT when the device objects are not loaded. */
-int loader_dev_stats(const struct loader *ld, uint32_t slot, uint32_t cls,
-		     struct rayos_dev_ctr *out);
-int loader_kvm_stats(const struct loader *ld, uint32_t slot, struct rayos_kvm_ctr *out);
-
-/* Disk image files for the LSM program: stat path and record its (device,
- * inode) as vm_id's with mode RAYOS_DEV_ACC_READ[|WRITE]. */
-int loader_dev_set_image(struct loader *ld, uint32_t vm_id, const char *path, uint8_t mode);
-/* Forget every image of vm_id (0: of every VM). */
-int loader_dev_clear_images(struct loader *ld, uint32_t vm_id);
-
 /* Call fn for each BPF object loaded, with its ELF image (for measuring). */
 typedef int (*loader_object_fn)(void *ctx, const char *name, const void *elf, size_t len);
 int loader_for_each_object(const struct loader *ld, loader_object_fn fn, void *ctx);
@@ -217,26 +103,5 @@ int loader_for_each_object(const struct loader *ld, loader_object_fn fn, void *c
 /* Wait until every BPF program that might have read a map before this call
  * has finished (an RCU grace period), so stale entries can be deleted. */
 int loader_sync_programs(struct loader *ld);
-
-/* ---- the host's own addresses (loader/host.c) ------------------------------ */
-
-/* One address of the host, for rayos_host4/6. */
-struct loader_host_addr {
-	uint8_t family;			/* AF_INET or AF_INET6 */
-	uint8_t addr[16];		/* network order; IPv4 in the first 4 bytes */
-	uint32_t ifindex;
-	uint32_t flags;			/* RAYOS_HOSTF_* */
-};
-
-/* Make rayos_host4/6 hold exactly addrs: write each, then delete what is
- * not among them (never clear-then-fill: packets in flight keep seeing the
- * addresses that stay).  -E2BIG when there are more than the maps hold
- * (the first RAYOS_HOST_ADDRS of each family are written). */
-int loader_host_addrs_sync(struct loader *ld, const struct loader_host_addr *addrs, size_t n);
-
-/* Probe every feature, or read the cache file (cache_path may be NULL). */
-int loader_probe_features(const char *cache_path,
-			  struct rayos_feature_state out[RAYOS_FEAT_MAX]);
-const char *loader_feature_name(enum rayos_feature f);
 
 #endif /* RAYOS_LOADER_H */

@@ -10,6 +10,7 @@
 
 #include <linux/types.h>
 
+#include "loader/devices.h"
 #include "loader/loader.h"
 
 struct rayos_net;

@@ -22,6 +22,7 @@
 #include "agent/core/log.h"
 #include "loader/loader.h"
 #include "loader/loader_internal.h"
+#include "loader/probe.h"
 
 /* Not in the uapi headers of older distributions; values are kernel ABI. */
 #define RAYOS_BPF_TCX_INGRESS	46

@@ -15,6 +15,8 @@
 
 #include "agent/core/log.h"
 #include "agent/core/util.h"
+#include "loader/attach.h"
+#include "loader/devices.h"
 #include "loader/loader_internal.h"
 #include "loader/publish.h"
 #include "loader/stats.h"

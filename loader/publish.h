@@ -67,4 +67,20 @@ uint32_t publish_vm_of_slot(const struct loader *ld, uint32_t slot);
 
 void publish_free(struct loader *ld);
 
+/* ---- the host's own addresses (loader/host.c) ---- */
+
+/* One address of the host, for rayos_host4/6. */
+struct loader_host_addr {
+	uint8_t family;			/* AF_INET or AF_INET6 */
+	uint8_t addr[16];		/* network order; IPv4 in the first 4 bytes */
+	uint32_t ifindex;
+	uint32_t flags;			/* RAYOS_HOSTF_* */
+};
+
+/* Make rayos_host4/6 hold exactly addrs: write each, then delete what is
+ * not among them (never clear-then-fill: packets in flight keep seeing the
+ * addresses that stay).  -E2BIG when there are more than the maps hold
+ * (the first RAYOS_HOST_ADDRS of each family are written). */
+int loader_host_addrs_sync(struct loader *ld, const struct loader_host_addr *addrs, size_t n);
+
 #endif

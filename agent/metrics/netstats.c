@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "agent/metrics/netstats.h"
+#include "loader/attach.h"
 #include "loader/publish.h"
 #include "loader/stats.h"
 

@@ -16,6 +16,8 @@
 #include "agent/audit/audit.h"
 #include "agent/core/log.h"
 #include "agent/vm/devices.h"
+#include "loader/attach.h"
+#include "loader/devices.h"
 #include "loader/publish.h"
 
 static const char *const class_names[RAYOS_DEVC_MAX] = {

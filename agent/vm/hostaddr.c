@@ -13,10 +13,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "agent/vm/hostaddr.h"
 #include "agent/core/log.h"
+#include "agent/vm/hostaddr.h"
 #include "bpf/abi/net.h"
 #include "loader/loader.h"
+#include "loader/publish.h"
 
 struct hostaddr {
 	struct loader *ld;

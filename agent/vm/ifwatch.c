@@ -17,6 +17,7 @@
 #include "agent/core/log.h"
 #include "agent/vm/ifwatch.h"
 #include "agent/vm/shaper.h"
+#include "loader/attach.h"
 
 /* The shaping a VM got last, so an unchanged VM is not reconfigured (a
  * replaced qdisc would drop its queue). */

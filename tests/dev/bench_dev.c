@@ -20,6 +20,7 @@
 #include "agent/core/log.h"
 #include "agent/policy/policy.h"
 #include "agent/vm/cgroup.h"
+#include "loader/attach.h"
 #include "loader/loader.h"
 #include "loader/publish.h"
 

@@ -34,6 +34,8 @@
 #include "agent/vm/cgroup.h"
 #include "agent/vm/devices.h"
 #include "bpf/abi/dev.h"
+#include "loader/attach.h"
+#include "loader/devices.h"
 #include "loader/loader.h"
 #include "loader/publish.h"
 #include "tests/lib/tap.h"

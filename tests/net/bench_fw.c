@@ -26,6 +26,7 @@
 #include "agent/core/log.h"
 #include "agent/policy/policy.h"
 #include "bpf/abi/net.h"
+#include "loader/attach.h"
 #include "loader/loader.h"
 #include "loader/publish.h"
 #include "loader/stats.h"

@@ -25,7 +25,9 @@
 
 #include "bpf/abi/net.h"
 #include "bpf/abi/policy.h"
+#include "loader/attach.h"
 #include "loader/loader.h"
+#include "loader/publish.h"
 #include "tests/lib/pkt.h"
 #include "tests/lib/tap.h"
 
