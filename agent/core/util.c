@@ -49,7 +49,8 @@ int file_write_atomic(const char *path, const void *buf, size_t len, mode_t mode
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
 		return -errno;
-	if (write(fd, buf, len) != (ssize_t)len || fsync(fd))
+	/* fchmod: the mode asked for, whatever the umask (secrets, published files). */
+	if (fchmod(fd, mode) || write(fd, buf, len) != (ssize_t)len || fsync(fd))
 		err = errno ? -errno : -EIO;
 	close(fd);
 	if (!err && rename(tmp, path))

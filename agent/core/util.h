@@ -14,7 +14,7 @@ uint64_t clock_ns(clockid_t clk);
 /* mkdir -p: parents get 0755, the last component gets mode. */
 int mkdir_p(const char *path, mode_t mode);
 
-/* Replace path with len bytes of buf (a new file gets mode), so that a
+/* Replace path with len bytes of buf, mode exactly mode, so that a
  * crash leaves the old file or the new one: PATH.tmp written, fsync'ed,
  * renamed. */
 int file_write_atomic(const char *path, const void *buf, size_t len, mode_t mode);

@@ -309,7 +309,7 @@ static int write_conf(struct tpm *t)
 	if (!text)
 		return -ENOMEM;
 	snprintf(path, sizeof(path), "%s/%s", t->run_dir, TPM_CONF_FILE);
-	err = tpm_write_file(path, text, strlen(text), 0644);
+	err = file_write_atomic(path, text, strlen(text), 0644);
 	free(text);
 	return err;
 }

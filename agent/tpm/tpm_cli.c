@@ -213,7 +213,7 @@ static int write_log_prefix(const struct tpm_log *log, size_t keep, const char *
 		return -ENOMEM;
 	for (size_t i = 0; i < keep; i++)
 		off += (size_t)sprintf(buf + off, "%s\n", log->recs[i].line);
-	err = tpm_write_file(path, buf, off, 0644);
+	err = file_write_atomic(path, buf, off, 0644);
 	free(buf);
 	return err;
 }
@@ -246,7 +246,7 @@ static int activate(const char *tcti, const struct tpm_secret *s, const char *ch
 		return err;
 	}
 	snprintf(path, sizeof(path), "%.3000s/activation.bin", out_dir);
-	err = tpm_write_file(path, secret, secret_len, 0644);
+	err = file_write_atomic(path, secret, secret_len, 0644);
 	memset(secret, 0, sizeof(secret));
 	if (err)
 		snprintf(report, len, "cannot write %.200s: %s", path, strerror(-err));
@@ -370,7 +370,7 @@ int tpm_quote(const char *run_dir, const char *state_dir, const char *nonce_hex,
 		off = 0;
 		snprintf(path, sizeof(path), "%.3000s/ak.pub", out_dir);
 		err = Tss2_MU_TPM2B_PUBLIC_Marshal(&ak, buf, sizeof(buf), &off) ? -EINVAL
-			: tpm_write_file(path, buf, off, 0644);
+			: file_write_atomic(path, buf, off, 0644);
 	}
 	if (err) {
 		snprintf(report, len, "cannot write %.200s: %s", path, strerror(-err));
@@ -388,7 +388,7 @@ int tpm_quote(const char *run_dir, const char *state_dir, const char *nonce_hex,
 	cJSON_AddNumberToObject(meta, "reset_count", att.clockInfo.resetCount);
 	text = cJSON_Print(meta);
 	snprintf(path, sizeof(path), "%.3000s/quote.json", out_dir);
-	err = text ? tpm_write_file(path, text, strlen(text), 0644) : -ENOMEM;
+	err = text ? file_write_atomic(path, text, strlen(text), 0644) : -ENOMEM;
 	if (err) {
 		snprintf(report, len, "cannot write %.200s: %s", path, strerror(-err));
 		goto out;
@@ -818,19 +818,19 @@ int tpm_enroll(const char *run_dir, const char *state_dir, const char *out_dir,
 	off = 0;
 	snprintf(path, sizeof(path), "%.3000s/ak.pub", out_dir);
 	err = Tss2_MU_TPM2B_PUBLIC_Marshal(&ak, buf, sizeof(buf), &off) ? -EINVAL
-		: tpm_write_file(path, buf, off, 0644);
+		: file_write_atomic(path, buf, off, 0644);
 	if (!err) {
 		off = 0;
 		snprintf(path, sizeof(path), "%.3000s/ek.pub", out_dir);
 		err = Tss2_MU_TPM2B_PUBLIC_Marshal(&ek, buf, sizeof(buf), &off) ? -EINVAL
-			: tpm_write_file(path, buf, off, 0644);
+			: file_write_atomic(path, buf, off, 0644);
 	}
 	if (!err) {
 		tpm_pub_name(&ak.publicArea, name);
 		hex_of(name, sizeof(name), hex);
 		strcat(hex, "\n");
 		snprintf(path, sizeof(path), "%.3000s/ak.name", out_dir);
-		err = tpm_write_file(path, hex, strlen(hex), 0644);
+		err = file_write_atomic(path, hex, strlen(hex), 0644);
 	}
 	if (err) {
 		snprintf(report, len, "cannot write %.200s: %s", path, strerror(-err));
@@ -903,7 +903,7 @@ int tpm_challenge(const char *ek_file, const char *ak_file, const char *ek_cert,
 		err = -errno;
 	snprintf(path, sizeof(path), "%.3000s/secret", out_dir);
 	if (!err)
-		err = tpm_write_file(path, secret, sizeof(secret), 0600);
+		err = file_write_atomic(path, secret, sizeof(secret), 0600);
 	memset(secret, 0, sizeof(secret));
 	if (err) {
 		snprintf(report, len, "cannot write %.200s: %s", path, strerror(-err));
@@ -919,13 +919,13 @@ int tpm_challenge(const char *ek_file, const char *ak_file, const char *ek_cert,
 	}
 	snprintf(hex, sizeof(hex), "%s\n", ak_hex);
 	snprintf(path, sizeof(path), "%.3000s/ak.name", out_dir);
-	err = tpm_write_file(path, hex, strlen(hex), 0644);
+	err = file_write_atomic(path, hex, strlen(hex), 0644);
 	if (!err) {
 		tpm_pub_name(&ek.publicArea, name);
 		hex_of(name, sizeof(name), hex);
 		strcat(hex, "\n");
 		snprintf(path, sizeof(path), "%.3000s/ek.name", out_dir);
-		err = tpm_write_file(path, hex, strlen(hex), 0644);
+		err = file_write_atomic(path, hex, strlen(hex), 0644);
 	}
 	if (err) {
 		snprintf(report, len, "cannot write %.200s: %s", path, strerror(-err));

@@ -98,25 +98,6 @@ int tpm_read_file(const char *path, uint8_t *buf, size_t cap, size_t *len)
 	return err;
 }
 
-int tpm_write_file(const char *path, const void *data, size_t len, unsigned int mode)
-{
-	char tmp[PATH_MAX + 8];
-	int fd, err = 0;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		return -errno;
-	if (fchmod(fd, mode) || write(fd, data, len) != (ssize_t)len || fsync(fd))
-		err = errno ? -errno : -EIO;
-	close(fd);
-	if (!err && rename(tmp, path))
-		err = -errno;
-	if (err)
-		unlink(tmp);
-	return err;
-}
-
 int tpm_secret_load(const char *state_dir, bool create, struct tpm_secret *s,
 		    char *why, size_t len)
 {
@@ -158,7 +139,7 @@ int tpm_secret_load(const char *state_dir, bool create, struct tpm_secret *s,
 		s->auth[i] = (uint8_t)alphabet[raw[i] & 63];
 	memset(raw, 0, sizeof(raw));
 	s->created = true;
-	err = tpm_write_file(s->auth_path, s->auth, sizeof(s->auth), 0600);
+	err = file_write_atomic(s->auth_path, s->auth, sizeof(s->auth), 0600);
 	if (err)
 		snprintf(why, len, "cannot write %.200s: %s", s->auth_path, strerror(-err));
 	return err;

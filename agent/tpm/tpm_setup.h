@@ -82,8 +82,6 @@ int tpm_indices_ensure(struct tpm_esys *e, const struct tpm_secret *s, const TPM
 /* The measurement index's value; an unwritten index reads as zeros. */
 int tpm_log_index_read(struct tpm_esys *e, uint8_t val[32], bool *written, char *why, size_t len);
 
-/* Write data to path atomically (tmp + fsync + rename). */
-int tpm_write_file(const char *path, const void *data, size_t len, unsigned int mode);
 /* Read a whole small file (≤ cap); 0 or -errno. */
 int tpm_read_file(const char *path, uint8_t *buf, size_t cap, size_t *len);
 
