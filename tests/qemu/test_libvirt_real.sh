@@ -36,6 +36,7 @@ cat >"$T/policies/lv.json" <<EOF
 { "version": 1,
   "vms": [ { "id": $VM, "name": "$NAME", "bridge": "$BR", "mac": "$MAC", "ipv4": "$NET.2",
 	     "capabilities": ["CAP_NETWORK"],
+	     "host": { "rules": [ { "action": "allow", "protocol": "tcp", "ports": [9000, 9001] } ] },
 	     "firewall": { "out": { "default": "deny", "rules": [
 		{ "action": "allow", "protocol": "tcp", "ports": [9000], "cidrs": ["$NET.1"] } ] } } } ] }
 EOF
