@@ -35,6 +35,7 @@ static const char *const reason_names[RAYOS_RSN_MAX] = {
 	[RAYOS_RSN_RATE]		= "drop_rate",
 	[RAYOS_RSN_NO_VM]		= "drop_no_vm",
 	[RAYOS_RSN_QUARANTINE]		= "drop_quarantine",
+	[RAYOS_RSN_NO_CAP_NETWORK]	= "drop_no_cap_network",
 };
 
 static const char *const netc_names[RAYOS_NETC_MAX] = {

@@ -85,6 +85,7 @@ enum rayos_reason {
 	RAYOS_RSN_RATE = 20,		/* over the direction's byte rate */
 	RAYOS_RSN_NO_VM = 21,		/* tap known, VM record missing */
 	RAYOS_RSN_QUARANTINE = 22,	/* the VM lost its policy: everything drops */
+	RAYOS_RSN_NO_CAP_NETWORK = 23,	/* the VM does not hold CAP_NETWORK */
 	RAYOS_RSN_MAX = 32,		/* power of two: programs index with a mask */
 };
 

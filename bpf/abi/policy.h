@@ -87,6 +87,12 @@ struct rayos_dir_policy {
 /*
  * rayos_vms: key __u32 vm_id.  Replaced as one hash update, so a reader sees
  * the old record or the new one whole; gen selects the rule generation.
+ *
+ * Capability i is held when bit i of caps is set (a permanent grant), or
+ * when cap_until_ns[i] is non-zero and bpf_ktime_get_boot_ns() is below it
+ * (a temporary grant): the programs compare the deadline themselves, so a
+ * temporary grant ends on time with the agent stopped or killed.  The boot
+ * clock counts suspend and ignores wall-clock changes.
  */
 struct rayos_vm {
 	__u32 vm_id;
@@ -97,6 +103,7 @@ struct rayos_vm {
 	__u8  flags;		/* RAYOS_VMF_* */
 	__u8  mac[6];
 	struct rayos_dir_policy dir[RAYOS_DIR_MAX];
+	__u64 cap_until_ns[RAYOS_CAP_COUNT];	/* CLOCK_BOOTTIME; 0 = no temporary grant */
 };
 
 /* Port key "kind": an exact port, or every port of a protocol. */

@@ -67,7 +67,7 @@ static int put_vm(char *buf, size_t cap, unsigned int id, bool filler)
 	int n = snprintf(buf, cap,
 		"{ \"id\": %u, \"name\": \"vm%u\", \"interface\": \"tap%u\", "
 		"\"mac\": \"52:54:00:%02x:%02x:%02x\", \"ipv4\": \"10.%u.%u.%u\", "
-		"\"firewall\": { \"in\": { \"default\": \"deny\", \"rules\": [",
+		"\"capabilities\": [\"CAP_NETWORK\"], \"firewall\": { \"in\": { \"default\": \"deny\", \"rules\": [",
 		id, id, id, (id >> 16) & 0xff, (id >> 8) & 0xff, id & 0xff,
 		(id >> 14) & 0xff, (id >> 7) & 0x7f, (id & 0x7f) + 1);
 
