@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "agent/policy/policy.h"
+#include "bpf/abi/policy.h"
 
 struct vm_runtime {
 	uint32_t id;
@@ -16,7 +17,17 @@ struct vm_runtime {
 	pid_t pid;			/* the VM's QEMU process, 0 = none */
 	uint64_t cap_grant;		/* capabilities added at run time */
 	uint64_t cap_revoke;		/* capabilities taken away at run time */
+	/* Temporary grants: CLOCK_BOOTTIME deadline per capability, 0 = none.
+	 * Meaningful in this boot only: the file records the boot id and a
+	 * different boot drops them (the maps went with the old boot). */
+	uint64_t cap_until[RAYOS_CAP_COUNT];
+	/* The policy's "temporary_capabilities" entry that set cap_until, as
+	 * expires ns or (until wall ns | REGISTRY_SPEC_UNTIL); 0 = none.  An
+	 * entry already applied is not applied again: a reload keeps the
+	 * deadline, and an expired entry stays expired until it changes. */
+	uint64_t policy_spec[RAYOS_CAP_COUNT];
 };
+#define REGISTRY_SPEC_UNTIL	(1ULL << 63)
 
 struct registry;
 
