@@ -491,8 +491,15 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 		struct compiled_vm *cv = plan[i].new_cv;
 		__u32 id = cv->vm.vm_id;
 
+		struct rayos_vm cur;
+
 		if (!plan[i].changed)
 			continue;
+		/* Temporary grants' deadlines are run-time state, not policy:
+		 * the new record keeps them, so a publish never opens a gap in
+		 * a grant (the agent re-applies its grants right after). */
+		if (!bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_VMS], &id, &cur))
+			memcpy(cv->vm.cap_until_ns, cur.cap_until_ns, sizeof(cur.cap_until_ns));
 		if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_VMS], &id, &cv->vm, BPF_ANY)) {
 			/* Records are preallocated and the count was checked,
 			 * so this takes a kernel failure. Say so loudly. */
