@@ -14,8 +14,8 @@ T=$(mktemp -d /tmp/rayos-dhcp-fuzz.XXXXXX)
 on_exit "rm -rf '$T'"
 
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	-D_GNU_SOURCE -I. tests/dhcp/fuzz_dhcp_proto.c agent/dhcp_proto.c agent/dhcp_server.c \
-	agent/dhcp_leases.c agent/log.c agent/util.c -o "$T/fuzz" 2>"$T/build.log"; then
+	-D_GNU_SOURCE -I. tests/dhcp/fuzz_dhcp_proto.c agent/dhcp/dhcp_proto.c agent/dhcp/dhcp_server.c \
+	agent/dhcp/dhcp_leases.c agent/core/log.c agent/core/util.c -o "$T/fuzz" 2>"$T/build.log"; then
 	if grep -qiE 'libclang_rt\.fuzzer|cannot find|unsupported option' "$T/build.log"; then
 		skip "no libFuzzer runtime (apt install libclang-rt-14-dev)" "dhcp parser fuzz"
 		tap_done; exit 0
