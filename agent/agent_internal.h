@@ -104,5 +104,20 @@ void vms_restore(struct agent *a);
 /* After each publish: put back capabilities granted or revoked at run time. */
 void vms_after_publish(struct agent *a);
 void vms_close(struct agent *a);
+/* Shared by vms.c and vmcaps.c. */
+int req_vm_id(const cJSON *req, uint32_t *id);
+struct policy_vm *policy_vm(struct agent *a, uint32_t id);
+
+struct vm_runtime;
+
+/* vmcaps.c: temporary capabilities (cap grant-temp, cap list, expiry). */
+cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req);
+cJSON *vmcaps_list(struct agent *a, const cJSON *req);
+/* Write the runtime grants, revokes and deadlines of vr into its record. */
+int vmcaps_apply(struct agent *a, const struct vm_runtime *vr);
+/* After a publish: the policy's temporary_capabilities, each applied once. */
+void vmcaps_policy(struct agent *a);
+/* Health tick: log, audit and clear grants whose deadline passed. */
+void vmcaps_tidy(struct agent *a);
 
 #endif

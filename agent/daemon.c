@@ -409,6 +409,7 @@ static void health_check(struct agent *a)
 		cJSON_Delete(t);
 	}
 	quarantine_check(a);
+	vmcaps_tidy(a);
 }
 
 static void on_health(struct ev_source *src, uint32_t events)
@@ -745,6 +746,10 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 		return vms_info(a, req);
 	if (!strcmp(cmd, "cap.grant") || !strcmp(cmd, "cap.revoke"))
 		return vms_cap(a, req, !strcmp(cmd, "cap.grant"));
+	if (!strcmp(cmd, "cap.grant_temp"))
+		return vmcaps_grant_temp(a, req);
+	if (!strcmp(cmd, "cap.list"))
+		return vmcaps_list(a, req);
 	if (!strcmp(cmd, "device.status") || !strcmp(cmd, "device.handlers") ||
 	    !strcmp(cmd, "device.list"))
 		return device_request(a, cmd, req);
@@ -774,7 +779,7 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 	}
 	return control_error("unknown command \"%s\" (known: status, stop, policy.reload, "
 			     "vm.list, vm.stats, vm.info, vm.register, vm.unregister, cap.grant, "
-			     "cap.revoke, device.status, device.handlers, device.list, "
+			     "cap.revoke, cap.grant_temp, cap.list, device.status, device.handlers, device.list, "
 			     "dhcp.status, dhcp.leases, dhcp.release, perf)", cmd);
 }
 

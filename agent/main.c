@@ -61,6 +61,10 @@ static void usage(FILE *f)
 "                          VM loses its enforcement\n"
 "  perf [--json]           host-wide counters, event rates, recent drops\n"
 "  cap grant|revoke ID CAP_X   change a running VM's capabilities (audited)\n"
+"  cap grant-temp ID CAP_X [--expires DURATION | --until RFC3339]\n"
+"                              a grant the kernel ends at its deadline (default 1h,\n"
+"                              1s..366d; durations like 30m, 1h30m, 2d)\n"
+"  cap list ID                 capabilities held now, with the time left\n"
 "  device status|handlers|list [ID]   device enforcement, classes, counters\n"
 "  dhcp status|leases | dhcp release IP   the DHCP server of guest bridges\n"
 "  dhcp client IFACE [...] an RFC 2131 client (dhcp client --help)\n"
@@ -83,7 +87,7 @@ enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_V
        OPT_IFACE, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
        OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS, OPT_MEASURE_DISKS, OPT_AK, OPT_AK_NAME,
        OPT_EK, OPT_CHALLENGE, OPT_BANKS, OPT_EK_CERT, OPT_EK_CA, OPT_MASS_SHARE,
-       OPT_ALLOW_MASS, OPT_KEEP_CGROUP };
+       OPT_ALLOW_MASS, OPT_KEEP_CGROUP, OPT_EXPIRES, OPT_UNTIL };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -117,6 +121,8 @@ static const struct option long_opts[] = {
 	{ "mass-removal-share", required_argument, NULL, OPT_MASS_SHARE },
 	{ "allow-mass-removal", no_argument, NULL, OPT_ALLOW_MASS },
 	{ "keep-cgroup", no_argument, NULL, OPT_KEEP_CGROUP },
+	{ "expires", required_argument, NULL, OPT_EXPIRES },
+	{ "until", required_argument, NULL, OPT_UNTIL },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -126,6 +132,7 @@ struct cli {
 	bool json, purge, allow_mass;
 	const char *iface;
 	const char *nonce, *out, *file, *pid;
+	const char *expires, *until;	/* cap grant-temp */
 	bool random, keep_cgroup;
 	struct tpm_trust trust;		/* tpm verify-quote / challenge */
 	const char *ek_cert, *ek_ca;
@@ -187,6 +194,12 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 				return -EINVAL;
 			}
 			cli->ao.metrics_port = port;
+			break;
+		case OPT_EXPIRES:
+			cli->expires = optarg;
+			break;
+		case OPT_UNTIL:
+			cli->until = optarg;
 			break;
 		case OPT_IFACE:
 			cli->iface = optarg;
@@ -804,18 +817,64 @@ static int cmd_tpm(struct cli *cli, int argc, char **argv)
 	return err ? 1 : 0;
 }
 
+static void print_cap_list(const cJSON *r)
+{
+	const cJSON *c, *caps = cJSON_GetObjectItemCaseSensitive(r, "capabilities");
+
+	if (!cJSON_GetArraySize(caps))
+		printf("VM %.0f holds no capabilities%s\n", jnum(r, "id"),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "quarantined"))
+		       ? " (quarantined)" : "");
+	cJSON_ArrayForEach(c, caps) {
+		if (!strcmp(jstr(c, "kind"), "temporary"))
+			printf("%-14s temporary  %s left (until %s)\n", jstr(c, "cap"),
+			       jstr(c, "left"), jstr(c, "until"));
+		else
+			printf("%-14s permanent\n", jstr(c, "cap"));
+	}
+}
+
+static void print_cap_temp(const cJSON *r)
+{
+	printf("VM %.0f: %s granted until %s (%.0f s from now, on the boot clock)\n",
+	       jnum(r, "id"), jstr(r, "cap"), jstr(r, "until"), jnum(r, "seconds_left"));
+}
+
+/* cap grant|revoke ID CAP | grant-temp ID CAP [--expires D | --until T] |
+ * list ID */
 static int cmd_cap(struct cli *cli, int argc, char **argv)
 {
+	const char *sub = argc ? argv[0] : "";
 	cJSON *req;
 	uint32_t id;
 
-	if (argc != 3 || (strcmp(argv[0], "grant") && strcmp(argv[0], "revoke"))) {
+	if (!strcmp(sub, "list") && argc == 2) {
+		if (parse_vm_id(argv[1], &id))
+			return 2;
+		req = request("cap.list");
+		cJSON_AddNumberToObject(req, "id", id);
+		return print_reply(cli, call(cli, req, false), print_cap_list);
+	}
+	if (!strcmp(sub, "grant-temp") && argc == 3) {
+		if (parse_vm_id(argv[1], &id))
+			return 2;
+		/* The daemon checks both (bounds, format, both given). */
+		req = request("cap.grant_temp");
+		cJSON_AddNumberToObject(req, "id", id);
+		cJSON_AddStringToObject(req, "cap", argv[2]);
+		if (cli->expires)
+			cJSON_AddStringToObject(req, "expires", cli->expires);
+		if (cli->until)
+			cJSON_AddStringToObject(req, "until", cli->until);
+		return print_reply(cli, call(cli, req, false), print_cap_temp);
+	}
+	if (argc != 3 || (strcmp(sub, "grant") && strcmp(sub, "revoke"))) {
 		usage(stderr);
 		return 2;
 	}
 	if (parse_vm_id(argv[1], &id))
 		return 2;
-	req = request(!strcmp(argv[0], "grant") ? "cap.grant" : "cap.revoke");
+	req = request(!strcmp(sub, "grant") ? "cap.grant" : "cap.revoke");
 	cJSON_AddNumberToObject(req, "id", id);
 	cJSON_AddStringToObject(req, "cap", argv[2]);
 	return print_reply(cli, call(cli, req, false), NULL);

@@ -44,7 +44,7 @@ struct vm_watch {
 };
 
 /* "id" of a request: 1..2^32-1, nothing else. */
-static int req_vm_id(const cJSON *req, uint32_t *id)
+int req_vm_id(const cJSON *req, uint32_t *id)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "id");
 
@@ -64,7 +64,7 @@ static cJSON *ok_reply(uint32_t id)
 	return r;
 }
 
-static struct policy_vm *policy_vm(struct agent *a, uint32_t id)
+struct policy_vm *policy_vm(struct agent *a, uint32_t id)
 {
 	return a->set ? (struct policy_vm *)policy_set_find(a->set, id) : NULL;
 }
@@ -697,6 +697,7 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 	if (old) {
 		vr.cap_grant = old->cap_grant;
 		vr.cap_revoke = old->cap_revoke;
+		memcpy(vr.cap_until, old->cap_until, sizeof(vr.cap_until));
 		if (!ifc)
 			memcpy(vr.iface, old->iface, sizeof(vr.iface));
 		if (!pidj) {
@@ -888,15 +889,20 @@ cJSON *vms_cap(struct agent *a, const cJSON *req, bool grant)
 	} else {
 		vr.cap_revoke |= 1ULL << bit;
 		vr.cap_grant &= ~(1ULL << bit);
+		vr.cap_until[bit] = 0;	/* a revoke ends a temporary grant too */
 	}
 	/* The runtime entry next (a restart re-applies it), the maps last. */
 	err = registry_put(a->reg, &vr);
-	if (!err)
-		err = devices_cap_commit(a->ld, &ch, err_msg, sizeof(err_msg));
-	else
+	if (err)
 		snprintf(err_msg, sizeof(err_msg), "refused: cannot save the change in %s/"
 			 "registrations.json: %s; nothing changed", a->opts->state_dir,
 			 strerror(-err));
+	else
+		err = devices_cap_commit(a->ld, &ch, err_msg, sizeof(err_msg));
+	/* A revoke ends a temporary grant of the capability as well. */
+	if (!err && !grant && prev.cap_until[bit] && (err = vmcaps_apply(a, &vr)))
+		snprintf(err_msg, sizeof(err_msg), "VM %u: cannot end its temporary %s: %s",
+			 vr.id, cap->valuestring, strerror(-err));
 	if (err) {
 		devices_cap_failed(&ch, err_msg);
 		if (had)
@@ -914,18 +920,9 @@ cJSON *vms_cap(struct agent *a, const cJSON *req, bool grant)
 
 void vms_after_publish(struct agent *a)
 {
-	for (size_t i = 0; i < registry_count(a->reg); i++) {
-		const struct vm_runtime *vr = registry_at(a->reg, i);
-		struct rayos_vm rec;
-		uint64_t caps;
-
-		if ((!vr->cap_grant && !vr->cap_revoke) || loader_vm_record(a->ld, vr->id, &rec) ||
-		    (rec.flags & RAYOS_VMF_QUARANTINE))
-			continue;	/* a quarantined VM gets no capabilities */
-		caps = (rec.caps | vr->cap_grant) & ~vr->cap_revoke;
-		if (caps != rec.caps)
-			loader_vm_set_caps(a->ld, vr->id, caps);
-	}
+	vmcaps_policy(a);
+	for (size_t i = 0; i < registry_count(a->reg); i++)
+		vmcaps_apply(a, registry_at(a->reg, i));
 }
 
 void vms_restore(struct agent *a)

@@ -16,6 +16,7 @@
 #include "fw.bpf.h"
 #include "ct.bpf.h"
 #include "rate.bpf.h"
+#include "caps.bpf.h"
 
 #define TC_ACT_OK	0
 #define TC_ACT_SHOT	2
@@ -180,6 +181,9 @@ static __always_inline bool shaped(const struct rayos_iface *iface, __u8 dir)
  *    while it runs): DROP everything, ARP and DHCP included, before any
  *    flow or rule lookup, so that no flow opened under the old policy
  *    survives it.
+ *  - a record without CAP_NETWORK: DROP everything both ways, also before
+ *    any flow lookup, so that a revoke ends flows already open with the
+ *    next packet (the revoke rewrites the record and its copy here).
  *  - every later lookup: see the helper that does it.
  */
 static __always_inline int rayos_tc(struct __sk_buff *skb, __u8 dir)
@@ -207,7 +211,8 @@ static __always_inline int rayos_tc(struct __sk_buff *skb, __u8 dir)
 	rsn = rayos_parse_skb(skb, &p);
 	if (!rsn)
 		rsn = vm->flags & RAYOS_VMF_QUARANTINE ? RAYOS_RSN_QUARANTINE
-						       : judge(skb, iface, dir, &p, now, &rule);
+		    : !rayos_vm_has_cap(vm, RAYOS_CAP_NETWORK) ? RAYOS_RSN_NO_CAP_NETWORK
+		    : judge(skb, iface, dir, &p, now, &rule);
 
 	/* The byte budget is spent only by packets that would pass, and only
 	 * where no qdisc shapes the direction (a queue beats a policer). */

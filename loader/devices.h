@@ -39,6 +39,10 @@ int loader_dev_prog_fd(const struct loader *ld);
  * no record.  The next publish of a changed VM rewrites caps from the
  * policy: callers keep their grants and apply them again after publishing. */
 int loader_vm_set_caps(struct loader *ld, uint32_t vm_id, uint64_t caps);
+/* The same, with the temporary grants' CLOCK_BOOTTIME deadlines
+ * (rayos_vm.cap_until_ns, 0 = none) in the same single update. */
+int loader_vm_set_grants(struct loader *ld, uint32_t vm_id, uint64_t caps,
+			 const uint64_t *until);	/* RAYOS_CAP_COUNT entries */
 struct rayos_vm;
 /* The VM's live rayos_vms record; -ENOENT if none. */
 int loader_vm_record(const struct loader *ld, uint32_t vm_id, struct rayos_vm *out);

@@ -508,8 +508,15 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 		struct compiled_vm *cv = plan[i].new_cv;
 		__u32 id = cv->vm.vm_id;
 
+		struct rayos_vm cur;
+
 		if (!plan[i].changed)
 			continue;
+		/* Temporary grants' deadlines are run-time state, not policy:
+		 * the new record keeps them, so a publish never opens a gap in
+		 * a grant (the agent re-applies its grants right after). */
+		if (!bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_VMS], &id, &cur))
+			memcpy(cv->vm.cap_until_ns, cur.cap_until_ns, sizeof(cur.cap_until_ns));
 		if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_VMS], &id, &cv->vm, BPF_ANY)) {
 			/* Records are preallocated and the count was checked,
 			 * so this takes a kernel failure. Say so loudly. */
@@ -632,6 +639,19 @@ int publish_remove_vm(struct loader *ld, uint32_t vm_id)
  * gets its policy's caps (see loader.h). */
 int loader_vm_set_caps(struct loader *ld, uint32_t vm_id, uint64_t caps)
 {
+	uint64_t until[RAYOS_CAP_COUNT];
+	struct rayos_vm rec;
+	__u32 id = vm_id;
+
+	if (bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_VMS], &id, &rec))
+		return -errno;
+	memcpy(until, rec.cap_until_ns, sizeof(until));	/* deadlines stay */
+	return loader_vm_set_grants(ld, vm_id, caps, until);
+}
+
+int loader_vm_set_grants(struct loader *ld, uint32_t vm_id, uint64_t caps,
+			 const uint64_t *until)
+{
 	struct pub_vm *pv = find_vm(state(ld), vm_id);
 	struct rayos_vm rec;
 	__u32 id = vm_id;
@@ -639,10 +659,13 @@ int loader_vm_set_caps(struct loader *ld, uint32_t vm_id, uint64_t caps)
 	if (bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_VMS], &id, &rec))
 		return -errno;
 	rec.caps = caps;
+	memcpy(rec.cap_until_ns, until, sizeof(rec.cap_until_ns));
 	if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_VMS], &id, &rec, BPF_EXIST))
 		return -errno;
-	if (pv)
+	if (pv) {
 		pv->cv.vm.caps = caps;
+		memcpy(pv->cv.vm.cap_until_ns, until, sizeof(pv->cv.vm.cap_until_ns));
+	}
 	return loader_iface_sync(ld, vm_id, NULL);
 }
 

@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <cjson/cJSON.h>
 
+#include "agent/caps/caps.h"
 #include "agent/policy/policy.h"
 
 #define MAX_PATH_DEPTH		12
@@ -1649,6 +1650,71 @@ static int vm_identity_field(struct pctx *c, const cJSON *it, struct policy_vm *
 	return 1;
 }
 
+/* One "temporary_capabilities" entry: {"cap", "expires" | "until"}. */
+struct temp_entry {
+	struct policy_vm *vm;
+	int cap;
+	bool has_expires, has_until;
+	uint64_t expires_ns, until_wall_ns;
+};
+
+static int temp_field(struct pctx *c, const cJSON *it, void *arg)
+{
+	struct temp_entry *te = arg;
+	const char *k = it->string, *v;
+	char err[256];
+	int ret;
+
+	if (!strcmp(k, "cap") || !strcmp(k, "expires") || !strcmp(k, "until")) {
+		ret = want_string(c, it, &v);
+		if (ret)
+			return ret;
+		if (!strcmp(k, "cap")) {
+			te->cap = policy_cap_from_name(v);
+			if (te->cap < 0)
+				return fail(c, "unknown capability \"%s\" (known: CAP_NETWORK, "
+					    "CAP_DISK_READ, CAP_DISK_WRITE, CAP_GPU, CAP_INPUT, "
+					    "CAP_CONSOLE, CAP_AUDIT, CAP_ADMIN)", v);
+		} else if (!strcmp(k, "expires")) {
+			te->has_expires = true;
+			if (caps_parse_duration(v, &te->expires_ns, err, sizeof(err)))
+				return fail(c, "%s", err);
+		} else {
+			te->has_until = true;
+			if (caps_parse_rfc3339(v, &te->until_wall_ns, err, sizeof(err)))
+				return fail(c, "%s", err);
+		}
+		return 0;
+	}
+	return unknown_key(c, k, "cap, expires, until");
+}
+
+static int temp_elem(struct pctx *c, const cJSON *j, int i, void *arg)
+{
+	struct temp_entry te = { .vm = arg, .cap = -1 };
+	int ret;
+
+	(void)i;
+	if (!cJSON_IsObject(j))
+		return fail(c, "expected an object such as {\"cap\": \"CAP_NETWORK\", "
+			    "\"expires\": \"30m\"}, got %s", type_name(j));
+	ret = for_each_field(c, j, temp_field, &te);
+	if (ret)
+		return ret;
+	if (te.cap < 0)
+		return fail(c, "entry has no \"cap\"");
+	if (te.has_expires && te.has_until)
+		return fail(c, "give \"expires\" or \"until\", not both");
+	if (te.vm->temp_expires_ns[te.cap] || te.vm->temp_until_wall_ns[te.cap])
+		return fail(c, "duplicate capability \"%s\"", policy_cap_name(te.cap));
+	if (te.has_until)
+		te.vm->temp_until_wall_ns[te.cap] = te.until_wall_ns ?: 1;
+	else
+		te.vm->temp_expires_ns[te.cap] = te.has_expires ? te.expires_ns
+								 : CAPS_TEMP_DEFAULT_NS;
+	return 0;
+}
+
 static int vm_field(struct pctx *c, const cJSON *it, void *arg)
 {
 	struct raw_vm *rv = arg;
@@ -1663,11 +1729,13 @@ static int vm_field(struct pctx *c, const cJSON *it, void *arg)
 		return ret;
 	if (!strcmp(k, "description"))
 		return description_field(c, it);
-	if (!strcmp(k, "temporary_capabilities") || !strcmp(k, "delegations"))
+	if (!strcmp(k, "temporary_capabilities"))
+		return for_each_elem(c, it, temp_elem, &rv->vm);
+	if (!strcmp(k, "delegations"))
 		return reserved_field(c, k);
 	return unknown_key(c, k, "id, name, group, interface, bridge, mac, ipv4, ipv6, "
-			   "ipv6_link_local, description, capabilities, firewall, host, bandwidth, "
-			   "control_rates, devices, disks");
+			   "ipv6_link_local, description, capabilities, temporary_capabilities, "
+			   "firewall, host, bandwidth, control_rates, devices, disks");
 }
 
 static int vm_elem(struct pctx *c, const cJSON *j, int i, void *arg)
@@ -2139,6 +2207,15 @@ static int flatten_vm(struct linker *l, const struct vm_ref *vr, struct policy_v
 		if (chain[i]->has_caps) {
 			out->caps = chain[i]->caps;
 			break;
+		}
+	for (d = 0; d < RAYOS_CAP_COUNT; d++)
+		if ((out->temp_expires_ns[d] || out->temp_until_wall_ns[d]) &&
+		    (out->caps & (1ULL << d))) {
+			free(chain);
+			vm_ctx(&c, vr, "temporary_capabilities");
+			return fail(&c, "%s is also a permanent capability of this VM (its "
+				    "\"capabilities\" or its group's): a temporary grant of it "
+				    "would mean nothing", policy_cap_name(d));
 		}
 	/* devices and disks: each whole, from the strongest level, like caps */
 	for (i = 0; i < n; i++)

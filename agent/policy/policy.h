@@ -112,6 +112,13 @@ struct policy_vm {
 	const struct dev_rule *dev_allow, *dev_deny;
 	size_t nr_disks;
 	const struct policy_disk *disks;
+	/* "temporary_capabilities" (VM level only): per capability, how long
+	 * from when the agent first applies the entry (ns), or until when
+	 * (CLOCK_REALTIME ns); at most one of the two, both 0 = no entry.  The
+	 * wiring turns an entry into a boot-clock deadline once, when it first
+	 * sees it (agent/vmcaps.c): a reload does not restart the clock. */
+	uint64_t temp_expires_ns[RAYOS_CAP_COUNT];
+	uint64_t temp_until_wall_ns[RAYOS_CAP_COUNT];
 	char source[PATH_MAX];		/* file that defined the VM */
 	/* Not from a file: the agent keeps a running VM that left the policy
 	 * set under a deny-all record (policy_set_add_quarantined). */

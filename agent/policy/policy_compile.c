@@ -17,7 +17,8 @@
 
 /* The ABI has explicit padding only: these sizes are what both sides agree on. */
 _Static_assert(sizeof(struct rayos_dir_policy) == 40, "rayos_dir_policy layout");
-_Static_assert(sizeof(struct rayos_vm) == 32 + 3 * 40 + 4 * 8 + 32, "rayos_vm layout");
+_Static_assert(sizeof(struct rayos_vm) == 32 + 3 * 40 + 4 * 8 + 32 + 8 * RAYOS_CAP_COUNT,
+	       "rayos_vm layout");
 _Static_assert(offsetof(struct rayos_vm, ctl) == 152, "rayos_vm.ctl offset");
 _Static_assert(offsetof(struct rayos_vm, dir) == 32, "rayos_vm.dir offset");
 _Static_assert(sizeof(struct rayos_fw_port_key) == 12, "rayos_fw_port_key layout");
@@ -31,7 +32,7 @@ _Static_assert(sizeof(struct rayos_fw_tab_key) == 8, "rayos_fw_tab_key layout");
 _Static_assert(sizeof(struct rayos_fw_tab) == 1920 + 64 * 12, "rayos_fw_tab layout");
 _Static_assert(sizeof(struct rayos_ip_bind) == 32, "rayos_ip_bind layout");
 _Static_assert(offsetof(struct rayos_ip_bind, lease_expiry_ns) == 24, "ip_bind expiry offset");
-_Static_assert(sizeof(struct rayos_iface) == 16 + 216 + 32, "rayos_iface layout");
+_Static_assert(sizeof(struct rayos_iface) == 16 + sizeof(struct rayos_vm) + 32, "rayos_iface layout");
 _Static_assert(sizeof(struct rayos_host_addr) == 8, "rayos_host_addr layout");
 _Static_assert(RAYOS_MAX_RULES == 64, "rule bitmaps are one __u64");
 _Static_assert(sizeof(struct rayos_dev_key) == 16, "rayos_dev_key layout");

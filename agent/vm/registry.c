@@ -61,11 +61,44 @@ bool registry_ifname_valid(const char *s)
 	return true;
 }
 
+/* This boot's id ("" when unreadable): boot-clock deadlines are only
+ * meaningful within it. */
+static void boot_id(char *buf, size_t len)
+{
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, len - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* {"CAP_X": "hex", ...} of the non-zero values, under key (none: absent). */
+static void cap_map_save(cJSON *o, const char *key, const uint64_t v[RAYOS_CAP_COUNT])
+{
+	cJSON *m = NULL;
+	char hex[17];
+
+	for (int c = 0; c < RAYOS_CAP_COUNT; c++) {
+		if (!v[c])
+			continue;
+		if (!m)
+			m = cJSON_AddObjectToObject(o, key);
+		snprintf(hex, sizeof(hex), "%llx", (unsigned long long)v[c]);
+		cJSON_AddStringToObject(m, policy_cap_name(c), hex);
+	}
+}
+
 static int save(const struct registry *r)
 {
-	cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "registrations");
-	char *text;
+	cJSON *root = cJSON_CreateObject(), *arr;
+	char *text, boot[64];
 	int err;
+
+	boot_id(boot, sizeof(boot));
+	cJSON_AddStringToObject(root, "boot_id", boot);
+	arr = cJSON_AddArrayToObject(root, "registrations");
 
 	for (size_t i = 0; i < r->nr; i++) {
 		const struct vm_runtime *g = &r->regs[i];
@@ -89,6 +122,8 @@ static int save(const struct registry *r)
 			cJSON_AddNumberToObject(o, "conf_uid", g->conf_uid);
 			cJSON_AddNumberToObject(o, "conf_disk_fds", g->conf_disk_fds);
 		}
+		cap_map_save(o, "cap_until", g->cap_until);
+		cap_map_save(o, "policy_temp", g->policy_spec);
 		cJSON_AddItemToArray(arr, o);
 	}
 	text = cJSON_Print(root);
@@ -106,6 +141,7 @@ int registry_open(const char *path, struct registry **out)
 {
 	struct registry *r = calloc(1, sizeof(*r));
 	cJSON *root = NULL, *it;
+	bool same_boot;
 	enum { MAX = 1 << 20 };
 	char *buf;
 	ssize_t n;
@@ -126,6 +162,13 @@ int registry_open(const char *path, struct registry **out)
 		root = cJSON_Parse(buf);
 	}
 	free(buf);
+	{
+		const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "boot_id");
+		char boot[64];
+
+		boot_id(boot, sizeof(boot));
+		same_boot = cJSON_IsString(b) && boot[0] && !strcmp(b->valuestring, boot);
+	}
 	it = cJSON_GetObjectItemCaseSensitive(root, "registrations");
 	if (!cJSON_IsArray(it)) {
 		/* Only we write this file; if it is damaged, say so and go on
@@ -142,6 +185,7 @@ int registry_open(const char *path, struct registry **out)
 		cJSON *revoke = cJSON_GetObjectItemCaseSensitive(it, "cap_revoke");
 		cJSON *cg = cJSON_GetObjectItemCaseSensitive(it, "cgroup");
 		cJSON *conf = cJSON_GetObjectItemCaseSensitive(it, "conf_flags");
+		const cJSON *u;
 		struct vm_runtime vr = {};
 
 		if (!cJSON_IsNumber(id) || id->valuedouble < 1 || id->valuedouble > UINT32_MAX ||
@@ -161,12 +205,30 @@ int registry_open(const char *path, struct registry **out)
 										    "cgroup_kept"));
 		}
 		if (cJSON_IsNumber(conf)) {
-			cJSON *u = cJSON_GetObjectItemCaseSensitive(it, "conf_uid");
+			cJSON *uid = cJSON_GetObjectItemCaseSensitive(it, "conf_uid");
 			cJSON *n = cJSON_GetObjectItemCaseSensitive(it, "conf_disk_fds");
 
 			vr.conf_flags = (uint32_t)conf->valuedouble;
-			vr.conf_uid = cJSON_IsNumber(u) ? (uint32_t)u->valuedouble : 0;
+			vr.conf_uid = cJSON_IsNumber(uid) ? (uint32_t)uid->valuedouble : 0;
 			vr.conf_disk_fds = cJSON_IsNumber(n) ? (uint32_t)n->valuedouble : 0;
+		}
+		cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(it, "cap_until")) {
+			int c = policy_cap_from_name(u->string);
+
+			if (c < 0 || !cJSON_IsString(u))
+				continue;
+			if (!same_boot) {
+				log_warn("VM %u: temporary %s dropped: it was granted in an "
+					 "earlier boot", vr.id, u->string);
+				continue;
+			}
+			vr.cap_until[c] = strtoull(u->valuestring, NULL, 16);
+		}
+		cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(it, "policy_temp")) {
+			int c = policy_cap_from_name(u->string);
+
+			if (c >= 0 && cJSON_IsString(u))
+				vr.policy_spec[c] = strtoull(u->valuestring, NULL, 16);
 		}
 		add(r, &vr);
 	}

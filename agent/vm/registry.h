@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "agent/policy/policy.h"
+#include "bpf/abi/policy.h"
 
 /* What the launcher (rayos-qemu) said it does before it execs QEMU. */
 #define VM_CONF_LAUNCHER	(1U << 0)	/* a report was given */
@@ -29,7 +30,17 @@ struct vm_runtime {
 	uint32_t conf_flags;		/* VM_CONF_* */
 	uint32_t conf_uid;		/* the uid QEMU runs as (launcher's word) */
 	uint32_t conf_disk_fds;		/* disk images handed over as fds */
+	/* Temporary grants: CLOCK_BOOTTIME deadline per capability, 0 = none.
+	 * Meaningful in this boot only: the file records the boot id and a
+	 * different boot drops them (the maps went with the old boot). */
+	uint64_t cap_until[RAYOS_CAP_COUNT];
+	/* The policy's "temporary_capabilities" entry that set cap_until, as
+	 * expires ns or (until wall ns | REGISTRY_SPEC_UNTIL); 0 = none.  An
+	 * entry already applied is not applied again: a reload keeps the
+	 * deadline, and an expired entry stays expired until it changes. */
+	uint64_t policy_spec[RAYOS_CAP_COUNT];
 };
+#define REGISTRY_SPEC_UNTIL	(1ULL << 63)
 
 struct registry;
 

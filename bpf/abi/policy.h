@@ -117,6 +117,12 @@ struct rayos_ctl_limit {
  * the old record or the new one whole; gen selects the rule generation.
  * dir[] is indexed by enum rayos_dir, and dir[RAYOS_FW_HOST] holds the
  * rules for traffic to the host.  ll6 entries that are all zero are unused.
+ *
+ * Capability i is held when bit i of caps is set (a permanent grant), or
+ * when cap_until_ns[i] is non-zero and bpf_ktime_get_boot_ns() is below it
+ * (a temporary grant): the programs compare the deadline themselves, so a
+ * temporary grant ends on time with the agent stopped or killed.  The boot
+ * clock counts suspend and ignores wall-clock changes.
  */
 struct rayos_vm {
 	__u32 vm_id;
@@ -129,6 +135,7 @@ struct rayos_vm {
 	struct rayos_dir_policy dir[RAYOS_FW_DIRS];
 	struct rayos_ctl_limit ctl[RAYOS_CTL_MAX];	/* by enum rayos_ctl_kind */
 	__u8  ll6[RAYOS_LL6_MAX][16];	/* extra link-local sources, network order */
+	__u64 cap_until_ns[RAYOS_CAP_COUNT];	/* CLOCK_BOOTTIME; 0 = no temporary grant */
 };
 
 /* Port key "kind": an exact port, or every port of a protocol. */

@@ -5,7 +5,8 @@
  * test (tests/dev/test_devpolicy.c) through a small shim.  It needs from its
  * includer: the types of bpf/abi/{policy,dev}.h, __always_inline,
  * bpf_map_lookup_elem(), bpf_get_current_cgroup_id(),
- * bpf_get_current_ancestor_cgroup_id(), and the maps rayos_vms,
+ * bpf_get_current_ancestor_cgroup_id(), bpf_ktime_get_boot_ns() (temporary
+ * capabilities, bpf/include/caps.bpf.h), and the maps rayos_vms,
  * rayos_cgroups and rayos_dev_rules (bpf/include/devmaps.bpf.h).
  *
  * Decision order, per access bit requested (read, write, mknod):
@@ -27,6 +28,7 @@
 
 #include "bpf/abi/dev.h"
 #include "bpf/abi/policy.h"
+#include "caps.bpf.h"
 
 #define RAYOS_DEV_RW		(RAYOS_DEV_ACC_READ | RAYOS_DEV_ACC_WRITE)
 /* cgroup v2 depth searched for a VM's cgroup above the task's own. */
@@ -124,6 +126,7 @@ static __always_inline int rayos_dev_verdict(const struct rayos_vm *vm,
 					     __u32 cls, __u32 access, __u32 *reason)
 {
 	__u32 allow = 0, deny = 0, disk = 0, cap, basic = rayos_dev_basic_bits(cls);
+	__u64 caps;
 
 	access &= RAYOS_DEV_ACC_ALL;
 	if (!vm || (vm->flags & RAYOS_VMF_QUARANTINE)) {
@@ -148,7 +151,8 @@ static __always_inline int rayos_dev_verdict(const struct rayos_vm *vm,
 		*reason = RAYOS_DEVR_EXPLICIT_ALLOW;
 		return 1;
 	}
-	cap = rayos_dev_cap_bits(vm->caps, cls) | rayos_dev_disk_bits(vm->caps, disk);
+	caps = rayos_vm_caps_now(vm);	/* temporary grants: compared to their deadline */
+	cap = rayos_dev_cap_bits(caps, cls) | rayos_dev_disk_bits(caps, disk);
 	if (!(access & ~(allow | cap))) {
 		*reason = RAYOS_DEVR_CAP;
 		return 1;

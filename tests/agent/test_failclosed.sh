@@ -271,17 +271,7 @@ if [[ -n $CG2 ]]; then
 	spawn QEMU sleep 300
 	agent vm register 1304 --pid "$QEMU" >/dev/null
 	ok $? "VM 1304 registered with a process and no tap"
-	open_tun() {
-		python3 - "$CG2/rayos/vm1304/cgroup.procs" "$T/tun" <<'EOF'
-import errno, os, sys
-with open(sys.argv[1], "w") as f:
-    f.write(str(os.getpid()))
-try:
-    os.close(os.open(sys.argv[2], os.O_RDWR)); print("OK")
-except OSError as e:
-    print(errno.errorcode[e.errno])
-EOF
-	}
+	open_tun() { open_in_cgroup "$CG2/rayos/vm1304/cgroup.procs" "$T/tun"; }
 	r=$(open_tun)
 	ok "$([[ $r != EPERM ]]; echo $?)" "with its policy, /dev/net/tun passes the cgroup ($r)"
 	rm -f "$T/setB/vm1304.json"

@@ -9,6 +9,7 @@
  * kernel.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <linux/types.h>
@@ -42,6 +43,7 @@ static struct {
 	struct { struct rayos_dev_key k; struct rayos_dev_rule v; } rules[MAX_FAKE];
 	size_t nr_rules;
 	__u64 cgid;
+	__u64 now_boot_ns;		/* bpf_ktime_get_boot_ns() */
 	__u64 ancestor[9];		/* by level, 0 = deeper than the task */
 	unsigned int lookups;
 } fk;
@@ -73,6 +75,11 @@ static __u64 bpf_get_current_cgroup_id(void)
 static __u64 bpf_get_current_ancestor_cgroup_id(int level)
 {
 	return level >= 0 && level <= 8 ? fk.ancestor[level] : 0;
+}
+
+static __u64 bpf_ktime_get_boot_ns(void)
+{
+	return fk.now_boot_ns;
 }
 
 #include "bpf/include/devpolicy.bpf.h"
@@ -312,9 +319,39 @@ static void test_table_agrees(void)
 	ASSERT_EQ(bad, 0, "every class has a metrics name");
 }
 
+/* A temporary grant: a boot-clock deadline in the record, compared by the
+ * decision itself; a permanent bit outlives it; other capabilities' deadlines
+ * do not stand in. */
+static void test_temporary(void)
+{
+	struct rayos_vm vm = { .vm_id = 1 };
+	const __u32 gpu = rayos_dev_class_of(C, 226, 0);
+	__u32 reason;
+
+	vm.cap_until_ns[RAYOS_CAP_GPU] = 1000;
+	fk.now_boot_ns = 999;
+	ASSERT_TRUE(rayos_dev_verdict(&vm, NULL, NULL, gpu, R | W, &reason) &&
+		    reason == RAYOS_DEVR_CAP, "temporary CAP_GPU before its deadline: allowed");
+	fk.now_boot_ns = 1000;
+	ASSERT_TRUE(!rayos_dev_verdict(&vm, NULL, NULL, gpu, R, &reason) &&
+		    reason == RAYOS_DEVR_DEFAULT_DENY, "temporary CAP_GPU at its deadline: denied");
+	vm.caps = CAP(GPU);
+	ASSERT_TRUE(rayos_dev_verdict(&vm, NULL, NULL, gpu, R, &reason),
+		    "expired temporary grant under a permanent one: allowed");
+	vm.caps = 0;
+	vm.cap_until_ns[RAYOS_CAP_GPU] = 0;
+	vm.cap_until_ns[RAYOS_CAP_INPUT] = 5000;
+	ASSERT_TRUE(!rayos_dev_verdict(&vm, NULL, NULL, gpu, R, &reason),
+		    "a temporary CAP_INPUT does not open the GPU");
+	ASSERT_TRUE(rayos_dev_verdict(&vm, NULL, NULL, rayos_dev_class_of(C, 13, 64), R, &reason),
+		    "but opens an input device before its deadline");
+	fk.now_boot_ns = 0;
+}
+
 int main(void)
 {
 	test_verdicts();
+	test_temporary();
 	test_lookups();
 	test_current_vm();
 	test_table_agrees();

@@ -210,6 +210,22 @@ bridge_guest() {
 	printf -v "$1" '%s' "$_ns"
 }
 
+# open_in_cgroup PROCS NODE: open NODE read-write from a process moved into
+# the cgroup whose cgroup.procs is PROCS; prints OK or the errno name (a
+# mknod node of an absent driver: EPERM = the cgroup denies, ENXIO/ENODEV =
+# allowed).
+open_in_cgroup() {
+	python3 - "$1" "$2" <<'EOF'
+import errno, os, sys
+with open(sys.argv[1], "w") as f:
+    f.write(str(os.getpid()))
+try:
+    os.close(os.open(sys.argv[2], os.O_RDWR)); print("OK")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+EOF
+}
+
 # netns_new VAR: a network namespace with a unique name, stored in VAR and
 # deleted on exit together with every process still running inside it.  It
 # sets a variable instead of printing the name because an on_exit registered

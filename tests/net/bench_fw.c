@@ -27,6 +27,7 @@
 #include "agent/policy/policy.h"
 #include "bpf/abi/net.h"
 #include "loader/attach.h"
+#include "loader/devices.h"
 #include "loader/loader.h"
 #include "loader/publish.h"
 #include "loader/stats.h"
@@ -41,10 +42,11 @@
 #define VMS_PER_FILE	256		/* keeps filler files under 1 MiB */
 #define MAX_VMS		4096
 
-enum pkind { P_FLOW, P_RULE_DENY, P_DEFAULT_DENY, P_RULE_ALLOW, P_TRIE, P_MAX };
+enum pkind { P_FLOW, P_FLOW_TEMP, P_RULE_DENY, P_DEFAULT_DENY, P_RULE_ALLOW, P_TRIE, P_MAX };
 
 static const char *const pkind_name[P_MAX] = {
 	[P_FLOW]	 = "flow hit (TCP ACK, out)",
+	[P_FLOW_TEMP]	 = "flow hit, temporary CAP_NETWORK",
 	[P_RULE_DENY]	 = "SYN, deny rule (range+cidr)",
 	[P_DEFAULT_DENY] = "SYN, no rule: default deny",
 	[P_RULE_ALLOW]	 = "GRE, allow rule (+rule ctr)",
@@ -68,7 +70,7 @@ static int put_vm(char *buf, size_t cap, unsigned int id, bool filler)
 	int n = snprintf(buf, cap,
 		"{ \"id\": %u, \"name\": \"vm%u\", \"interface\": \"tap%u\", "
 		"\"mac\": \"52:54:00:%02x:%02x:%02x\", \"ipv4\": \"10.%u.%u.%u\", "
-		"\"firewall\": { \"in\": { \"default\": \"deny\", \"rules\": [",
+		"\"capabilities\": [\"CAP_NETWORK\"], \"firewall\": { \"in\": { \"default\": \"deny\", \"rules\": [",
 		id, id, id, (id >> 16) & 0xff, (id >> 8) & 0xff, id & 0xff,
 		(id >> 14) & 0xff, (id >> 7) & 0x7f, (id & 0x7f) + 1);
 
@@ -182,7 +184,7 @@ static void build(struct pkt *p, enum pkind k, bool syn_for_flow)
 
 	pkt_mac(host_mac, "52:54:00:ff:00:01");
 	pkt_init(p);
-	if (k == P_FLOW) {	/* guest -> outside, port 443: default allow out */
+	if (k == P_FLOW || k == P_FLOW_TEMP) {	/* guest -> outside, 443: default allow out */
 		pkt_eth(p, host_mac, vm_mac, 0x0800);
 		pkt_ipv4(p, "10.0.0.2", "198.51.100.1", 6, 0, 0, 1);
 		pkt_tcp(p, 40000, 443, syn_for_flow ? 0x02 : 0x10);
@@ -313,6 +315,21 @@ static void teardown(struct scenario *s)
 		loader_purge(s->pin);
 }
 
+/* The measured VM's CAP_NETWORK as a permanent bit, or as a temporary
+ * grant (bit clear, deadline an hour ahead: the program reads the boot
+ * clock and compares), written the way `cap grant-temp` writes it. */
+static int cap_network_temporary(struct scenario *s, bool temp)
+{
+	uint64_t until[RAYOS_CAP_COUNT] = { 0 };
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	if (temp)
+		until[RAYOS_CAP_NETWORK] = (ts.tv_sec + 3600) * 1000000000ULL;
+	return loader_vm_set_grants(s->ld, MEASURED_ID, temp ? 0 : 1ULL << RAYOS_CAP_NETWORK,
+				    until) ?: iface_to(s, MEASURED_ID);
+}
+
 /* One round of every figure of one scenario. */
 static int measure_round(struct rayos_bench *empty, struct scenario *s, int r)
 {
@@ -334,10 +351,14 @@ static int measure_round(struct rayos_bench *empty, struct scenario *s, int r)
 			continue;
 		if (k == P_TRIE)
 			err = iface_to(s, FILLER_ID);
-		err = err ?: pkt_run_tc(k == P_FLOW ? out : in, &pk[k], TAP_IFINDEX, REPEAT,
-					&s->verdict[k], &s->ns[k][r]);
+		if (k == P_FLOW_TEMP)
+			err = cap_network_temporary(s, true);
+		err = err ?: pkt_run_tc(k == P_FLOW || k == P_FLOW_TEMP ? out : in, &pk[k],
+					TAP_IFINDEX, REPEAT, &s->verdict[k], &s->ns[k][r]);
 		if (k == P_TRIE)
 			err = err ?: iface_to(s, MEASURED_ID);
+		if (k == P_FLOW_TEMP)
+			err = err ?: cap_network_temporary(s, false);
 	}
 	return err;
 }

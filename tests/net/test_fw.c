@@ -47,6 +47,7 @@ struct tdir {
 
 struct tpolicy {
 	uint8_t vm_flags;	/* RAYOS_VMF_* */
+	bool no_cap_network;	/* the record lacks CAP_NETWORK (others have it) */
 	uint32_t bind;		/* RAYOS_BINDF_*; 0 = unbound */
 	struct tdir dir[RAYOS_FW_DIRS];	/* IN, OUT, HOST (zero: deny, no rules) */
 	struct rayos_ctl_limit ctl[RAYOS_CTL_MAX];	/* zero: unlimited */
@@ -319,7 +320,8 @@ static bool tabulate(struct rayos_vm *vm)
 static bool policy_apply_tabs(const struct tpolicy *pol, bool with_tabs)
 {
 	struct rayos_vm vm = { .vm_id = VM_ID, .slot = VM_SLOT, .gen = 0,
-			       .flags = pol->vm_flags, .policy_version = fx.version++ };
+			       .flags = pol->vm_flags, .policy_version = fx.version++,
+			       .caps = pol->no_cap_network ? 0 : 1ULL << RAYOS_CAP_NETWORK };
 	uint32_t id = VM_ID;
 	bool moved = false;
 
@@ -362,7 +364,7 @@ static void policy_apply(const struct tpolicy *pol)
 /* What the publisher does to a VM whose policy changed: rewrite its record
  * with a new policy_version (rules here stay the same). */
 /* A new policy version of the same record; set_flags ORed into its flags. */
-static void vm_bump_version_flags(uint8_t set_flags)
+static void vm_bump_version_caps(uint8_t set_flags, uint64_t clear_caps, uint64_t set_caps)
 {
 	struct rayos_vm vm;
 	uint32_t id = VM_ID;
@@ -371,8 +373,14 @@ static void vm_bump_version_flags(uint8_t set_flags)
 		return;
 	vm.policy_version = fx.version++;
 	vm.flags |= set_flags;
+	vm.caps = (vm.caps & ~clear_caps) | set_caps;
 	bpf_map_update_elem(fx.map[RAYOS_MAP_VMS], &id, &vm, BPF_ANY);
 	iface_sync();
+}
+
+static void vm_bump_version_flags(uint8_t set_flags)
+{
+	vm_bump_version_caps(set_flags, 0, 0);
 }
 
 static void vm_bump_version(void)
@@ -656,6 +664,15 @@ static const struct tpolicy pol_no_mac = {
 		 [HOST] = { RAYOS_ACT_ALLOW } },
 };
 
+/* Open both ways, bound, but without CAP_NETWORK: the record's missing
+ * capability alone must stop every frame both ways, control traffic too. */
+static const struct tpolicy pol_no_cap_network = {
+	.vm_flags = RAYOS_VMF_MAC,
+	.no_cap_network = true,
+	.bind = RAYOS_BINDF_IPV4 | RAYOS_BINDF_IPV6,
+	.dir = { [IN] = { RAYOS_ACT_ALLOW }, [OUT] = { RAYOS_ACT_ALLOW } },
+};
+
 static const struct tpolicy pol_in_deny_raw = {
 	.vm_flags = RAYOS_VMF_MAC,
 	.bind = RAYOS_BINDF_IPV4,
@@ -916,6 +933,22 @@ static const struct fw_case cases[] = {
 		{ IN, { .kind = K_DHCP, V4(HOST_IP, VM_IP), .sport = 67, .dport = 68, .dhcp_op = 2, .dhcp_type = 2 }, DROP(QUARANTINE), NO_RULE },
 		{ IN, VMIN(.proto = ICMP, .dport = 8, .sport = 1), DROP(QUARANTINE), NO_RULE } } },
 
+	/* ---- CAP_NETWORK: without it the tap passes no frame either way ---- */
+	{ "no CAP_NETWORK: TCP, UDP and IPv6 dropped both ways under allow-all", &pol_no_cap_network, {
+		{ OUT, VMOUT(.proto = TCP, .sport = 40000, .dport = 443, .tcp_flags = SYN), DROP(NO_CAP_NETWORK), NO_RULE },
+		{ IN, VMIN(.proto = TCP, .sport = 443, .dport = 40000, .tcp_flags = SYN | ACK), DROP(NO_CAP_NETWORK), NO_RULE },
+		{ OUT, { .kind = K_IP, V4(VM_IP6, "2001:db8:53::53"), .proto = UDP, .sport = 33333, .dport = 53 }, DROP(NO_CAP_NETWORK), NO_RULE },
+		{ IN, { .kind = K_IP, V4("2001:db8:53::53", VM_IP6), .proto = UDP, .sport = 53, .dport = 33333 }, DROP(NO_CAP_NETWORK), NO_RULE } } },
+	{ "no CAP_NETWORK: ARP, DHCP, ND and ICMP dropped too", &pol_no_cap_network, {
+		{ OUT, { .kind = K_ARP, .op = 1, V4(VM_IP, HOST_IP) }, DROP(NO_CAP_NETWORK), NO_RULE },
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1 }, DROP(NO_CAP_NETWORK), NO_RULE },
+		{ IN, { .kind = K_DHCP, V4(HOST_IP, VM_IP), .sport = 67, .dport = 68, .dhcp_op = 2, .dhcp_type = 2 }, DROP(NO_CAP_NETWORK), NO_RULE },
+		{ IN, VMIN(.proto = ICMP, .dport = 8, .sport = 1), DROP(NO_CAP_NETWORK), NO_RULE } } },
+	{ "no CAP_NETWORK: spoofed and non-IP frames from the VM still dropped", &pol_no_cap_network, {
+		{ OUT, VMOUT(.proto = UDP, .sport = 1, .dport = 2, .smac = "52:54:00:66:66:66"), DROP(NO_CAP_NETWORK), NO_RULE },
+		{ OUT, { .kind = K_RAW, .ethertype = 0x88cc }, DROP(NO_CAP_NETWORK), NO_RULE },
+		{ OUT, { .kind = K_ND, V4("::", "ff02::1:ff12:3456"), .dport = 135, .target = VM_LL }, DROP(NO_CAP_NETWORK), NO_RULE } } },
+
 	/* ---- fragments ---- */
 	{ "IPv4 fragments take the first fragment's ports", &pol_ct, {
 		{ OUT, { .kind = K_IP, V4(VM_IP, "192.0.2.53"), .proto = UDP, .sport = 5353, .dport = 53, .frag = 0x2000, .frag_id = 77 }, PASS(PASS_RULE), 1 },
@@ -970,6 +1003,7 @@ static const char *reason_name(int r)
 		[RAYOS_RSN_ROGUE_DHCP] = "ROGUE_DHCP", [RAYOS_RSN_ROGUE_RA] = "ROGUE_RA",
 		[RAYOS_RSN_RATE] = "RATE", [RAYOS_RSN_NO_VM] = "NO_VM",
 		[RAYOS_RSN_QUARANTINE] = "QUARANTINE",
+		[RAYOS_RSN_NO_CAP_NETWORK] = "NO_CAP_NETWORK",
 	};
 
 	return r >= 0 && r < RAYOS_RSN_MAX && names[r] ? names[r] : "?";
@@ -1350,6 +1384,91 @@ static void test_flow_expiry_and_policy_change(void)
 	ASSERT_EQ(retval, TC_ACT_SHOT, "quarantine: the flow's origin packet is dropped too");
 }
 
+/* A revoke of CAP_NETWORK (the record rewritten without it, as `cap revoke`
+ * does) ends flows already open with their next packet, both ways; a grant
+ * brings back the same flow (its entry is still valid under this policy). */
+static void test_cap_network_revoke(void)
+{
+	const struct pd out = { .kind = K_IP, V4(VM_IP, "192.0.2.10"), .proto = TCP, .sport = 40001, .dport = 443, .tcp_flags = SYN };
+	const struct pd ack = { .kind = K_IP, V4(VM_IP, "192.0.2.10"), .proto = TCP, .sport = 40001, .dport = 443, .tcp_flags = ACK };
+	const struct pd back = { .kind = K_IP, V4("192.0.2.10", VM_IP), .proto = TCP, .sport = 443, .dport = 40001, .tcp_flags = ACK };
+	const uint64_t net = 1ULL << RAYOS_CAP_NETWORK;
+	struct rayos_ctr in0, out0;
+	uint32_t retval;
+
+	policy_apply(&pol_ct);
+	run_one(OUT, &out, 1, &retval);
+	run_one(IN, &back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "CAP_NETWORK held: the reply of an open flow passes");
+
+	in0 = vm_ctr(IN, RAYOS_RSN_NO_CAP_NETWORK);
+	out0 = vm_ctr(OUT, RAYOS_RSN_NO_CAP_NETWORK);
+	vm_bump_version_caps(0, net, 0);
+	run_one(IN, &back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "revoked: the next reply of the open flow is dropped");
+	run_one(OUT, &ack, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "revoked: the flow's next packet from the VM is dropped");
+	ASSERT_EQ(vm_ctr(IN, RAYOS_RSN_NO_CAP_NETWORK).packets, in0.packets + 1,
+		  "revoked: counted as no_cap_network (in)");
+	ASSERT_EQ(vm_ctr(OUT, RAYOS_RSN_NO_CAP_NETWORK).packets, out0.packets + 1,
+		  "revoked: counted as no_cap_network (out)");
+
+	vm_bump_version_caps(0, 0, net);
+	run_one(OUT, &ack, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "granted again: the flow's packet from the VM passes");
+	run_one(IN, &back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "granted again: its reply passes");
+
+	/* Other capabilities do not stand in for CAP_NETWORK. */
+	vm_bump_version_caps(0, net, ~net & ((1ULL << RAYOS_CAP_COUNT) - 1));
+	run_one(IN, &back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "every capability but CAP_NETWORK: dropped");
+}
+
+/* A temporary CAP_NETWORK: the boot-clock deadline in the record (and its
+ * copy in the tap's entry) is compared by the program; after it, every frame
+ * of the VM, flows included, drops as no_cap_network. */
+static void test_cap_network_temporary(void)
+{
+	const struct pd out = { .kind = K_IP, V4(VM_IP, "192.0.2.10"), .proto = TCP, .sport = 40002, .dport = 443, .tcp_flags = SYN };
+	const struct pd back = { .kind = K_IP, V4("192.0.2.10", VM_IP), .proto = TCP, .sport = 443, .dport = 40002, .tcp_flags = ACK };
+	const uint64_t net = 1ULL << RAYOS_CAP_NETWORK;
+	struct rayos_ctr before;
+	struct rayos_vm vm;
+	uint32_t id = VM_ID, retval;
+
+	policy_apply(&pol_ct);
+	vm_bump_version_caps(0, net, 0);
+	if (bpf_map_lookup_elem(fx.map[RAYOS_MAP_VMS], &id, &vm))
+		return;
+	vm.cap_until_ns[RAYOS_CAP_NETWORK] = now_boot_ns() + 3600ULL * 1000000000ULL;
+	bpf_map_update_elem(fx.map[RAYOS_MAP_VMS], &id, &vm, BPF_ANY);
+	iface_sync();
+	run_one(OUT, &out, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "temporary CAP_NETWORK, deadline ahead: the VM opens a flow");
+	run_one(IN, &back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "temporary CAP_NETWORK: the reply passes");
+
+	vm.cap_until_ns[RAYOS_CAP_NETWORK] = now_boot_ns() - 1;
+	bpf_map_update_elem(fx.map[RAYOS_MAP_VMS], &id, &vm, BPF_ANY);
+	iface_sync();
+	before = vm_ctr(IN, RAYOS_RSN_NO_CAP_NETWORK);
+	run_one(IN, &back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "deadline passed: the open flow's reply is dropped");
+	ASSERT_EQ(vm_ctr(IN, RAYOS_RSN_NO_CAP_NETWORK).packets, before.packets + 1,
+		  "deadline passed: counted as no_cap_network");
+	run_one(OUT, &out, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "deadline passed: the VM's packets are dropped");
+
+	/* A deadline of another capability does not stand in. */
+	vm.cap_until_ns[RAYOS_CAP_NETWORK] = 0;
+	vm.cap_until_ns[RAYOS_CAP_GPU] = now_boot_ns() + 3600ULL * 1000000000ULL;
+	bpf_map_update_elem(fx.map[RAYOS_MAP_VMS], &id, &vm, BPF_ANY);
+	iface_sync();
+	run_one(OUT, &out, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "a temporary CAP_GPU does not let packets through");
+}
+
 static void test_rate(void)
 {
 	struct tpolicy pol = pol_open;
@@ -1483,6 +1602,15 @@ static void test_events(void)
 	ring_buffer__consume(rb);
 	ASSERT_TRUE(seen.n == 1 && seen.last.rule == 1 && seen.last.reason == RAYOS_RSN_DROP_RULE,
 		    "event of a rule drop names the rule");
+
+	/* A drop for want of CAP_NETWORK is an event with that reason. */
+	policy_apply(&pol_no_cap_network);
+	seen.n = 0;
+	run_one(IN, &(const struct pd)VMIN(.proto = UDP, .sport = 53, .dport = 5353), 1, &retval);
+	ring_buffer__consume(rb);
+	ASSERT_TRUE(seen.n == 1 && seen.last.reason == RAYOS_RSN_NO_CAP_NETWORK &&
+		    seen.last.dir == IN && seen.last.dport == 5353,
+		    "event of a drop without CAP_NETWORK says no_cap_network");
 	ring_buffer__free(rb);
 }
 
@@ -1517,6 +1645,8 @@ int main(void)
 	test_unknown_iface_and_missing_vm();
 	test_lease_expiry();
 	test_flow_expiry_and_policy_change();
+	test_cap_network_revoke();
+	test_cap_network_temporary();
 	test_icmp_related();
 	test_dhcp_mark();
 	test_rate();
