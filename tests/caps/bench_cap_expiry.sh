@@ -23,6 +23,7 @@ CG2=$(cgroup2_mount)
 cat >"$T/policies/b.json" <<EOF
 { "version": 1, "vms": [ { "id": $VM_ID, "name": "vm-bench", "interface": "$HOST",
   "mac": "$VM_MAC", "ipv4": "$NET.2", "capabilities": [],
+  "host": { "rules": [ { "action": "allow", "protocol": "udp" } ] },
   "firewall": { "in": { "default": "allow" }, "out": { "default": "allow" } } } ] }
 EOF
 mknod "$T/dri" c 226 0

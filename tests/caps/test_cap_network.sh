@@ -29,9 +29,11 @@ write_policy() {
 	"vms": [
 		{ "id": $VM_ID, "name": "vm-cap", "interface": "$HOST", "mac": "$VM_MAC",
 		  "ipv4": "$NET.2", "capabilities": ["CAP_NETWORK"],
+		  "host": { "rules": [ { "action": "allow", "protocol": "udp" } ] },
 		  "firewall": { "in": { "default": "allow" }, "out": { "default": "allow" } } },
 		{ "id": $NOCAP_ID, "name": "vm-nocap", "interface": "$NOCAP_HOST",
 		  "mac": "$NOCAP_MAC", "ipv4": "$NOCAP_NET.2", "capabilities": ["CAP_CONSOLE"],
+		  "host": { "rules": [ { "action": "allow", "protocol": "udp" } ] },
 		  "firewall": { "in": { "default": "allow" }, "out": { "default": "allow" } } }
 	]
 }
@@ -48,7 +50,8 @@ slot_of() { agent status --json | jq -r ".vms[] | select(.id == $1) | .slot"; }
 SLOT=$(slot_of $VM_ID) NOCAP_SLOT=$(slot_of $NOCAP_ID)
 
 # ---- counters: rayos_vm_stats[slot], per CPU, summed --------------------
-IN=0 OUT=1 NO_CAP=23
+# The reason number as the ABI defines it (bpf/abi/net.h).
+IN=0 OUT=1 NO_CAP=$(awk '/RAYOS_RSN_NO_CAP_NETWORK =/ { print $3 + 0 }' bpf/abi/net.h)
 PASSES=(0 1 2 3 4)
 le32() { printf '%d %d %d %d' $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24)); }
 stats() {	# stats SLOT: [dir][reason] packets, summed over CPUs

@@ -23,6 +23,7 @@ write_policy() {
 { "version": 1, "description": "${1:-temporary}",
   "vms": [ { "id": $VM_ID, "name": "vm-temp", "interface": "$HOST", "mac": "$VM_MAC",
 	     "ipv4": "$NET.2", "capabilities": [${3:-}], ${2:+$2,}
+	     "host": { "rules": [ { "action": "allow", "protocol": "udp" } ] },
 	     "firewall": { "in": { "default": "allow" }, "out": { "default": "allow" } } } ] }
 EOF
 	mv "$T/policies/temp.json.tmp" "$T/policies/temp.json"
@@ -33,13 +34,15 @@ wait_for 3 bash -c "'$AGENT' status --json --run-dir '$T/run' | jq -e '.vms[0].i
 ok $? "the VM's programs are attached" || { tap_done; exit 1; }
 SLOT=$(agent status --json | jq -r '.vms[0].slot')
 
+# The reason number as the ABI defines it (bpf/abi/net.h).
+NO_CAP=$(awk '/RAYOS_RSN_NO_CAP_NETWORK =/ { print $3 + 0 }' bpf/abi/net.h)
 le32() { printf '%d %d %d %d' $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24)); }
 # passed / refused: packets of the VM counted as passed (any pass reason) or
 # as no_cap_network, both directions, summed over CPUs.
 counters() {
 	bpftool -j map lookup pinned "$PIN/rayos_vm_stats" key $(le32 "$SLOT") |
-		jq -r '[.formatted.values[].value.c] | transpose | map(transpose |
-			map(map(.packets) | add)) | "\(.[0][0:5] + .[1][0:5] | add) \(.[0][23] + .[1][23])"'
+		jq -r --argjson r "$NO_CAP" '[.formatted.values[].value.c] | transpose | map(transpose |
+			map(map(.packets) | add)) | "\(.[0][0:5] + .[1][0:5] | add) \(.[0][$r] + .[1][$r])"'
 }
 until_ns() {	# the record's deadline of capability $1 (bit), on the boot clock
 	bpftool -j map lookup pinned "$PIN/rayos_vms" key $(le32 "$VM_ID") |
