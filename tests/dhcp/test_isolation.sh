@@ -133,6 +133,7 @@ ok "$(($(held_by $A) <= 1 ? 0 : 1))" "A holds at most one lease ($(held_by $A))"
 # A also answers each of the server's ARP probes with a probe of its own.
 k0=$(status .conflicts)
 spawn ECHO ip netns exec "$NS_A" "$TOOL" eth0 "$MAC_A" probeback 5 >"$T/probeback.out" 2>&1
+wait_for 5 grep -q '^listening' "$T/probeback.out"	# else it may miss the probe
 spawn UDH ip netns exec "$NS_B" udhcpc -f -R -i eth0 -s "$T/client-script" -t 10 -T 1 -A 1 \
 	>"$T/udhcpc.log" 2>&1
 check "after the attack B (udhcpc) completes a DORA" -- wait_for 20 has_addr "$NS_B"

@@ -22,7 +22,8 @@
  *   tool_hostile IF MAC probeback SECS
  *       Answer every ARP probe (sender 0.0.0.0) heard with a probe of its own
  *       for the same address, as RFC 5227's "another host probing" would be
- *       read, for SECS seconds.  Prints "answered N".
+ *       read, for SECS seconds.  Prints "listening" once its socket is
+ *       bound, then "answered N".
  *   tool_hostile IF MAC dora SECS [RUNS]
  *       DORA after DORA with MAC as chaddr for SECS seconds, RUNS times;
  *       prints "run I dora N per_s R p50_ms X p99_ms Y timeouts T" per run.
@@ -303,6 +304,8 @@ static int mode_probeback(struct ctx *c, int argc, char **argv)
 	rfd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
 	if (rfd < 0 || bind(rfd, (struct sockaddr *)&sll, sizeof(sll)))
 		return die("probeback: cannot open the ARP socket");
+	printf("listening\n");	/* the test starts the victim's client after this */
+	fflush(stdout);
 	t0 = now_s();
 	while (now_s() - t0 < secs) {
 		struct pollfd pfd = { .fd = rfd, .events = POLLIN };
