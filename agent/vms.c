@@ -195,7 +195,20 @@ static void launch_policy(struct agent *a, const struct policy_vm *vm, cJSON *c)
 	cJSON_AddStringToObject(c, "policy_file", vm->source);
 }
 
-/* The launch record: id, name, uuid, QEMU binary and argv digests. */
+/* What every launch record starts with: the VM, its uuid, the policy it got. */
+static cJSON *launch_record(struct agent *a, const struct policy_vm *vm, const cJSON *req)
+{
+	const cJSON *uuid = cJSON_GetObjectItemCaseSensitive(req, "uuid");
+	cJSON *c = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(c, "id", vm->id);
+	cJSON_AddStringToObject(c, "name", vm->name);
+	if (cJSON_IsString(uuid))
+		cJSON_AddStringToObject(c, "uuid", uuid->valuestring);
+	launch_policy(a, vm, c);
+	return c;
+}
+
 /*
  * The launch record: id, name, uuid, vTPM, and the QEMU binary and argv
  * digests.  A wrapper that registers before it execs QEMU (rayos-qemu) says
@@ -205,7 +218,6 @@ static void launch_policy(struct agent *a, const struct policy_vm *vm, cJSON *c)
 static void measure_launch(struct agent *a, const struct policy_vm *vm, pid_t pid,
 			   const cJSON *req)
 {
-	const cJSON *uuid = cJSON_GetObjectItemCaseSensitive(req, "uuid");
 	const cJSON *vtpm = cJSON_GetObjectItemCaseSensitive(req, "vtpm");
 	const cJSON *exe_req = cJSON_GetObjectItemCaseSensitive(req, "exe");
 	const cJSON *argv_req = cJSON_GetObjectItemCaseSensitive(req, "argv_sha256");
@@ -217,15 +229,10 @@ static void measure_launch(struct agent *a, const struct policy_vm *vm, pid_t pi
 
 	if (!a->tpm)
 		return;
-	c = cJSON_CreateObject();
-	cJSON_AddNumberToObject(c, "id", vm->id);
-	cJSON_AddStringToObject(c, "name", vm->name);
-	if (cJSON_IsString(uuid))
-		cJSON_AddStringToObject(c, "uuid", uuid->valuestring);
+	c = launch_record(a, vm, req);
 	if (cJSON_IsString(vtpm))	/* the guest's vTPM: its state directory, per uuid */
 		cJSON_AddStringToObject(c, "vtpm", vtpm->valuestring);
 	cJSON_AddNumberToObject(c, "pid", pid);
-	launch_policy(a, vm, c);
 	if (cJSON_IsString(exe_req)) {
 		snprintf(exe, sizeof(exe), "%s", exe_req->valuestring);
 	} else {
@@ -256,17 +263,11 @@ static void measure_launch(struct agent *a, const struct policy_vm *vm, pid_t pi
  * enforcement knows, so it is in the log too; no process to hash. */
 static void measure_attach(struct agent *a, const struct policy_vm *vm, const cJSON *req)
 {
-	const cJSON *uuid = cJSON_GetObjectItemCaseSensitive(req, "uuid");
 	cJSON *c;
 
 	if (!a->tpm)
 		return;
-	c = cJSON_CreateObject();
-	cJSON_AddNumberToObject(c, "id", vm->id);
-	cJSON_AddStringToObject(c, "name", vm->name);
-	if (cJSON_IsString(uuid))
-		cJSON_AddStringToObject(c, "uuid", uuid->valuestring);
-	launch_policy(a, vm, c);
+	c = launch_record(a, vm, req);
 	tpm_measure(a->tpm, TPM_EV_VM_LAUNCH, c);
 	cJSON_Delete(c);
 }
