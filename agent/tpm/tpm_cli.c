@@ -72,6 +72,21 @@ static int read_conf(const char *run_dir, struct cli_conf *c)
 	return 0;
 }
 
+/* Every CLI operation that uses the TPM and RayOS's secret starts here:
+ * which TPM (tpm.json, $RAYOS_TCTI), then the secret; report says what is
+ * missing.  what: "to quote", "to verify against", or "". */
+static int cli_begin(const char *run_dir, const char *state_dir, const char *what,
+		     struct cli_conf *c, struct tpm_secret *s, char *report, size_t len)
+{
+	int err = read_conf(run_dir, c);
+
+	if (err) {
+		snprintf(report, len, "no TPM%s%s (see above)", what[0] ? " " : "", what);
+		return err;
+	}
+	return tpm_secret_load(state_dir, false, s, report, len);
+}
+
 static void hex_of(const uint8_t *bin, size_t len, char *hex)
 {
 	tpm_hex(bin, len, hex);
@@ -133,12 +148,7 @@ int tpm_verify(const char *run_dir, const char *state_dir, char *report, size_t 
 	int err;
 
 	snprintf(report, len, "?");
-	err = read_conf(run_dir, &c);
-	if (err) {
-		snprintf(report, len, "no TPM to verify against (see above)");
-		return err;
-	}
-	err = tpm_secret_load(state_dir, false, &s, report, len);
+	err = cli_begin(run_dir, state_dir, "to verify against", &c, &s, report, len);
 	if (err)
 		return err;
 	err = tpm_esys_open(c.tcti, &e, why, sizeof(why));
@@ -286,12 +296,7 @@ int tpm_quote(const char *run_dir, const char *state_dir, const char *nonce_hex,
 		snprintf(report, len, "--nonce must be 2 to 128 hex digits, an even number");
 		return -EINVAL;
 	}
-	err = read_conf(run_dir, &c);
-	if (err) {
-		snprintf(report, len, "no TPM to quote (see above)");
-		return err;
-	}
-	err = tpm_secret_load(state_dir, false, &s, report, len);
+	err = cli_begin(run_dir, state_dir, "to quote", &c, &s, report, len);
 	if (err)
 		return err;
 	err = mkdir_p(out_dir, 0755);
@@ -789,12 +794,7 @@ int tpm_enroll(const char *run_dir, const char *state_dir, const char *out_dir,
 	bool cert = false;
 	int err;
 
-	err = read_conf(run_dir, &c);
-	if (err) {
-		snprintf(report, len, "no TPM (see above)");
-		return err;
-	}
-	err = tpm_secret_load(state_dir, false, &s, report, len);
+	err = cli_begin(run_dir, state_dir, "", &c, &s, report, len);
 	if (err)
 		return err;
 	err = mkdir_p(out_dir, 0755);
