@@ -70,7 +70,7 @@ int BPF_PROG(rayos_file_open, struct file *file, int ret)
 		vm = bpf_map_lookup_elem(&rayos_vms, &vm_id);
 		if (!vm)
 			return -RAYOS_EPERM;
-		return image_allowed(vm_id, vm->caps, file, access) ? 0 : -RAYOS_EPERM;
+		return image_allowed(vm_id, rayos_vm_caps_now(vm), file, access) ? 0 : -RAYOS_EPERM;
 	}
 	if (mode != S_IFCHR && mode != S_IFBLK)
 		return 0;

@@ -55,6 +55,9 @@ static const char *const map_names[RAYOS_MAP_MAX] = {
 	[RAYOS_MAP_CTL_RATE]	= "rayos_ctl_rate",
 	[RAYOS_MAP_HOST4]	= "rayos_host4",
 	[RAYOS_MAP_HOST6]	= "rayos_host6",
+	[RAYOS_MAP_CAP_STATE]	= "rayos_cap_state",
+	[RAYOS_MAP_CAP_CACHE]	= "rayos_cap_cache",
+	[RAYOS_MAP_CAP_EPOCH]	= "rayos_cap_epoch",
 	/* device enforcement */
 	[RAYOS_MAP_DEV_RULES]	= "rayos_dev_rules",
 	[RAYOS_MAP_CGROUPS]	= "rayos_cgroups",
@@ -79,6 +82,8 @@ static const struct {
 	{ RAYOS_MAP_TBF, RAYOS_DIR_MAX },
 	{ RAYOS_MAP_EV_RATE, 1 },
 	{ RAYOS_MAP_CTL_RATE, RAYOS_CTL_MAX },
+	{ RAYOS_MAP_CAP_STATE, 1 },
+	{ RAYOS_MAP_CAP_CACHE, 1 },
 	/* device enforcement */
 	{ RAYOS_MAP_CGROUPS, 4 },
 	{ RAYOS_MAP_DEV_STATS, RAYOS_DEVC_MAX },

@@ -49,6 +49,10 @@ enum rayos_map_id {
 	RAYOS_MAP_CTL_RATE,	/* ARRAY slot * RAYOS_CTL_MAX + kind -> struct rayos_tbf */
 	RAYOS_MAP_HOST4,	/* HASH __u32 address -> struct rayos_host_addr */
 	RAYOS_MAP_HOST6,	/* HASH 16-byte address -> struct rayos_host_addr */
+	/* capabilities (loader/capstate.c, bpf/include/caps.bpf.h) */
+	RAYOS_MAP_CAP_STATE,	/* ARRAY slot -> struct rayos_cap_state */
+	RAYOS_MAP_CAP_CACHE,	/* PERCPU_ARRAY slot -> struct rayos_cap_cache */
+	RAYOS_MAP_CAP_EPOCH,	/* ARRAY of one __u32 */
 	/* device enforcement (bpf/abi/dev.h), from the rayos_dev object */
 	RAYOS_MAP_DEV_RULES,	/* HASH rayos_dev_key -> rayos_dev_rule */
 	RAYOS_MAP_CGROUPS,	/* HASH __u64 cgroup id -> rayos_cgroup_val */

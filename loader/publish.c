@@ -16,6 +16,7 @@
 #include "agent/core/log.h"
 #include "agent/core/util.h"
 #include "loader/attach.h"
+#include "loader/capstate.h"
 #include "loader/devices.h"
 #include "loader/loader_internal.h"
 #include "loader/publish.h"
@@ -220,6 +221,10 @@ int publish_adopt(struct loader *ld)
 		memset(&ps->vms[ps->nr_vms], 0, sizeof(ps->vms[0]));
 		ps->vms[ps->nr_vms].cv.vm = rec;
 		ps->nr_vms++;
+		/* Pins of an older build have no copy yet; the same build's
+		 * copy is rewritten unchanged (links kept). */
+		if (loader_cap_state_sync(ld, &rec))
+			log_warn("VM %u: cannot copy its grants to rayos_cap_state", id);
 		if (rec.slot < ps->nr_slots)
 			ps->slot_used[rec.slot] = SLOT_USED;
 	}
@@ -528,6 +533,8 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 		}
 		sync_bind(ld, cv, false);
 		loader_iface_sync(ld, id, NULL);	/* the data path's copy, same step */
+		if (loader_cap_state_sync(ld, &cv->vm))	/* what delegation walks read */
+			log_warn("VM %u: cannot copy its grants to rayos_cap_state", id);
 		if (plan[i].old)
 			stats->changed++;
 		else
@@ -543,6 +550,8 @@ int publish_policy(struct loader *ld, struct compiled_policy *cp,
 		bpf_map_delete_elem(ld->map_fds[RAYOS_MAP_VMS], &id);
 		sync_bind(ld, &ps->vms[i].cv, true);
 		loader_iface_sync(ld, id, NULL);	/* its tap now drops (no record) */
+		/* Whatever it delegated ends with it. */
+		loader_cap_state_drop(ld, ps->vms[i].cv.vm.slot, id);
 		stats->removed++;
 	}
 
@@ -619,6 +628,7 @@ int publish_remove_vm(struct loader *ld, uint32_t vm_id)
 		return -errno;
 	sync_bind(ld, &pv->cv, true);
 	loader_iface_sync(ld, id, NULL);
+	loader_cap_state_drop(ld, pv->cv.vm.slot, id);
 	err = loader_sync_programs(ld);
 	if (err)
 		log_warn("cannot wait for an RCU grace period (%s): deleting VM %u's entries "
@@ -662,6 +672,8 @@ int loader_vm_set_grants(struct loader *ld, uint32_t vm_id, uint64_t caps,
 	memcpy(rec.cap_until_ns, until, sizeof(rec.cap_until_ns));
 	if (bpf_map_update_elem(ld->map_fds[RAYOS_MAP_VMS], &id, &rec, BPF_EXIST))
 		return -errno;
+	if (loader_cap_state_sync(ld, &rec))
+		log_warn("VM %u: cannot copy its grants to rayos_cap_state", vm_id);
 	if (pv) {
 		pv->cv.vm.caps = caps;
 		memcpy(pv->cv.vm.cap_until_ns, until, sizeof(pv->cv.vm.cap_until_ns));

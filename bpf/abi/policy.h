@@ -138,6 +138,57 @@ struct rayos_vm {
 	__u64 cap_until_ns[RAYOS_CAP_COUNT];	/* CLOCK_BOOTTIME; 0 = no temporary grant */
 };
 
+/*
+ * Delegation (rayos_cap_state, ARRAY indexed by rayos_vm.slot).  Each slot
+ * holds the VM in it (vm_id guards a slot reused by another VM), a copy of
+ * that VM's own grants, so that a walk up a delegation chain reads only this
+ * array, and per capability the link it was delegated through.  A VM holds
+ * capability c when its own record grants it (rayos_vm.caps bit or an
+ * unexpired cap_until_ns) or when link[c] names a delegator that, at this
+ * moment, holds c itself: its own grant, or its own link, at most
+ * RAYOS_CAP_MAX_DEPTH links up (A->B->C->D).  Every link on the way must be
+ * unexpired and its slot must still hold the VM it names; so revoking or
+ * expiry at any link ends everything below it in the same instant, with the
+ * agent dead.  A quarantined delegator (RAYOS_VMF_QUARANTINE) delegates
+ * nothing.  Losing CAP_ADMIN does not end links: it is checked when
+ * delegating only.
+ */
+#define RAYOS_CAP_MAX_DEPTH	3
+
+struct rayos_cap_link {
+	__u32 from_vm;		/* the delegator; 0 = no link */
+	__u32 from_slot;	/* its rayos_vm.slot when the link was made */
+	__u64 until_ns;		/* CLOCK_BOOTTIME end of the link; 0 = none */
+};
+
+struct rayos_cap_state {
+	__u32 vm_id;		/* VM in this slot; 0 = free */
+	__u8  flags;		/* copy of rayos_vm.flags */
+	__u8  pad[3];
+	__u64 caps;		/* copy of rayos_vm.caps */
+	__u64 cap_until_ns[RAYOS_CAP_COUNT];	/* copy of rayos_vm.cap_until_ns */
+	struct rayos_cap_link link[RAYOS_CAP_COUNT];
+};
+
+/*
+ * rayos_cap_cache (PERCPU_ARRAY by slot): the effective capabilities the
+ * last walk found, so that a packet or an open of a VM with a temporary or
+ * delegated capability pays two array lookups instead of the boot clock
+ * (~35 ns here) and the walk.  Valid while epoch equals rayos_cap_epoch
+ * (bumped by the loader after every change of a record's grants or of a
+ * link) and the coarse clock has not ticked since the fill; a walk that
+ * found a deadline closer than RAYOS_CAP_CACHE_MARGIN_NS is not cached at
+ * all, so expiry is judged against the precise boot clock.
+ */
+#define RAYOS_CAP_CACHE_MARGIN_NS	20000000ULL	/* 5 ticks at HZ=250 */
+
+struct rayos_cap_cache {
+	__u32 vm_id;
+	__u32 epoch;		/* rayos_cap_epoch at the fill */
+	__u64 caps;		/* effective capabilities */
+	__u64 coarse_ns;	/* bpf_ktime_get_coarse_ns() at the fill; 0 = invalid */
+};
+
 /* Port key "kind": an exact port, or every port of a protocol. */
 enum rayos_port_kind {
 	RAYOS_PORT_EXACT = 0,

@@ -1,49 +1,162 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Whether a VM holds a capability, as every program that enforces one asks
- * it: from the VM's record, which the packet path already holds (rayos_ifaces
- * carries a copy) and the device decision looks up anyway, so the check adds
- * loads and a test, no lookup.  A permanent grant is a bit of caps; a
- * temporary one a CLOCK_BOOTTIME deadline in cap_until_ns, compared here, so
- * it ends on time with the agent dead.  The clock is read only when the
- * permanent bit is clear and a deadline is set.  Needs the types of
- * bpf/abi/policy.h and bpf_ktime_get_boot_ns().
+ * it.  Effective = granted, not expired, and every delegation link above it
+ * valid (DESIGN.md "Capabilities in the kernel"; bpf/abi/policy.h,
+ * rayos_cap_state), so a grant ends and a delegation chain collapses on time
+ * with the agent dead.
+ *
+ * Cost: a permanent grant is a bit of the VM's record, which the packet path
+ * already holds (rayos_ifaces carries a copy) and the device decision looks
+ * up anyway: a load and a test.  Anything else (a temporary grant, a
+ * delegated capability, a capability the VM lacks) is answered from a
+ * per-CPU cache of the VM's effective set: two inlined array lookups and
+ * three compares.  The cache is refilled by the walk (rayos_caps_walk, a
+ * global subprogram so the verifier checks it once) when the loader changed
+ * any grant or link (rayos_cap_epoch), when the coarse clock ticked since
+ * the fill (every 4 ms at HZ=250), or always when a deadline the result
+ * depends on is less than RAYOS_CAP_CACHE_MARGIN_NS away: the walk reads
+ * the precise boot clock (bpf_ktime_get_boot_ns(), ~35 ns here), so expiry
+ * is exact, and a cached answer never outlives the deadline it used (a
+ * cached entry lives at most one tick, well inside the margin).
+ *
+ * Needs the types of bpf/abi/policy.h, bpf_map_lookup_elem(),
+ * bpf_ktime_get_boot_ns(), bpf_ktime_get_coarse_ns() and the maps
+ * rayos_cap_state, rayos_cap_cache and rayos_cap_epoch (maps.bpf.h).
  */
 #ifndef RAYOS_CAPS_BPF_H
 #define RAYOS_CAPS_BPF_H
 
 #include "bpf/abi/policy.h"
 
-static __always_inline bool rayos_vm_has_cap(const struct rayos_vm *vm, __u32 cap)
-{
-	__u64 until;
+#ifndef __noinline
+#define __noinline __attribute__((noinline))
+#endif
 
+/* A grant of c in caps/until (a record or a slot's copy) at boot time now;
+ * a temporary one lowers *soonest to its deadline. */
+static __always_inline bool rayos_cap_own(__u64 caps, const __u64 *until, __u32 c, __u64 now,
+					  __u64 *soonest)
+{
+	__u64 u;
+
+	if (caps & (1ULL << c))
+		return true;
+	u = until[c & (RAYOS_CAP_COUNT - 1)];
+	if (u <= now)
+		return false;	/* 0 (no grant) or expired */
+	if (u < *soonest)
+		*soonest = u;
+	return true;
+}
+
+/*
+ * Follow the delegation link l of capability c up at most
+ * RAYOS_CAP_MAX_DEPTH hops (A->B->C->D: D's link reaches A's own grant in
+ * three).  Each hop: the link unexpired, its slot still holding the VM it
+ * names, that VM not quarantined; it holds c itself or the next link
+ * continues.  A fourth hop is never followed.  On success *soonest is the
+ * earliest deadline on the way.
+ */
+static __always_inline bool rayos_cap_via_link(struct rayos_cap_link l, __u32 c, __u64 now,
+					       __u64 *soonest)
+{
+	const struct rayos_cap_state *d;
+	__u64 s = *soonest;
+	__u32 slot;
+	int hop;
+
+	for (hop = 0; hop < RAYOS_CAP_MAX_DEPTH; hop++) {
+		if (!l.from_vm)
+			return false;
+		if (l.until_ns) {
+			if (l.until_ns <= now)
+				return false;
+			if (l.until_ns < s)
+				s = l.until_ns;
+		}
+		slot = l.from_slot;
+		d = bpf_map_lookup_elem(&rayos_cap_state, &slot);
+		if (!d || d->vm_id != l.from_vm || (d->flags & RAYOS_VMF_QUARANTINE))
+			return false;
+		if (rayos_cap_own(d->caps, d->cap_until_ns, c, now, &s)) {
+			*soonest = s;
+			return true;
+		}
+		l = d->link[c & (RAYOS_CAP_COUNT - 1)];
+	}
+	return false;
+}
+
+/*
+ * The effective capabilities of vm now, by the walk, stored in this CPU's
+ * cache cell of its slot.  The epoch is read before anything else: a change
+ * the loader makes during the walk bumps it after, so the cell it fills is
+ * already stale.  Fields are written with the cell marked invalid
+ * (coarse_ns 0) so a program that interrupts the fill on this CPU (tc in
+ * softirq over a device open) never takes a half-written cell.
+ */
+__noinline __u64 rayos_caps_walk(const struct rayos_vm *vm, __u64 coarse)
+{
+	const struct rayos_cap_state *st;
+	struct rayos_cap_cache *cc;
+	__u64 caps = 0, now, soonest = ~0ULL;
+	__u32 slot, zero = 0, epoch = 0, c, *ep;
+
+	if (!vm)
+		return 0;
+	ep = bpf_map_lookup_elem(&rayos_cap_epoch, &zero);
+	if (ep)
+		epoch = *(volatile __u32 *)ep;
+	now = bpf_ktime_get_boot_ns();
+	slot = vm->slot;
+	st = bpf_map_lookup_elem(&rayos_cap_state, &slot);
+	if (st && st->vm_id != vm->vm_id)
+		st = 0;	/* the slot's copy is not (yet) this VM's: no links */
+	for (c = 0; c < RAYOS_CAP_COUNT; c++) {
+		if (rayos_cap_own(vm->caps, vm->cap_until_ns, c, now, &soonest) ||
+		    (st && rayos_cap_via_link(st->link[c], c, now, &soonest)))
+			caps |= 1ULL << c;
+	}
+	cc = bpf_map_lookup_elem(&rayos_cap_cache, &slot);
+	if (cc) {
+		*(volatile __u64 *)&cc->coarse_ns = 0;
+		cc->vm_id = vm->vm_id;
+		cc->epoch = epoch;
+		cc->caps = caps;
+		*(volatile __u64 *)&cc->coarse_ns =
+			soonest - now > RAYOS_CAP_CACHE_MARGIN_NS ? coarse : 0;
+	}
+	return caps;
+}
+
+/* Every capability vm holds now; coarse is bpf_ktime_get_coarse_ns(). */
+static __always_inline __u64 rayos_vm_caps_at(const struct rayos_vm *vm, __u64 coarse)
+{
+	__u32 slot = vm->slot, zero = 0, *ep;
+	struct rayos_cap_cache *cc;
+
+	ep = bpf_map_lookup_elem(&rayos_cap_epoch, &zero);
+	cc = bpf_map_lookup_elem(&rayos_cap_cache, &slot);
+	if (ep && cc && cc->coarse_ns == coarse && cc->epoch == *ep && cc->vm_id == vm->vm_id)
+		return cc->caps;
+	return rayos_caps_walk(vm, coarse);
+}
+
+/* The packet path's question: a permanent bit answers without a lookup. */
+static __always_inline bool rayos_vm_has_cap(const struct rayos_vm *vm, __u32 cap, __u64 coarse)
+{
 	if (cap >= RAYOS_CAP_COUNT)
 		return false;
 	if (vm->caps & (1ULL << cap))
 		return true;
-	until = vm->cap_until_ns[cap];
-	return until && bpf_ktime_get_boot_ns() < until;
+	return (rayos_vm_caps_at(vm, coarse) >> cap) & 1;
 }
 
-/* Every capability the VM holds now: caps plus the unexpired temporary
- * grants (one clock read at most). */
+/* The device decision's question: the whole set. */
 static __always_inline __u64 rayos_vm_caps_now(const struct rayos_vm *vm)
 {
-	__u64 caps = vm->caps, now = 0;
-	__u32 i;
-
-	for (i = 0; i < RAYOS_CAP_COUNT; i++) {
-		__u64 until = vm->cap_until_ns[i];
-
-		if (!until || (caps & (1ULL << i)))
-			continue;
-		if (!now)
-			now = bpf_ktime_get_boot_ns();
-		if (now < until)
-			caps |= 1ULL << i;
-	}
-	return caps;
+	return vm->caps | rayos_vm_caps_at(vm, bpf_ktime_get_coarse_ns());
 }
 
 #endif /* RAYOS_CAPS_BPF_H */

@@ -106,6 +106,33 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rayos_ip_bind SEC(".maps");
 
+/* Capabilities (bpf/include/caps.bpf.h): own grants and delegation links
+ * per slot, the per-CPU cache of the effective set, and the epoch that
+ * invalidates every cache at once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RAYOS_MAX_VMS_DEFAULT);
+	__type(key, __u32);			/* rayos_vm.slot */
+	__type(value, struct rayos_cap_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rayos_cap_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RAYOS_MAX_VMS_DEFAULT);
+	__type(key, __u32);			/* rayos_vm.slot */
+	__type(value, struct rayos_cap_cache);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rayos_cap_cache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);			/* bumped by the loader */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rayos_cap_epoch SEC(".maps");
+
 /* ---- data path state and telemetry (rayos_net.bpf.c) ----------------------
  * Per-slot arrays are sized RAYOS_MAX_VMS_DEFAULT * n; the loader scales them
  * with max_vms.  Per-CPU arrays are preallocated on every CPU, so only the

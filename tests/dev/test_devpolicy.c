@@ -33,6 +33,9 @@ struct fake_map {
 static struct fake_map rayos_vms = { "rayos_vms" };
 static struct fake_map rayos_cgroups = { "rayos_cgroups" };
 static struct fake_map rayos_dev_rules = { "rayos_dev_rules" };
+static struct fake_map rayos_cap_state = { "rayos_cap_state" };
+static struct fake_map rayos_cap_cache = { "rayos_cap_cache" };
+static struct fake_map rayos_cap_epoch = { "rayos_cap_epoch" };
 
 #define MAX_FAKE 16
 static struct {
@@ -44,6 +47,11 @@ static struct {
 	size_t nr_rules;
 	__u64 cgid;
 	__u64 now_boot_ns;		/* bpf_ktime_get_boot_ns() */
+	__u64 now_coarse_ns;		/* bpf_ktime_get_coarse_ns() */
+	unsigned int boot_reads;	/* how often the walk read the boot clock */
+	struct rayos_cap_state cap_state[MAX_FAKE];	/* by slot */
+	struct rayos_cap_cache cap_cache[MAX_FAKE];	/* by slot, one CPU */
+	__u32 cap_epoch;
 	__u64 ancestor[9];		/* by level, 0 = deeper than the task */
 	unsigned int lookups;
 } fk;
@@ -59,6 +67,15 @@ static void *bpf_map_lookup_elem(void *map, const void *key)
 		for (size_t i = 0; i < fk.nr_cgs; i++)
 			if (fk.cgs[i].id == *(const __u64 *)key)
 				return &fk.cgs[i].v;
+	} else if (map == &rayos_cap_state || map == &rayos_cap_cache) {
+		__u32 slot = *(const __u32 *)key;
+
+		if (slot >= MAX_FAKE)
+			return NULL;
+		return map == &rayos_cap_state ? (void *)&fk.cap_state[slot]
+					       : (void *)&fk.cap_cache[slot];
+	} else if (map == &rayos_cap_epoch) {
+		return *(const __u32 *)key ? NULL : &fk.cap_epoch;
 	} else if (map == &rayos_dev_rules) {
 		for (size_t i = 0; i < fk.nr_rules; i++)
 			if (!memcmp(&fk.rules[i].k, key, sizeof(fk.rules[i].k)))
@@ -79,7 +96,13 @@ static __u64 bpf_get_current_ancestor_cgroup_id(int level)
 
 static __u64 bpf_ktime_get_boot_ns(void)
 {
+	fk.boot_reads++;
 	return fk.now_boot_ns;
+}
+
+static __u64 bpf_ktime_get_coarse_ns(void)
+{
+	return fk.now_coarse_ns;
 }
 
 #include "bpf/include/devpolicy.bpf.h"
@@ -97,6 +120,7 @@ static __u64 bpf_ktime_get_boot_ns(void)
 static void reset(void)
 {
 	memset(&fk, 0, sizeof(fk));
+	fk.now_coarse_ns = 1;	/* never 0 in the kernel: 0 marks an invalid cache cell */
 }
 
 static void add_vm(__u32 id, __u64 caps, __u8 gen, __u32 slot)
@@ -236,7 +260,10 @@ static void test_lookups(void)
 	ASSERT_TRUE(d.allow && d.cls == RAYOS_DEVC_KVM, "decide: no VM, kvm still allowed");
 	fk.lookups = 0;
 	rayos_dev_decide(7, C, 10, 200, R, &d);
-	ASSERT_EQ(fk.lookups, 3, "decide: three lookups (record, exact, wildcard)");
+	/* The VM's effective capabilities come from this CPU's cache, filled
+	 * by the decision above: the epoch and the cell, no walk. */
+	ASSERT_EQ(fk.lookups, 5, "decide: five lookups (record, exact, wildcard, cap epoch, "
+		  "cap cache)");
 
 	/* A quarantined record (the VM lost its policy): the basics only,
 	 * whatever caps or explicit entries it carries. */
@@ -328,6 +355,7 @@ static void test_temporary(void)
 	const __u32 gpu = rayos_dev_class_of(C, 226, 0);
 	__u32 reason;
 
+	reset();
 	vm.cap_until_ns[RAYOS_CAP_GPU] = 1000;
 	fk.now_boot_ns = 999;
 	ASSERT_TRUE(rayos_dev_verdict(&vm, NULL, NULL, gpu, R | W, &reason) &&
@@ -336,11 +364,13 @@ static void test_temporary(void)
 	ASSERT_TRUE(!rayos_dev_verdict(&vm, NULL, NULL, gpu, R, &reason) &&
 		    reason == RAYOS_DEVR_DEFAULT_DENY, "temporary CAP_GPU at its deadline: denied");
 	vm.caps = CAP(GPU);
+	fk.cap_epoch++;		/* as the loader does after every record write */
 	ASSERT_TRUE(rayos_dev_verdict(&vm, NULL, NULL, gpu, R, &reason),
 		    "expired temporary grant under a permanent one: allowed");
 	vm.caps = 0;
 	vm.cap_until_ns[RAYOS_CAP_GPU] = 0;
 	vm.cap_until_ns[RAYOS_CAP_INPUT] = 5000;
+	fk.cap_epoch++;
 	ASSERT_TRUE(!rayos_dev_verdict(&vm, NULL, NULL, gpu, R, &reason),
 		    "a temporary CAP_INPUT does not open the GPU");
 	ASSERT_TRUE(rayos_dev_verdict(&vm, NULL, NULL, rayos_dev_class_of(C, 13, 64), R, &reason),
@@ -348,10 +378,142 @@ static void test_temporary(void)
 	fk.now_boot_ns = 0;
 }
 
+/* ---- delegation walk (bpf/include/caps.bpf.h) ----------------------------------- */
+
+#define WALK_ID0	100	/* VM WALK_ID0 + i lives in slot i */
+#define NOW		1000000000000ULL
+#define FAR		(NOW + 3600ULL * 1000000000ULL)
+
+struct walk_case {
+	const char *name;
+	int depth;		/* links from the root (slot 0) to the leaf (slot depth) */
+	__u64 root_until;	/* 0: the root holds CAP_GPU permanently */
+	int expired_link;	/* link into this slot ended; 0: none */
+	int reused_slot;	/* this slot now holds another VM; -1: none */
+	int quarantined;	/* this slot's VM is quarantined; -1: none */
+	bool root_revoked;	/* the root's grant is gone */
+	bool other_cap;		/* the root holds CAP_INPUT, not CAP_GPU */
+	bool want;		/* the leaf holds CAP_GPU */
+};
+
+static const struct walk_case walk_cases[] = {
+	{ "depth 1 (A->B): held", 1, 0, 0, -1, -1, false, false, true },
+	{ "depth 2 (A->B->C): held", 2, 0, 0, -1, -1, false, false, true },
+	{ "depth 3 (A->B->C->D): held", 3, 0, 0, -1, -1, false, false, true },
+	{ "depth 3 from a temporary root grant: held", 3, FAR, 0, -1, -1, false, false, true },
+	{ "depth 3, the root's temporary grant expired: gone", 3, NOW, 0, -1, -1, false, false,
+	  false },
+	{ "depth 4: the fourth hop is not followed", 4, 0, 0, -1, -1, false, false, false },
+	{ "depth 3, the middle link (B->C) expired: gone", 3, 0, 2, -1, -1, false, false, false },
+	{ "depth 3, the leaf's own link expired: gone", 3, 0, 3, -1, -1, false, false, false },
+	{ "depth 3, the root revoked: gone", 3, 0, 0, -1, -1, true, false, false },
+	{ "depth 3, the middle slot reused by another VM: gone", 3, 0, 0, 1, -1, false, false,
+	  false },
+	{ "depth 2, the root's slot reused by another VM: gone", 2, 0, 0, 0, -1, false, false,
+	  false },
+	{ "depth 2, the middle VM quarantined: gone", 2, 0, 0, -1, 1, false, false, false },
+	{ "depth 2, the root holds another capability: gone", 2, 0, 0, -1, -1, false, true,
+	  false },
+};
+
+/* Lay out a chain as the loader would and return the leaf's record. */
+static struct rayos_vm walk_setup(const struct walk_case *c)
+{
+	struct rayos_vm leaf = { .vm_id = WALK_ID0 + c->depth, .slot = c->depth };
+	__u32 cap = c->other_cap ? RAYOS_CAP_INPUT : RAYOS_CAP_GPU;
+
+	reset();
+	fk.now_boot_ns = NOW;
+	for (int i = 0; i <= c->depth; i++) {
+		struct rayos_cap_state *st = &fk.cap_state[i];
+
+		st->vm_id = WALK_ID0 + i;
+		if (i == 0 && !c->root_revoked) {
+			if (c->root_until)
+				st->cap_until_ns[cap] = c->root_until;
+			else
+				st->caps = 1ULL << cap;
+		}
+		if (i > 0) {
+			st->link[RAYOS_CAP_GPU] = (struct rayos_cap_link){
+				.from_vm = WALK_ID0 + i - 1, .from_slot = i - 1,
+				.until_ns = c->expired_link == i ? NOW : FAR };
+		}
+		if (i == c->quarantined)
+			st->flags = RAYOS_VMF_QUARANTINE;
+	}
+	if (c->reused_slot >= 0) {
+		fk.cap_state[c->reused_slot].vm_id = 999;
+		fk.cap_state[c->reused_slot].caps = ~0ULL;	/* it holds everything */
+	}
+	return leaf;
+}
+
+static void test_walk(void)
+{
+	const __u32 gpu = rayos_dev_class_of(C, 226, 0);
+	struct rayos_vm leaf;
+	__u32 reason;
+
+	for (size_t i = 0; i < sizeof(walk_cases) / sizeof(walk_cases[0]); i++) {
+		const struct walk_case *c = &walk_cases[i];
+		bool got;
+
+		leaf = walk_setup(c);
+		got = (rayos_vm_caps_now(&leaf) >> RAYOS_CAP_GPU) & 1;
+		tap_ok(got == c->want, "walk: %s", c->name);
+		/* The same through the device decision the programs run. */
+		tap_ok(rayos_dev_verdict(&leaf, NULL, NULL, gpu, R | W, &reason) == c->want,
+		       "walk: %s: the GPU open is %s", c->name, c->want ? "allowed" : "denied");
+	}
+
+	/* The cache: a hit reads no clock; a change (epoch), a tick of the
+	 * coarse clock or a deadline within the margin sends it to the walk. */
+	leaf = walk_setup(&walk_cases[2]);
+	fk.cap_state[1].link[RAYOS_CAP_GPU].until_ns = 0;	/* no deadlines at all */
+	fk.cap_state[2].link[RAYOS_CAP_GPU].until_ns = 0;
+	fk.cap_state[3].link[RAYOS_CAP_GPU].until_ns = 0;
+	rayos_vm_caps_now(&leaf);
+	fk.boot_reads = 0;
+	fk.lookups = 0;
+	ASSERT_TRUE(rayos_vm_caps_now(&leaf) & CAP(GPU), "cache: depth 3 answered");
+	tap_ok(fk.boot_reads == 0 && fk.lookups == 2,
+	       "cache: a hit costs two lookups and no clock (%u lookups, %u clock reads)",
+	       fk.lookups, fk.boot_reads);
+	fk.cap_state[0].caps = 0;	/* the root revoked ... */
+	ASSERT_TRUE(rayos_vm_caps_now(&leaf) & CAP(GPU),
+		    "cache: a change the epoch does not announce is not seen (the loader bumps it)");
+	fk.cap_epoch++;			/* ... as the loader writes it */
+	ASSERT_TRUE(!(rayos_vm_caps_now(&leaf) & CAP(GPU)), "cache: the epoch bump ends it at once");
+	fk.cap_state[0].caps = CAP(GPU);
+	fk.cap_epoch++;
+	ASSERT_TRUE(rayos_vm_caps_now(&leaf) & CAP(GPU), "cache: granted again");
+	fk.boot_reads = 0;
+	fk.now_coarse_ns += 4000000;	/* a tick */
+	rayos_vm_caps_now(&leaf);
+	ASSERT_EQ(fk.boot_reads, 1, "cache: a coarse tick refills it from the boot clock");
+	/* A link ending within the margin: every call reads the boot clock. */
+	fk.cap_state[2].link[RAYOS_CAP_GPU].until_ns = NOW + RAYOS_CAP_CACHE_MARGIN_NS / 2;
+	fk.cap_epoch++;
+	fk.boot_reads = 0;
+	ASSERT_TRUE(rayos_vm_caps_now(&leaf) & CAP(GPU), "cache: held before the close deadline");
+	ASSERT_TRUE(rayos_vm_caps_now(&leaf) & CAP(GPU), "cache: still held");
+	ASSERT_EQ(fk.boot_reads, 2, "cache: a deadline within the margin is never cached");
+	fk.now_boot_ns = NOW + RAYOS_CAP_CACHE_MARGIN_NS / 2;	/* same coarse tick */
+	ASSERT_TRUE(!(rayos_vm_caps_now(&leaf) & CAP(GPU)),
+		     "cache: the middle link ends on time within the same tick");
+	/* A VM whose slot copy is someone else's has no links. */
+	leaf = walk_setup(&walk_cases[0]);
+	leaf.vm_id = 555;
+	ASSERT_TRUE(!(rayos_vm_caps_now(&leaf) & CAP(GPU)),
+		     "walk: a record whose slot holds another VM's links gets none of them");
+}
+
 int main(void)
 {
 	test_verdicts();
 	test_temporary();
+	test_walk();
 	test_lookups();
 	test_current_vm();
 	test_table_agrees();
