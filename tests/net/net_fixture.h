@@ -26,6 +26,7 @@
 #include "bpf/abi/net.h"
 #include "bpf/abi/policy.h"
 #include "loader/attach.h"
+#include "loader/capstate.h"
 #include "loader/loader.h"
 #include "loader/publish.h"
 #include "tests/lib/pkt.h"
@@ -232,6 +233,10 @@ static void iface_set(bool present)
 	}
 	loader_iface_compose(fx.map[RAYOS_MAP_VMS], fx.map[RAYOS_MAP_IP_BIND], &val);
 	bpf_map_update_elem(fx.map[RAYOS_MAP_IFACES], &ifindex, &val, BPF_ANY);
+	/* The slot's copy of the grants, and the epoch that ends cached
+	 * capability sets: the loader rewrites both with every record. */
+	if (val.flags & RAYOS_IFF_VM)
+		loader_cap_state_sync(fx.ld, &val.vm);
 }
 
 /* After a direct write of the record or the binding: what

@@ -1469,6 +1469,111 @@ static void test_cap_network_temporary(void)
 	ASSERT_EQ(retval, TC_ACT_SHOT, "a temporary CAP_GPU does not let packets through");
 }
 
+/* ---- delegation: the walk on the packet path -------------------------------- */
+
+/* A delegator VM: a record (the loader needs its slot) and its slot's copy. */
+static void deleg_vm(uint32_t id, uint32_t slot, uint64_t caps)
+{
+	struct rayos_vm vm = { .vm_id = id, .slot = slot, .caps = caps };
+
+	bpf_map_update_elem(fx.map[RAYOS_MAP_VMS], &id, &vm, BPF_ANY);
+	loader_cap_state_sync(fx.ld, &vm);
+}
+
+struct deleg_case {
+	const char *name;
+	int depth;		/* links between the root and VM_ID */
+	int expire;		/* 1..depth: this link (1 = the root's) ends now; 0 none */
+	bool revoke_root;
+	bool reuse_middle;	/* the first delegator's slot now holds another VM */
+	bool want_pass;
+};
+
+static const struct deleg_case deleg_cases[] = {
+	{ "depth 1: delegated CAP_NETWORK passes", 1, 0, false, false, true },
+	{ "depth 2: passes", 2, 0, false, false, true },
+	{ "depth 3 (A->B->C->VM): passes", 3, 0, false, false, true },
+	{ "depth 4: the fourth hop is not followed: no_cap_network", 4, 0, false, false, false },
+	{ "depth 3, the middle link expired: no_cap_network", 3, 2, false, false, false },
+	{ "depth 3, the root's link expired: no_cap_network", 3, 1, false, false, false },
+	{ "depth 3, the VM's own link expired: no_cap_network", 3, 3, false, false, false },
+	{ "depth 3, the root revoked: no_cap_network", 3, 0, true, false, false },
+	{ "depth 3, a delegator's slot reused by another VM: no_cap_network", 3, 0, false, true,
+	  false },
+};
+
+/* VM_ID without CAP_NETWORK of its own holds it through a chain of links
+ * from root VM 100 (slot 10) down VMs 101.. (slots 11..): each case builds
+ * the chain with the loader's functions and sends one frame. */
+static void test_cap_delegation(void)
+{
+	const struct pd out = { .kind = K_IP, V4(VM_IP, "192.0.2.10"), .proto = UDP, .sport = 40003, .dport = 53 };
+	const uint64_t net = 1ULL << RAYOS_CAP_NETWORK;
+	uint32_t retval;
+
+	policy_apply(&pol_open);
+	vm_bump_version_caps(0, net, 0);
+	for (size_t i = 0; i < sizeof(deleg_cases) / sizeof(deleg_cases[0]); i++) {
+		const struct deleg_case *c = &deleg_cases[i];
+		uint64_t far = now_boot_ns() + 3600ULL * 1000000000ULL;
+		struct rayos_ctr before;
+		int err = 0;
+
+		/* chain: 100 -> 101 -> ... -> 100+depth-1 -> VM_ID */
+		for (int k = 0; k < c->depth; k++)
+			deleg_vm(100 + k, 10 + k, k == 0 && !c->revoke_root ? net : 0);
+		for (int k = 1; k <= c->depth && !err; k++) {
+			uint32_t to = k == c->depth ? VM_ID : 100 + k;
+
+			err = loader_cap_link_set(fx.ld, to, RAYOS_CAP_NETWORK, 100 + k - 1,
+						  c->expire == k ? now_boot_ns() - 1 : far);
+		}
+		if (c->reuse_middle)
+			deleg_vm(999, 11, net);
+		if (err) {
+			tap_ok(false, "delegation: %s: loader_cap_link_set: %s", c->name,
+			       strerror(-err));
+			continue;
+		}
+		before = vm_ctr(OUT, RAYOS_RSN_NO_CAP_NETWORK);
+		run_one(OUT, &out, 1, &retval);
+		tap_ok(retval == (c->want_pass ? TC_ACT_OK : TC_ACT_SHOT) &&
+		       vm_ctr(OUT, RAYOS_RSN_NO_CAP_NETWORK).packets ==
+		       before.packets + !c->want_pass, "delegation: %s", c->name);
+		loader_cap_link_set(fx.ld, VM_ID, RAYOS_CAP_NETWORK, 0, 0);
+		for (int k = 0; k < c->depth; k++) {
+			uint32_t id = 100 + k;
+
+			bpf_map_delete_elem(fx.map[RAYOS_MAP_VMS], &id);
+			loader_cap_state_drop(fx.ld, 10 + k, id);
+		}
+		loader_cap_state_drop(fx.ld, 11, 999);
+	}
+
+	/* A cascade in one step: revoking the root ends the leaf's next frame. */
+	deleg_vm(100, 10, net);
+	deleg_vm(101, 11, 0);
+	loader_cap_link_set(fx.ld, 101, RAYOS_CAP_NETWORK, 100, 0);
+	loader_cap_link_set(fx.ld, VM_ID, RAYOS_CAP_NETWORK, 101, 0);
+	run_one(OUT, &out, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "delegation: links without deadlines pass");
+	run_one(OUT, &out, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "delegation: the next frame (cached set) passes");
+	deleg_vm(100, 10, 0);
+	run_one(OUT, &out, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "delegation: the root revoked: the next frame drops");
+	loader_cap_link_set(fx.ld, VM_ID, RAYOS_CAP_NETWORK, 0, 0);
+	ASSERT_EQ(loader_cap_link_set(fx.ld, VM_ID, RAYOS_CAP_NETWORK, 4242, 0), -ENOENT,
+		  "delegation: a link from a VM without a record is refused");
+	ASSERT_EQ(loader_cap_link_set(fx.ld, VM_ID, RAYOS_CAP_NETWORK, VM_ID, 0), -EINVAL,
+		  "delegation: a link from the VM to itself is refused");
+	for (uint32_t id = 100; id <= 101; id++) {
+		bpf_map_delete_elem(fx.map[RAYOS_MAP_VMS], &id);
+		loader_cap_state_drop(fx.ld, 10 + id - 100, id);
+	}
+	vm_bump_version_caps(0, 0, net);
+}
+
 static void test_rate(void)
 {
 	struct tpolicy pol = pol_open;
@@ -1647,6 +1752,7 @@ int main(void)
 	test_flow_expiry_and_policy_change();
 	test_cap_network_revoke();
 	test_cap_network_temporary();
+	test_cap_delegation();
 	test_icmp_related();
 	test_dhcp_mark();
 	test_rate();
