@@ -211,7 +211,7 @@ static __always_inline int rayos_tc(struct __sk_buff *skb, __u8 dir)
 	rsn = rayos_parse_skb(skb, &p);
 	if (!rsn)
 		rsn = vm->flags & RAYOS_VMF_QUARANTINE ? RAYOS_RSN_QUARANTINE
-		    : !rayos_vm_has_cap(vm, RAYOS_CAP_NETWORK, now) ? RAYOS_RSN_NO_CAP_NETWORK
+		    : !rayos_vm_has_cap(vm, RAYOS_CAP_NETWORK) ? RAYOS_RSN_NO_CAP_NETWORK
 		    : judge(skb, iface, dir, &p, now, &rule);
 
 	/* The byte budget is spent only by packets that would pass, and only

@@ -176,7 +176,7 @@ struct rayos_cap_state {
  * delegated capability pays two array lookups instead of the boot clock
  * (~35 ns here) and the walk.  Valid while epoch equals rayos_cap_epoch
  * (bumped by the loader after every change of a record's grants or of a
- * link) and the coarse clock has not ticked since the fill; a walk that
+ * link) and jiffies have not moved since the fill; a walk that
  * found a deadline closer than RAYOS_CAP_CACHE_MARGIN_NS is not cached at
  * all, so expiry is judged against the precise boot clock.
  */
@@ -186,7 +186,7 @@ struct rayos_cap_cache {
 	__u32 vm_id;
 	__u32 epoch;		/* rayos_cap_epoch at the fill */
 	__u64 caps;		/* effective capabilities */
-	__u64 coarse_ns;	/* bpf_ktime_get_coarse_ns() at the fill; 0 = invalid */
+	__u64 tick;		/* bpf_jiffies64() at the fill; 0 = invalid */
 };
 
 /* Port key "kind": an exact port, or every port of a protocol. */

@@ -13,15 +13,17 @@
  * per-CPU cache of the VM's effective set: two inlined array lookups and
  * three compares.  The cache is refilled by the walk (rayos_caps_walk, a
  * global subprogram so the verifier checks it once) when the loader changed
- * any grant or link (rayos_cap_epoch), when the coarse clock ticked since
- * the fill (every 4 ms at HZ=250), or always when a deadline the result
- * depends on is less than RAYOS_CAP_CACHE_MARGIN_NS away: the walk reads
+ * any grant or link (rayos_cap_epoch), when jiffies moved since the fill
+ * (a tick: 4 ms at HZ=250; bpf_jiffies64() is inlined by the JIT, and
+ * unlike bpf_ktime_get_coarse_ns() the cgroup device program may call it),
+ * or always when a deadline the result depends on is less than
+ * RAYOS_CAP_CACHE_MARGIN_NS away: the walk reads
  * the precise boot clock (bpf_ktime_get_boot_ns(), ~35 ns here), so expiry
  * is exact, and a cached answer never outlives the deadline it used (a
  * cached entry lives at most one tick, well inside the margin).
  *
  * Needs the types of bpf/abi/policy.h, bpf_map_lookup_elem(),
- * bpf_ktime_get_boot_ns(), bpf_ktime_get_coarse_ns() and the maps
+ * bpf_ktime_get_boot_ns(), bpf_jiffies64() and the maps
  * rayos_cap_state, rayos_cap_cache and rayos_cap_epoch (maps.bpf.h).
  */
 #ifndef RAYOS_CAPS_BPF_H
@@ -93,10 +95,10 @@ static __always_inline bool rayos_cap_via_link(struct rayos_cap_link l, __u32 c,
  * cache cell of its slot.  The epoch is read before anything else: a change
  * the loader makes during the walk bumps it after, so the cell it fills is
  * already stale.  Fields are written with the cell marked invalid
- * (coarse_ns 0) so a program that interrupts the fill on this CPU (tc in
+ * (tick 0: jiffies64 starts near 2^32 and never reaches 0) so a program that interrupts the fill on this CPU (tc in
  * softirq over a device open) never takes a half-written cell.
  */
-__noinline __u64 rayos_caps_walk(const struct rayos_vm *vm, __u64 coarse)
+__noinline __u64 rayos_caps_walk(const struct rayos_vm *vm, __u64 tick)
 {
 	const struct rayos_cap_state *st;
 	struct rayos_cap_cache *cc;
@@ -120,43 +122,43 @@ __noinline __u64 rayos_caps_walk(const struct rayos_vm *vm, __u64 coarse)
 	}
 	cc = bpf_map_lookup_elem(&rayos_cap_cache, &slot);
 	if (cc) {
-		*(volatile __u64 *)&cc->coarse_ns = 0;
+		*(volatile __u64 *)&cc->tick = 0;
 		cc->vm_id = vm->vm_id;
 		cc->epoch = epoch;
 		cc->caps = caps;
-		*(volatile __u64 *)&cc->coarse_ns =
-			soonest - now > RAYOS_CAP_CACHE_MARGIN_NS ? coarse : 0;
+		*(volatile __u64 *)&cc->tick = soonest - now > RAYOS_CAP_CACHE_MARGIN_NS ? tick : 0;
 	}
 	return caps;
 }
 
-/* Every capability vm holds now; coarse is bpf_ktime_get_coarse_ns(). */
-static __always_inline __u64 rayos_vm_caps_at(const struct rayos_vm *vm, __u64 coarse)
+/* Every capability vm holds now, permanent ones included. */
+static __always_inline __u64 rayos_vm_caps_at(const struct rayos_vm *vm)
 {
 	__u32 slot = vm->slot, zero = 0, *ep;
 	struct rayos_cap_cache *cc;
+	__u64 tick = bpf_jiffies64();
 
 	ep = bpf_map_lookup_elem(&rayos_cap_epoch, &zero);
 	cc = bpf_map_lookup_elem(&rayos_cap_cache, &slot);
-	if (ep && cc && cc->coarse_ns == coarse && cc->epoch == *ep && cc->vm_id == vm->vm_id)
+	if (ep && cc && cc->tick == tick && cc->epoch == *ep && cc->vm_id == vm->vm_id)
 		return cc->caps;
-	return rayos_caps_walk(vm, coarse);
+	return rayos_caps_walk(vm, tick);
 }
 
 /* The packet path's question: a permanent bit answers without a lookup. */
-static __always_inline bool rayos_vm_has_cap(const struct rayos_vm *vm, __u32 cap, __u64 coarse)
+static __always_inline bool rayos_vm_has_cap(const struct rayos_vm *vm, __u32 cap)
 {
 	if (cap >= RAYOS_CAP_COUNT)
 		return false;
 	if (vm->caps & (1ULL << cap))
 		return true;
-	return (rayos_vm_caps_at(vm, coarse) >> cap) & 1;
+	return (rayos_vm_caps_at(vm) >> cap) & 1;
 }
 
 /* The device decision's question: the whole set. */
 static __always_inline __u64 rayos_vm_caps_now(const struct rayos_vm *vm)
 {
-	return vm->caps | rayos_vm_caps_at(vm, bpf_ktime_get_coarse_ns());
+	return vm->caps | rayos_vm_caps_at(vm);
 }
 
 #endif /* RAYOS_CAPS_BPF_H */

@@ -47,7 +47,7 @@ static struct {
 	size_t nr_rules;
 	__u64 cgid;
 	__u64 now_boot_ns;		/* bpf_ktime_get_boot_ns() */
-	__u64 now_coarse_ns;		/* bpf_ktime_get_coarse_ns() */
+	__u64 jiffies;			/* bpf_jiffies64() */
 	unsigned int boot_reads;	/* how often the walk read the boot clock */
 	struct rayos_cap_state cap_state[MAX_FAKE];	/* by slot */
 	struct rayos_cap_cache cap_cache[MAX_FAKE];	/* by slot, one CPU */
@@ -100,9 +100,9 @@ static __u64 bpf_ktime_get_boot_ns(void)
 	return fk.now_boot_ns;
 }
 
-static __u64 bpf_ktime_get_coarse_ns(void)
+static __u64 bpf_jiffies64(void)
 {
-	return fk.now_coarse_ns;
+	return fk.jiffies;
 }
 
 #include "bpf/include/devpolicy.bpf.h"
@@ -120,7 +120,7 @@ static __u64 bpf_ktime_get_coarse_ns(void)
 static void reset(void)
 {
 	memset(&fk, 0, sizeof(fk));
-	fk.now_coarse_ns = 1;	/* never 0 in the kernel: 0 marks an invalid cache cell */
+	fk.jiffies = 1ULL << 32;	/* never 0 in the kernel: 0 marks an invalid cache cell */
 }
 
 static void add_vm(__u32 id, __u64 caps, __u8 gen, __u32 slot)
@@ -468,7 +468,7 @@ static void test_walk(void)
 	}
 
 	/* The cache: a hit reads no clock; a change (epoch), a tick of the
-	 * coarse clock or a deadline within the margin sends it to the walk. */
+	 * jiffy or a deadline within the margin sends it to the walk. */
 	leaf = walk_setup(&walk_cases[2]);
 	fk.cap_state[1].link[RAYOS_CAP_GPU].until_ns = 0;	/* no deadlines at all */
 	fk.cap_state[2].link[RAYOS_CAP_GPU].until_ns = 0;
@@ -489,9 +489,9 @@ static void test_walk(void)
 	fk.cap_epoch++;
 	ASSERT_TRUE(rayos_vm_caps_now(&leaf) & CAP(GPU), "cache: granted again");
 	fk.boot_reads = 0;
-	fk.now_coarse_ns += 4000000;	/* a tick */
+	fk.jiffies++;		/* a tick */
 	rayos_vm_caps_now(&leaf);
-	ASSERT_EQ(fk.boot_reads, 1, "cache: a coarse tick refills it from the boot clock");
+	ASSERT_EQ(fk.boot_reads, 1, "cache: a tick refills it from the boot clock");
 	/* A link ending within the margin: every call reads the boot clock. */
 	fk.cap_state[2].link[RAYOS_CAP_GPU].until_ns = NOW + RAYOS_CAP_CACHE_MARGIN_NS / 2;
 	fk.cap_epoch++;
@@ -499,7 +499,7 @@ static void test_walk(void)
 	ASSERT_TRUE(rayos_vm_caps_now(&leaf) & CAP(GPU), "cache: held before the close deadline");
 	ASSERT_TRUE(rayos_vm_caps_now(&leaf) & CAP(GPU), "cache: still held");
 	ASSERT_EQ(fk.boot_reads, 2, "cache: a deadline within the margin is never cached");
-	fk.now_boot_ns = NOW + RAYOS_CAP_CACHE_MARGIN_NS / 2;	/* same coarse tick */
+	fk.now_boot_ns = NOW + RAYOS_CAP_CACHE_MARGIN_NS / 2;	/* same jiffy */
 	ASSERT_TRUE(!(rayos_vm_caps_now(&leaf) & CAP(GPU)),
 		     "cache: the middle link ends on time within the same tick");
 	/* A VM whose slot copy is someone else's has no links. */
