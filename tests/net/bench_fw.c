@@ -10,7 +10,12 @@
  * Every scenario is loaded at once (each under its own pin root) and each
  * round measures all of them, so a change in the machine's speed during the
  * run (these hosts have slow and fast phases) hits every figure alike and
- * the ratios compare like with like.  Prints figures; never fails on timing.
+ * the ratios compare like with like.  Then the capability check on the
+ * flow-hit packet of scenario vms=8: CAP_NETWORK permanent (the plain flow
+ * hit), temporary, delegated down a depth-3 chain (VM 2 -> 3 -> 4 -> 1), and
+ * the latter two with a deadline too close to cache (walk and boot clock on
+ * every packet), p50 and p99 over interleaved rounds.  Prints figures; never
+ * fails on timing.
  */
 #include <errno.h>
 #include <sched.h>
@@ -27,6 +32,7 @@
 #include "agent/policy/policy.h"
 #include "bpf/abi/net.h"
 #include "loader/attach.h"
+#include "loader/capstate.h"
 #include "loader/devices.h"
 #include "loader/loader.h"
 #include "loader/publish.h"
@@ -392,6 +398,98 @@ static void print_ratio(const char *what, const struct scenario *lo, const struc
 	}
 }
 
+/* ---- the capability check on a flow hit ------------------------------------- */
+
+#define CAP_ROUNDS	101
+#define CAP_REPEAT	20000
+#define NSEC		1000000000ULL
+
+enum cap_case { C_PERM, C_TEMP, C_DELEG3, C_TEMP_NEAR, C_DELEG3_NEAR, C_MAX };
+
+static const char *const cap_name[C_MAX] = {
+	[C_PERM]	= "permanent CAP_NETWORK (plain flow hit)",
+	[C_TEMP]	= "temporary CAP_NETWORK",
+	[C_DELEG3]	= "CAP_NETWORK delegated at depth 3 (2->3->4->1)",
+	[C_TEMP_NEAR]	= "temporary, deadline < 20 ms (walk, boot clock)",
+	[C_DELEG3_NEAR]	= "depth 3, a link ending < 20 ms (walk, boot clock)",
+};
+
+static uint64_t boot_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return ts.tv_sec * NSEC + ts.tv_nsec;
+}
+
+/* VM 1's CAP_NETWORK for one case; VMs 3 and 4 lose theirs while the chain
+ * runs through them, so the walk goes all the way to VM 2. */
+static int cap_setup(struct scenario *s, enum cap_case c)
+{
+	uint64_t until[RAYOS_CAP_COUNT] = { 0 }, far = boot_ns() + 3600 * NSEC;
+	uint64_t near = boot_ns() + 15000000ULL, net = 1ULL << RAYOS_CAP_NETWORK;
+	bool deleg = c == C_DELEG3 || c == C_DELEG3_NEAR;
+	int err = 0;
+
+	for (uint32_t id = 3; id <= 4 && !err; id++)
+		err = loader_vm_set_grants(s->ld, id, deleg ? 0 : net, until);
+	err = err ?: loader_cap_link_set(s->ld, 3, RAYOS_CAP_NETWORK, deleg ? 2 : 0, far);
+	err = err ?: loader_cap_link_set(s->ld, 4, RAYOS_CAP_NETWORK, deleg ? 3 : 0, far);
+	err = err ?: loader_cap_link_set(s->ld, MEASURED_ID, RAYOS_CAP_NETWORK, deleg ? 4 : 0,
+					 c == C_DELEG3_NEAR ? near : far);
+	if (c == C_TEMP)
+		until[RAYOS_CAP_NETWORK] = far;
+	if (c == C_TEMP_NEAR)
+		until[RAYOS_CAP_NETWORK] = near;
+	return err ?: loader_vm_set_grants(s->ld, MEASURED_ID, c == C_PERM ? net : 0, until) ?:
+		      iface_to(s, MEASURED_ID);
+}
+
+static uint32_t pct(uint32_t *v, int n, double p)
+{
+	qsort(v, n, sizeof(*v), cmp_u32);
+	return v[(int)(p * (n - 1) + 0.5)];
+}
+
+static int bench_caps(struct rayos_bench *empty, struct scenario *s)
+{
+	static uint32_t t[C_MAX][CAP_ROUNDS], floor_tc[CAP_ROUNDS];
+	int out = loader_prog_fd(s->ld, RAYOS_PROG_FROM_VM);
+	bool wrong[C_MAX] = { 0 };
+	uint32_t rv, fl, plain;
+	struct pkt pk;
+	int err = 0;
+
+	build(&pk, P_FLOW, false);
+	for (int r = 0; r < CAP_ROUNDS && !err; r++) {
+		err = pkt_run_tc(bpf_program__fd(empty->progs.rayos_bench_tc), &pk, TAP_IFINDEX,
+				 CAP_REPEAT, &rv, &floor_tc[r]);
+		for (int c = 0; c < C_MAX && !err; c++) {
+			err = cap_setup(s, c) ?:
+			      pkt_run_tc(out, &pk, TAP_IFINDEX, CAP_REPEAT, &rv, &t[c][r]);
+			if (rv != 0)
+				wrong[c] = true;
+		}
+	}
+	err = err ?: cap_setup(s, C_PERM);
+	if (err) {
+		fprintf(stderr, "bench_fw: capability cases: %s\n", strerror(-err));
+		return err;
+	}
+	fl = pct(floor_tc, CAP_ROUNDS, 0.5);
+	plain = pct(t[C_PERM], CAP_ROUNDS, 0.5);
+	printf("# capability check on a flow hit (TCP ACK, out), %s, %d rounds x %d repeats; "
+	       "empty tc %u ns\n", s->label, CAP_ROUNDS, CAP_REPEAT, fl);
+	printf("%-52s %7s %7s %9s   %s\n", "CAP_NETWORK", "p50", "p99", "p50-plain", "verdict");
+	for (int c = 0; c < C_MAX; c++) {
+		uint32_t p50 = pct(t[c], CAP_ROUNDS, 0.5), p99 = pct(t[c], CAP_ROUNDS, 0.99);
+
+		printf("%-52s %7u %7u %+9d   %s\n", cap_name[c], p50, p99, (int)p50 - (int)plain,
+		       wrong[c] ? "WRONG (dropped)" : "pass");
+	}
+	return 0;
+}
+
 /* argv[1]: run only scenarios whose label contains it (ratios need all). */
 int main(int argc, char **argv)
 {
@@ -460,6 +558,8 @@ int main(int argc, char **argv)
 		print_ratio("100k/10", &sc[R10], &sc[R100K]);
 		print_ratio("4096/8", &sc[V8], &sc[V4096]);
 	}
+	if (!err && on[V8])
+		err = bench_caps(empty, &sc[V8]);
 	for (int i = 0; i < NR_SC; i++)
 		if (on[i])
 			teardown(&sc[i]);
