@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "agent/agent.h"
+#include "agent/caps/deleg.h"
 #include "agent/core/degraded.h"
 #include "agent/core/evloop.h"
 #include "agent/metrics/netstats.h"
@@ -65,6 +66,7 @@ struct agent {
 	struct ev_source health;	/* periodic checks of what inotify misses */
 	struct degraded deg;		/* what status and /metrics report as degraded */
 	struct quarantine quarantine;	/* VMs isolated for want of a policy */
+	struct deleg_set deleg;		/* capability delegations (vmdeleg.c) */
 };
 
 /* Parse, validate, compile and publish the policy directory; a failure
@@ -119,5 +121,22 @@ int vmcaps_apply(struct agent *a, const struct vm_runtime *vr);
 void vmcaps_policy(struct agent *a);
 /* Health tick: log, audit and clear grants whose deadline passed. */
 void vmcaps_tidy(struct agent *a);
+/* Append one audit record (j is consumed): 0, or -errno with why. */
+int vmcaps_audit(const struct agent *a, cJSON *j, char *why, size_t len);
+/* A boot-clock deadline as the RFC 3339 UTC time it corresponds to now. */
+void vmcaps_wall_of(uint64_t until_boot, char *buf, size_t len);
+
+/* vmdeleg.c: delegation (cap delegate, undelegate, tree; policy entries). */
+int vmdeleg_open(struct agent *a);	/* the state file, at start */
+void vmdeleg_close(struct agent *a);
+cJSON *vmdeleg_delegate(struct agent *a, const cJSON *req);
+cJSON *vmdeleg_undelegate(struct agent *a, const cJSON *req);
+cJSON *vmdeleg_tree(struct agent *a, const cJSON *req);
+/* After a publish: the policy's entries, then every link into the kernel
+ * (slots may have changed). */
+void vmdeleg_policy(struct agent *a);
+void vmdeleg_apply_all(struct agent *a);
+/* Health tick: log, audit and remove links the kernel already ended. */
+void vmdeleg_tidy(struct agent *a);
 
 #endif

@@ -410,6 +410,7 @@ static void health_check(struct agent *a)
 	}
 	quarantine_check(a);
 	vmcaps_tidy(a);
+	vmdeleg_tidy(a);
 }
 
 static void on_health(struct ev_source *src, uint32_t events)
@@ -750,6 +751,12 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 		return vmcaps_grant_temp(a, req);
 	if (!strcmp(cmd, "cap.list"))
 		return vmcaps_list(a, req);
+	if (!strcmp(cmd, "cap.delegate"))
+		return vmdeleg_delegate(a, req);
+	if (!strcmp(cmd, "cap.undelegate"))
+		return vmdeleg_undelegate(a, req);
+	if (!strcmp(cmd, "cap.tree"))
+		return vmdeleg_tree(a, req);
 	if (!strcmp(cmd, "device.status") || !strcmp(cmd, "device.handlers") ||
 	    !strcmp(cmd, "device.list"))
 		return device_request(a, cmd, req);
@@ -779,7 +786,8 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 	}
 	return control_error("unknown command \"%s\" (known: status, stop, policy.reload, "
 			     "vm.list, vm.stats, vm.info, vm.register, vm.unregister, cap.grant, "
-			     "cap.revoke, cap.grant_temp, cap.list, device.status, device.handlers, device.list, "
+			     "cap.revoke, cap.grant_temp, cap.list, cap.delegate, cap.undelegate, "
+			     "cap.tree, device.status, device.handlers, device.list, "
 			     "dhcp.status, dhcp.leases, dhcp.release, perf)", cmd);
 }
 
@@ -960,6 +968,9 @@ int agent_run(const struct agent_opts *o)
 		log_err("cannot read %s: %s", regs, strerror(-err));
 		goto out;
 	}
+	err = vmdeleg_open(&a);
+	if (err)
+		goto out;
 	err = loader_open(&lo, &a.ld);
 	if (!err)
 		err = ifwatch_open(a.ld, &a.ifw);
@@ -1014,6 +1025,7 @@ out:
 	http_server_close(a.http);
 	loader_events_close(a.ring);	/* owns events.fd */
 	registry_close(a.reg);
+	vmdeleg_close(&a);
 	evloop_free(a.loop);
 	loader_close(a.ld);
 	if (a.purge) {

@@ -65,6 +65,11 @@ static void usage(FILE *f)
 "                              a grant the kernel ends at its deadline (default 1h,\n"
 "                              1s..366d; durations like 30m, 1h30m, 2d)\n"
 "  cap list ID                 capabilities held now, with the time left\n"
+"  cap delegate FROM TO CAP_X [--expires DURATION | --until RFC3339]\n"
+"                              FROM (holding CAP_X and CAP_ADMIN) gives CAP_X to TO;\n"
+"                              chains of at most 3 links; ends with any link above\n"
+"  cap undelegate FROM TO CAP_X   end that link and every link below it\n"
+"  cap tree [ID] [--json]      the delegation forest with the time left per link\n"
 "  device status|handlers|list [ID]   device enforcement, classes, counters\n"
 "  dhcp status|leases | dhcp release IP   the DHCP server of guest bridges\n"
 "  dhcp client IFACE [...] an RFC 2131 client (dhcp client --help)\n"
@@ -840,6 +845,99 @@ static void print_cap_temp(const cJSON *r)
 	       jnum(r, "id"), jstr(r, "cap"), jstr(r, "until"), jnum(r, "seconds_left"));
 }
 
+static void print_tree_node(const cJSON *n, int depth)
+{
+	const cJSON *c;
+
+	printf("%*s%s VM %.0f", 2 * depth, "", depth ? "└─" : "", jnum(n, "vm"));
+	if (!depth)
+		printf("  %s (%s)", jstr(n, "cap"),
+		       !strcmp(jstr(n, "kind"), "own") ? "holds it" : "does not hold it: "
+		       "every link below is void");
+	else {
+		if (cJSON_GetObjectItemCaseSensitive(n, "seconds_left"))
+			printf("  %.0f s left", jnum(n, "seconds_left"));
+		else
+			printf("  no deadline");
+		printf("%s%s", !strcmp(jstr(n, "source"), "policy") ? " (policy)" : "",
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(n, "valid")) ? ""
+		       : "  VOID (a link above ended)");
+	}
+	printf("\n");
+	cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(n, "children"))
+		print_tree_node(c, depth + 1);
+}
+
+static void print_cap_tree(const cJSON *r)
+{
+	const cJSON *t, *trees = cJSON_GetObjectItemCaseSensitive(r, "trees");
+
+	if (!cJSON_GetArraySize(trees))
+		printf("no delegations\n");
+	cJSON_ArrayForEach(t, trees)
+		print_tree_node(t, 0);
+}
+
+static void print_cap_delegate(const cJSON *r)
+{
+	printf("%s delegated: %s", jstr(r, "cap"), jstr(r, "chain"));
+	if (jstr(r, "until")[0])
+		printf(" until %s (%.0f s, on the boot clock)", jstr(r, "until"),
+		       jnum(r, "seconds_left"));
+	printf("\n");
+}
+
+static void print_cap_undelegate(const cJSON *r)
+{
+	printf("VM %.0f no longer holds %s from VM %.0f; %.0f link%s below ended with it\n",
+	       jnum(r, "to"), jstr(r, "cap"), jnum(r, "from"), jnum(r, "ended_below"),
+	       jnum(r, "ended_below") == 1 ? "" : "s");
+}
+
+/* cap delegate FROM TO CAP [--expires D | --until T] | undelegate FROM TO
+ * CAP | tree [ID] */
+static int cmd_cap_deleg(struct cli *cli, int argc, char **argv)
+{
+	const char *sub = argv[0];
+	uint32_t from, to;
+	cJSON *req;
+
+	if (!strcmp(sub, "tree")) {
+		if (argc > 2) {
+			usage(stderr);
+			return 2;
+		}
+		req = request("cap.tree");
+		if (argc == 2) {
+			if (parse_vm_id(argv[1], &from)) {
+				cJSON_Delete(req);
+				return 2;
+			}
+			cJSON_AddNumberToObject(req, "id", from);
+		}
+		return print_reply(cli, call(cli, req, false), print_cap_tree);
+	}
+	if (argc != 4) {
+		usage(stderr);
+		return 2;
+	}
+	if (parse_vm_id(argv[1], &from) || parse_vm_id(argv[2], &to))
+		return 2;
+	req = request(!strcmp(sub, "delegate") ? "cap.delegate" : "cap.undelegate");
+	cJSON_AddNumberToObject(req, "from", from);
+	cJSON_AddNumberToObject(req, "to", to);
+	cJSON_AddStringToObject(req, "cap", argv[3]);
+	if (!strcmp(sub, "delegate")) {
+		/* The daemon checks both (bounds, format, both given). */
+		if (cli->expires)
+			cJSON_AddStringToObject(req, "expires", cli->expires);
+		if (cli->until)
+			cJSON_AddStringToObject(req, "until", cli->until);
+		return print_reply(cli, call(cli, req, false), print_cap_delegate);
+	}
+	return print_reply(cli, call(cli, req, false), print_cap_undelegate);
+}
+
 /* cap grant|revoke ID CAP | grant-temp ID CAP [--expires D | --until T] |
  * list ID */
 static int cmd_cap(struct cli *cli, int argc, char **argv)
@@ -855,6 +953,8 @@ static int cmd_cap(struct cli *cli, int argc, char **argv)
 		cJSON_AddNumberToObject(req, "id", id);
 		return print_reply(cli, call(cli, req, false), print_cap_list);
 	}
+	if (!strcmp(sub, "delegate") || !strcmp(sub, "undelegate") || !strcmp(sub, "tree"))
+		return cmd_cap_deleg(cli, argc, argv);
 	if (!strcmp(sub, "grant-temp") && argc == 3) {
 		if (parse_vm_id(argv[1], &id))
 			return 2;

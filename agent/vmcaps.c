@@ -33,7 +33,7 @@ static uint64_t clock_ns(clockid_t clk)
 }
 
 /* A boot-clock deadline as the wall-clock time it corresponds to now. */
-static void wall_of(uint64_t until_boot, char *buf, size_t len)
+void vmcaps_wall_of(uint64_t until_boot, char *buf, size_t len)
 {
 	uint64_t boot = clock_ns(CLOCK_BOOTTIME), wall = clock_ns(CLOCK_REALTIME);
 	time_t t = (time_t)((wall + (until_boot - boot)) / CAPS_NS_PER_S);
@@ -49,7 +49,7 @@ static void audit_path(const struct agent *a, char *buf, size_t len)
 }
 
 /* Append one record: 0, or -errno with why filled in. */
-static int audit_write(const struct agent *a, cJSON *j, char *why, size_t len)
+int vmcaps_audit(const struct agent *a, cJSON *j, char *why, size_t len)
 {
 	char path[PATH_MAX];
 	int ret;
@@ -73,7 +73,7 @@ static cJSON *temp_record(const char *event, uint32_t vm, int cap, uint64_t unti
 
 	if (!j)
 		return NULL;
-	wall_of(until_boot, wall, sizeof(wall));
+	vmcaps_wall_of(until_boot, wall, sizeof(wall));
 	cJSON_AddStringToObject(j, "event", event);
 	cJSON_AddNumberToObject(j, "vm", vm);
 	cJSON_AddStringToObject(j, "cap", policy_cap_name(cap));
@@ -119,8 +119,12 @@ cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
 	if (!cJSON_IsString(cap))
 		return control_error("\"cap\" must be a capability name such as CAP_NETWORK");
 	bit = policy_cap_from_name(cap->valuestring);
-	if (bit < 0)
-		return control_error("unknown capability \"%s\"", cap->valuestring);
+	if (bit < 0) {
+		char why[160];
+
+		policy_cap_error(cap->valuestring, why, sizeof(why));
+		return control_error("%s; nothing changed", why);
+	}
 	if ((exp && !cJSON_IsString(exp)) || (until && !cJSON_IsString(until)))
 		return control_error("\"expires\" and \"until\" are strings");
 	if (exp && until)
@@ -145,7 +149,7 @@ cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
 	 * later neither stretch nor shorten it. */
 	deadline = clock_ns(CLOCK_BOOTTIME) + delta;
 
-	ret = audit_write(a, temp_record("cap_grant_temp", vr.id, bit, deadline, "control socket"),
+	ret = vmcaps_audit(a, temp_record("cap_grant_temp", vr.id, bit, deadline, "control socket"),
 			  why, sizeof(why));
 	if (ret) {
 		degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "%s", why);
@@ -170,14 +174,14 @@ cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
 
 		cJSON_AddStringToObject(f, "of", "cap_grant_temp");
 		cJSON_AddStringToObject(f, "error", err);
-		audit_write(a, f, why, sizeof(why));
+		vmcaps_audit(a, f, why, sizeof(why));
 		if (had)
 			registry_put(a->reg, &prev);
 		else
 			registry_del(a->reg, vr.id);
 		return control_error("%s", err);
 	}
-	wall_of(deadline, wall, sizeof(wall));
+	vmcaps_wall_of(deadline, wall, sizeof(wall));
 	caps_format_left(delta, left, sizeof(left));
 	log_info("VM %u: granted %s until %s (%s; boot clock %llu ns)", vr.id, cap->valuestring,
 		 wall, left, (unsigned long long)deadline);
@@ -219,7 +223,7 @@ cJSON *vmcaps_list(struct agent *a, const cJSON *req)
 		cJSON_AddStringToObject(o, "cap", policy_cap_name(c));
 		cJSON_AddStringToObject(o, "kind", perm ? "permanent" : "temporary");
 		if (temp) {
-			wall_of(rec.cap_until_ns[c], wall, sizeof(wall));
+			vmcaps_wall_of(rec.cap_until_ns[c], wall, sizeof(wall));
 			caps_format_left(rec.cap_until_ns[c] - now, left, sizeof(left));
 			cJSON_AddStringToObject(o, "until", wall);
 			cJSON_AddStringToObject(o, "left", left);
@@ -277,7 +281,7 @@ void vmcaps_policy(struct agent *a)
 					 pv->id, pv->source, policy_cap_name(c),
 					 pv->temp_until_wall_ns[c] <= wall ? "past"
 									: "beyond 366 days");
-			if (deadline && audit_write(a, temp_record("cap_grant_temp", pv->id, c,
+			if (deadline && vmcaps_audit(a, temp_record("cap_grant_temp", pv->id, c,
 								  deadline, by), why, sizeof(why))) {
 				/* Write-ahead: no record, no grant; retried next publish. */
 				degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "%s", why);
@@ -314,7 +318,7 @@ void vmcaps_tidy(struct agent *a)
 			log_info("VM %u: temporary %s expired %.1f s ago (the kernel ended it at its "
 				 "deadline)", vr.id, policy_cap_name(c),
 				 (double)(now - vr.cap_until[c]) / 1e9);
-			if (audit_write(a, temp_record("cap_expired", vr.id, c, vr.cap_until[c],
+			if (vmcaps_audit(a, temp_record("cap_expired", vr.id, c, vr.cap_until[c],
 						       "deadline"), why, sizeof(why)))
 				log_warn("VM %u: cannot audit the expiry of %s: %s", vr.id,
 					 policy_cap_name(c), why);

@@ -859,8 +859,12 @@ cJSON *vms_cap(struct agent *a, const cJSON *req, bool grant)
 	if (!cJSON_IsString(cap))
 		return control_error("\"cap\" must be a capability name such as CAP_GPU");
 	bit = policy_cap_from_name(cap->valuestring);
-	if (bit < 0)
-		return control_error("unknown capability \"%s\"", cap->valuestring);
+	if (bit < 0) {
+		char why[160];
+
+		policy_cap_error(cap->valuestring, why, sizeof(why));
+		return control_error("%s; nothing changed", why);
+	}
 	if (!policy_vm(a, vr.id))
 		return control_error("unknown VM %u: it is not in the applied policy", vr.id);
 	qe = quarantine_get(a, vr.id);
@@ -924,6 +928,8 @@ void vms_after_publish(struct agent *a)
 	vmcaps_policy(a);
 	for (size_t i = 0; i < registry_count(a->reg); i++)
 		vmcaps_apply(a, registry_at(a->reg, i));
+	vmdeleg_policy(a);
+	vmdeleg_apply_all(a);	/* slots may have changed */
 }
 
 void vms_restore(struct agent *a)

@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "agent/caps/caps.h"
+#include "agent/caps/deleg.h"
 #include "agent/policy/policy.h"
 
 #define MAX_PATH_DEPTH		12
@@ -1104,10 +1105,24 @@ int policy_cap_from_name(const char *name)
 {
 	int i;
 
+	/* Removed: its bit stays reserved in the ABI (never renumbered). */
+	if (!strcmp(name, cap_names[RAYOS_CAP_AUDIT]))
+		return -EOPNOTSUPP;
 	for (i = 0; i < RAYOS_CAP_COUNT; i++)
 		if (!strcmp(name, cap_names[i]))
 			return i;
 	return -EINVAL;
+}
+
+void policy_cap_error(const char *name, char *buf, size_t len)
+{
+	if (policy_cap_from_name(name) == -EOPNOTSUPP)
+		snprintf(buf, len, "CAP_AUDIT was removed: it gated nothing in the kernel (the "
+			 "audit trail records every change whatever a VM holds); drop it");
+	else
+		snprintf(buf, len, "unknown capability \"%s\" (known: CAP_NETWORK, "
+			 "CAP_DISK_READ, CAP_DISK_WRITE, CAP_GPU, CAP_INPUT, CAP_CONSOLE, "
+			 "CAP_ADMIN)", name);
 }
 
 const char *policy_cap_name(int cap)
@@ -1126,10 +1141,12 @@ static int cap_elem(struct pctx *c, const cJSON *j, int i, void *arg)
 	if (ret)
 		return ret;
 	cap = policy_cap_from_name(name);
-	if (cap < 0)
-		return fail(c, "unknown capability \"%s\" (known: CAP_NETWORK, CAP_DISK_READ, "
-			    "CAP_DISK_WRITE, CAP_GPU, CAP_INPUT, CAP_CONSOLE, CAP_AUDIT, "
-			    "CAP_ADMIN)", name);
+	if (cap < 0) {
+		char why[160];
+
+		policy_cap_error(name, why, sizeof(why));
+		return fail(c, "%s", why);
+	}
 	if (s->caps & (1ULL << cap))
 		return fail(c, "duplicate capability \"%s\"", name);
 	s->caps |= 1ULL << cap;
@@ -1671,10 +1688,10 @@ static int temp_field(struct pctx *c, const cJSON *it, void *arg)
 			return ret;
 		if (!strcmp(k, "cap")) {
 			te->cap = policy_cap_from_name(v);
-			if (te->cap < 0)
-				return fail(c, "unknown capability \"%s\" (known: CAP_NETWORK, "
-					    "CAP_DISK_READ, CAP_DISK_WRITE, CAP_GPU, CAP_INPUT, "
-					    "CAP_CONSOLE, CAP_AUDIT, CAP_ADMIN)", v);
+			if (te->cap < 0) {
+				policy_cap_error(v, err, sizeof(err));
+				return fail(c, "%s", err);
+			}
 		} else if (!strcmp(k, "expires")) {
 			te->has_expires = true;
 			if (caps_parse_duration(v, &te->expires_ns, err, sizeof(err)))
@@ -1715,6 +1732,79 @@ static int temp_elem(struct pctx *c, const cJSON *j, int i, void *arg)
 	return 0;
 }
 
+/* One "delegations" entry: {"to", "cap", "expires" | "until"}. */
+struct deleg_entry {
+	struct policy_deleg d;
+	bool has_to, has_cap, has_expires, has_until;
+};
+
+static int deleg_field(struct pctx *c, const cJSON *it, void *arg)
+{
+	struct deleg_entry *de = arg;
+	const char *k = it->string, *v;
+	char err[256];
+	uint64_t to;
+	int ret;
+
+	if (!strcmp(k, "to")) {
+		ret = want_uint(c, it, "to", 1, UINT32_MAX, &to);
+		de->d.to = (uint32_t)to;
+		de->has_to = !ret;
+		return ret;
+	}
+	if (strcmp(k, "cap") && strcmp(k, "expires") && strcmp(k, "until"))
+		return unknown_key(c, k, "to, cap, expires, until");
+	ret = want_string(c, it, &v);
+	if (ret)
+		return ret;
+	if (!strcmp(k, "cap")) {
+		ret = policy_cap_from_name(v);
+		if (ret < 0) {
+			policy_cap_error(v, err, sizeof(err));
+			return fail(c, "%s", err);
+		}
+		de->d.cap = (uint32_t)ret;
+		de->has_cap = true;
+	} else if (!strcmp(k, "expires")) {
+		de->has_expires = true;
+		if (caps_parse_duration(v, &de->d.expires_ns, err, sizeof(err)))
+			return fail(c, "%s", err);
+	} else {
+		de->has_until = true;
+		if (caps_parse_rfc3339(v, &de->d.until_wall_ns, err, sizeof(err)))
+			return fail(c, "%s", err);
+		de->d.until_wall_ns = de->d.until_wall_ns ?: 1;
+	}
+	return 0;
+}
+
+static int deleg_elem(struct pctx *c, const cJSON *j, int i, void *arg)
+{
+	struct policy_vm *vm = arg;
+	struct deleg_entry de = {};
+	int ret;
+
+	(void)i;
+	if (!cJSON_IsObject(j))
+		return fail(c, "expected an object such as {\"to\": 1001, \"cap\": "
+			    "\"CAP_DISK_READ\", \"expires\": \"30m\"}, got %s", type_name(j));
+	ret = for_each_field(c, j, deleg_field, &de);
+	if (ret)
+		return ret;
+	if (!de.has_to || !de.has_cap)
+		return fail(c, "entry needs \"to\" (a VM id) and \"cap\"");
+	if (de.has_expires && de.has_until)
+		return fail(c, "give \"expires\" or \"until\", not both");
+	for (size_t k = 0; k < vm->nr_deleg; k++)
+		if (vm->deleg[k].to == de.d.to && vm->deleg[k].cap == de.d.cap)
+			return fail(c, "duplicate entry: %s to VM %u", policy_cap_name(de.d.cap),
+				    de.d.to);
+	if (vm->nr_deleg >= POLICY_MAX_DELEG)
+		return fail(c, "more than %d delegations", POLICY_MAX_DELEG);
+	vm->deleg[vm->nr_deleg++] = de.d;
+	return 0;
+}
+
 static int vm_field(struct pctx *c, const cJSON *it, void *arg)
 {
 	struct raw_vm *rv = arg;
@@ -1732,10 +1822,10 @@ static int vm_field(struct pctx *c, const cJSON *it, void *arg)
 	if (!strcmp(k, "temporary_capabilities"))
 		return for_each_elem(c, it, temp_elem, &rv->vm);
 	if (!strcmp(k, "delegations"))
-		return reserved_field(c, k);
+		return for_each_elem(c, it, deleg_elem, &rv->vm);
 	return unknown_key(c, k, "id, name, group, interface, bridge, mac, ipv4, ipv6, "
 			   "ipv6_link_local, description, capabilities, temporary_capabilities, "
-			   "firewall, host, bandwidth, control_rates, devices, disks");
+			   "delegations, firewall, host, bandwidth, control_rates, devices, disks");
 }
 
 static int vm_elem(struct pctx *c, const cJSON *j, int i, void *arg)
@@ -2248,6 +2338,115 @@ static int flatten_vm(struct linker *l, const struct vm_ref *vr, struct policy_v
 	return ret;
 }
 
+/*
+ * The "delegations" of the whole set, as `cap delegate` would check them
+ * one by one: the target is a VM of the set, the giver holds CAP_ADMIN and
+ * the capability (its "capabilities", its "temporary_capabilities", or
+ * another entry that reaches one), no VM gives itself anything, no cycle,
+ * no chain deeper than RAYOS_CAP_MAX_DEPTH.  Entries are taken in passes,
+ * each one once its giver holds the capability, so their order in the files
+ * does not matter; the first that never can is the error.
+ */
+struct deleg_own_ctx {
+	const struct policy_vm *vms;
+	size_t n;
+};
+
+static const struct policy_vm *vm_by_id(const struct policy_vm *vms, size_t n, uint32_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (vms[i].id == id)
+			return &vms[i];
+	return NULL;
+}
+
+static bool policy_own(void *ctx, uint32_t vm, uint32_t cap)
+{
+	const struct deleg_own_ctx *oc = ctx;
+	const struct policy_vm *v = vm_by_id(oc->vms, oc->n, vm);
+
+	return v && cap < RAYOS_CAP_COUNT && ((v->caps & (1ULL << cap)) ||
+		    v->temp_expires_ns[cap] || v->temp_until_wall_ns[cap]);
+}
+
+static int check_delegations(struct linker *l, const struct policy_vm *vms, size_t n)
+{
+	struct deleg_own_ctx oc = { vms, n };
+	struct pctx c = { .err = l->err };
+	struct deleg_set set = {};
+	size_t total = 0, placed = 0;
+	bool *done = NULL;
+	char why[256];
+	int ret = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += vms[i].nr_deleg;
+	if (!total)
+		return 0;
+	done = calloc(n * POLICY_MAX_DELEG, sizeof(*done));
+	if (!done)
+		return -ENOMEM;
+	for (size_t i = 0; i < n && !ret; i++) {
+		for (size_t k = 0; k < vms[i].nr_deleg; k++) {
+			const struct policy_deleg *d = &vms[i].deleg[k];
+
+			if (!vm_by_id(vms, n, d->to)) {
+				vm_ctx(&c, &l->vms[i], "delegations");
+				ret = fail(&c, "unknown VM %u: \"to\" must be a VM of the policy",
+					   d->to);
+				break;
+			}
+			if (!policy_own(&oc, vms[i].id, RAYOS_CAP_ADMIN)) {
+				vm_ctx(&c, &l->vms[i], "delegations");
+				ret = fail(&c, "VM %u does not hold CAP_ADMIN, which delegating "
+					   "takes", vms[i].id);
+				break;
+			}
+		}
+	}
+	for (bool progress = true; !ret && progress && placed < total;) {
+		progress = false;
+		for (size_t i = 0; i < n && !ret; i++)
+			for (size_t k = 0; k < vms[i].nr_deleg && !ret; k++) {
+				const struct policy_deleg *d = &vms[i].deleg[k];
+				struct deleg_link dl = { .from = vms[i].id, .to = d->to,
+							 .cap = d->cap };
+
+				if (done[i * POLICY_MAX_DELEG + k] ||
+				    !deleg_holds(&set, dl.from, dl.cap, 0, policy_own, &oc))
+					continue;
+				if (deleg_check(&set, dl.from, dl.to, dl.cap, policy_own, &oc, why,
+						sizeof(why))) {
+					vm_ctx(&c, &l->vms[i], "delegations");
+					ret = fail(&c, "%s to VM %u: %s", policy_cap_name(d->cap),
+						   d->to, why);
+					break;
+				}
+				ret = deleg_put(&set, &dl);
+				done[i * POLICY_MAX_DELEG + k] = true;
+				placed++;
+				progress = true;
+			}
+	}
+	/* What is left: a giver that never holds the capability (nothing
+	 * reaches a grant of its own, or a cycle without one). */
+	for (size_t i = 0; i < n && !ret && placed < total; i++)
+		for (size_t k = 0; k < vms[i].nr_deleg; k++) {
+			const struct policy_deleg *d = &vms[i].deleg[k];
+
+			if (done[i * POLICY_MAX_DELEG + k])
+				continue;
+			deleg_check(&set, vms[i].id, d->to, d->cap, policy_own, &oc, why,
+				    sizeof(why));
+			vm_ctx(&c, &l->vms[i], "delegations");
+			ret = fail(&c, "%s to VM %u: %s", policy_cap_name(d->cap), d->to, why);
+			break;
+		}
+	deleg_set_free(&set);
+	free(done);
+	return ret;
+}
+
 static void free_vms(struct policy_vm *vms, size_t nr)
 {
 	size_t i;
@@ -2287,6 +2486,8 @@ static int link_docs(struct raw_doc *const *docs, size_t nr_docs, struct policy_
 	ret = check_unique_vms(&l);
 	for (i = 0; !ret && i < n; i++)
 		ret = flatten_vm(&l, &l.vms[i], &vms[i]);
+	if (!ret)
+		ret = check_delegations(&l, vms, n);
 out:
 	if (ret) {
 		free_vms(vms, n);

@@ -87,6 +87,16 @@ struct policy_disk {
 };
 
 /* A VM with its group's settings already applied (see policies/README.md). */
+/* One "delegations" entry: to VM `to`, capability cap, for expires_ns
+ * from when first applied or until until_wall_ns (CLOCK_REALTIME), or
+ * without a deadline of its own (both 0). */
+#define POLICY_MAX_DELEG	16
+struct policy_deleg {
+	uint32_t to;
+	uint32_t cap;
+	uint64_t expires_ns, until_wall_ns;
+};
+
 struct policy_vm {
 	uint32_t id;
 	char name[RAYOS_NAME_LEN];
@@ -119,6 +129,13 @@ struct policy_vm {
 	 * sees it (agent/vmcaps.c): a reload does not restart the clock. */
 	uint64_t temp_expires_ns[RAYOS_CAP_COUNT];
 	uint64_t temp_until_wall_ns[RAYOS_CAP_COUNT];
+	/* "delegations" (VM level): capabilities this VM gives to others,
+	 * checked across the set when it is built (the target exists, this VM
+	 * holds the capability and CAP_ADMIN, no cycle, depth at most
+	 * RAYOS_CAP_MAX_DEPTH); the wiring turns each into a kernel link
+	 * once (agent/vmdeleg.c). */
+	size_t nr_deleg;
+	struct policy_deleg deleg[POLICY_MAX_DELEG];
 	char source[PATH_MAX];		/* file that defined the VM */
 	/* Not from a file: the agent keeps a running VM that left the policy
 	 * set under a deny-all record (policy_set_add_quarantined). */
@@ -198,7 +215,11 @@ bool policy_set_remove(struct policy_set *set, uint32_t id);
 const cJSON *policy_set_dhcp(const struct policy_set *set);
 
 /* Capability names <-> bits. */
-int policy_cap_from_name(const char *name);	/* enum rayos_cap, or -EINVAL */
+/* enum rayos_cap; -EINVAL for an unknown name, -EOPNOTSUPP for CAP_AUDIT
+ * (removed; its bit stays reserved). */
+int policy_cap_from_name(const char *name);
+/* Why name is refused, for the user: the removal or the known names. */
+void policy_cap_error(const char *name, char *buf, size_t len);
 const char *policy_cap_name(int cap);
 
 /* ---- compiled form: exactly what goes into the maps, minus generation ---- */

@@ -365,9 +365,7 @@ int devices_cap_prepare(struct loader *ld, struct devices_cap_change *ch, char *
 
 	ch->cap = policy_cap_from_name(ch->cap_name);
 	if (ch->cap < 0) {
-		snprintf(err, errlen, "unknown capability \"%s\" (known: CAP_NETWORK, "
-			 "CAP_DISK_READ, CAP_DISK_WRITE, CAP_GPU, CAP_INPUT, CAP_CONSOLE, "
-			 "CAP_AUDIT, CAP_ADMIN)", ch->cap_name);
+		policy_cap_error(ch->cap_name, err, errlen);
 		return -EINVAL;
 	}
 	if (loader_vm_record(ld, ch->vm_id, &rec)) {

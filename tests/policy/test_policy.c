@@ -172,7 +172,7 @@ static const char dir_a[] =
 	"{ \"version\": 1, \"vms\": [ { \"id\": 7, \"name\": \"a\", \"group\": \"web\" } ] }";
 static const char dir_b[] =
 	"{ \"version\": 1, \"groups\": { \"web\": { \"capabilities\": [\"CAP_GPU\"] } },\n"
-	"  \"defaults\": { \"capabilities\": [\"CAP_AUDIT\"] },\n"
+	"  \"defaults\": { \"capabilities\": [\"CAP_CONSOLE\"] },\n"
 	"  \"vms\": [ { \"id\": 8, \"name\": \"b\" } ] }";
 
 static void expect_dir_error(const char *dir, const char *want, const char *want_file,
@@ -219,7 +219,7 @@ static void test_directory(void)
 			  "  ...group capabilities across files");
 		ASSERT_EQ(policy_set_find(set, 7)->fw[RAYOS_DIR_IN].default_action, RAYOS_ACT_DENY,
 			  "  ...other file's defaults do not apply");
-		ASSERT_EQ(policy_set_find(set, 8)->caps, 1ULL << RAYOS_CAP_AUDIT,
+		ASSERT_EQ(policy_set_find(set, 8)->caps, 1ULL << RAYOS_CAP_CONSOLE,
 			  "  ...own file's defaults apply");
 		ASSERT_TRUE(policy_set_find(set, 9) == NULL, "  ...unknown id not found");
 		policy_set_free(set);
@@ -383,6 +383,7 @@ static void test_error_format(void)
 	ASSERT_STREQ(policy_cap_name(RAYOS_CAP_GPU), "CAP_GPU", "capability name");
 	ASSERT_EQ(policy_cap_from_name("CAP_ADMIN"), RAYOS_CAP_ADMIN, "capability from name");
 	ASSERT_EQ(policy_cap_from_name("CAP_NOPE"), -EINVAL, "unknown capability name");
+	ASSERT_EQ(policy_cap_from_name("CAP_AUDIT"), -EOPNOTSUPP, "CAP_AUDIT: removed");
 	ASSERT_TRUE(policy_cap_name(RAYOS_CAP_COUNT) == NULL, "capability out of range");
 }
 

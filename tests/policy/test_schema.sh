@@ -31,6 +31,7 @@ version-missing version-string vm-null vms-not-array
 device-bad-access device-bad-type device-not-a-rule devices-unknown-key
 disk-block-without-device disk-bad-mode disk-relative-path disk-image-with-device
 host-unknown-key host-rule-no-action ll6-global ll6-three control-rates-unknown
+cap-audit-removed deleg-unknown-cap deleg-bad-expiry deleg-both-deadlines
 control-rates-negative
 """.split()
 
