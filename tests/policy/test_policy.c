@@ -1347,9 +1347,45 @@ static void test_quarantine_list(void)
 	rmdir(dir);
 }
 
+/* "delegations": a depth-3 chain written leaf first (order does not
+ * matter), with a temporary root grant and a deadline on one link. */
+static void test_delegations(void)
+{
+	const char *json = "{\"version\": 1, \"vms\": ["
+		"{\"id\": 4, \"name\": \"d\", \"capabilities\": []},"
+		"{\"id\": 3, \"name\": \"c\", \"capabilities\": [\"CAP_ADMIN\"],"
+		" \"delegations\": [{\"to\": 4, \"cap\": \"CAP_GPU\", \"expires\": \"30m\"}]},"
+		"{\"id\": 2, \"name\": \"b\", \"capabilities\": [\"CAP_ADMIN\"],"
+		" \"delegations\": [{\"to\": 3, \"cap\": \"CAP_GPU\"}]},"
+		"{\"id\": 1, \"name\": \"a\", \"capabilities\": [\"CAP_ADMIN\"],"
+		" \"temporary_capabilities\": [{\"cap\": \"CAP_GPU\", \"expires\": \"1h\"}],"
+		" \"delegations\": [{\"to\": 2, \"cap\": \"CAP_GPU\", "
+		"\"until\": \"2099-01-01T00:00:00Z\"}]}]}";
+	struct policy_error err = {};
+	struct policy_set *set = parse(json, &err);
+	struct compiled_policy *cp = NULL;
+	const struct policy_vm *c;
+
+	ASSERT_TRUE(set != NULL, "delegations: a depth-3 chain written leaf first is accepted");
+	if (!set) {
+		tap_diag("  %s", err.msg);
+		return;
+	}
+	c = policy_set_find(set, 3);
+	ASSERT_TRUE(c && c->nr_deleg == 1 && c->deleg[0].to == 4 &&
+		    c->deleg[0].cap == RAYOS_CAP_GPU && c->deleg[0].expires_ns == 1800ULL * 1000000000ULL,
+		    "delegations: the entry as parsed");
+	ASSERT_TRUE(policy_set_find(set, 1)->deleg[0].until_wall_ns > 0,
+		    "delegations: \"until\" as a wall-clock time");
+	ASSERT_EQ(policy_compile(set, &cp, &err), 0, "delegations: the set compiles");
+	compiled_policy_free(cp);
+	policy_set_free(set);
+}
+
 int main(void)
 {
 	test_error_format();
+	test_delegations();
 	test_bad_corpus();
 	test_directory();
 	test_precedence();
