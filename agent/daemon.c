@@ -750,6 +750,8 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 		return vmcaps_grant_temp(a, req);
 	if (!strcmp(cmd, "cap.list"))
 		return vmcaps_list(a, req);
+	if (!strcmp(cmd, "cap.revoke_all"))
+		return vmrevoke_all(a, req);
 	if (!strcmp(cmd, "device.status") || !strcmp(cmd, "device.handlers") ||
 	    !strcmp(cmd, "device.list"))
 		return device_request(a, cmd, req);
@@ -779,7 +781,7 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 	}
 	return control_error("unknown command \"%s\" (known: status, stop, policy.reload, "
 			     "vm.list, vm.stats, vm.info, vm.register, vm.unregister, cap.grant, "
-			     "cap.revoke, cap.grant_temp, cap.list, device.status, device.handlers, device.list, "
+			     "cap.revoke, cap.grant_temp, cap.list, cap.revoke_all, device.status, device.handlers, device.list, "
 			     "dhcp.status, dhcp.leases, dhcp.release, perf)", cmd);
 }
 

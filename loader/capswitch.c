@@ -145,6 +145,30 @@ bool loader_caps_armed(struct loader *ld, uint64_t *epoch)
 	return __atomic_load_n(&c->sw->armed, __ATOMIC_ACQUIRE) != 0;
 }
 
+int loader_caps_pending(struct loader *ld, struct loader_revoke *out, size_t max, size_t *n)
+{
+	struct loader_capswitch *c;
+	uint64_t epoch;
+	int err = csw_get(ld, &c);
+
+	*n = 0;
+	if (err)
+		return err;
+	epoch = __atomic_load_n(&c->sw->epoch, __ATOMIC_ACQUIRE);
+	if (!__atomic_load_n(&c->sw->armed, __ATOMIC_ACQUIRE))
+		return 0;
+	for (uint32_t i = 0; i < c->nr_slots; i++) {
+		uint64_t e = __atomic_load_n(&c->rev[i].epoch, __ATOMIC_ACQUIRE);
+
+		if (!e || e > epoch)
+			continue;
+		if (*n < max)
+			out[*n] = (struct loader_revoke){ .slot = i, .mask = c->rev[i].mask };
+		(*n)++;
+	}
+	return 0;
+}
+
 void loader_capswitch_close(struct loader *ld)
 {
 	struct loader_capswitch *c = ld->csw;

@@ -34,4 +34,9 @@ int loader_caps_settle(struct loader *ld);
  * between the switch and the settle)?  *epoch gets the switch's epoch. */
 bool loader_caps_armed(struct loader *ld, uint64_t *epoch);
 
+/* The entries in force (epoch nonzero and not above the switch's), at most
+ * max into out; *n gets how many there are.  For an agent that finds the
+ * switch armed at start: they are what it must fold into the records. */
+int loader_caps_pending(struct loader *ld, struct loader_revoke *out, size_t max, size_t *n);
+
 #endif
