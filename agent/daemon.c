@@ -46,6 +46,7 @@
 #include "loader/devices.h"
 #include "loader/loader.h"
 #include "loader/probe.h"
+#include "loader/capswitch.h"
 #include "loader/publish.h"
 #include "loader/stats.h"
 
@@ -576,6 +577,16 @@ static cJSON *status_reply(struct agent *a)
 	}
 	cJSON_AddItemToObject(r, "quarantined", quarantine_json(a));
 	cJSON_AddItemToObject(r, "degraded", degraded_json(&a->deg));
+	{
+		uint64_t epoch = 0;
+		bool armed = loader_caps_armed(a->ld, &epoch);
+
+		/* revoke-all: the last epoch; armed = entries not yet folded
+		 * into the records (only between a switch and its settle). */
+		o = cJSON_AddObjectToObject(r, "cap_switch");
+		cJSON_AddNumberToObject(o, "epoch", (double)epoch);
+		cJSON_AddBoolToObject(o, "armed", armed);
+	}
 	{
 		struct control_stats cs;
 

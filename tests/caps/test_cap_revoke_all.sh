@@ -157,6 +157,9 @@ ok "$(jq -e '.selection == "group" and ([.revoked[].vms[]] | sort) == [16400, 16
 	"the audit log has the revoke-all record with both VMs ($rec)"
 sw=$(bpftool -j map lookup pinned "$PIN/rayos_cap_switch" key 0 0 0 0 | jq -c .formatted.value)
 ok "$(jq -e '.armed == 0 and .epoch >= 1' <<<"$sw" >/dev/null; echo $?)" "the switch is settled afterwards ($sw)"
+st=$(agent status --json | jq -c .cap_switch)
+ok "$(jq -e --argjson sw "$sw" '.armed == false and .epoch == $sw.epoch' <<<"$st" >/dev/null; echo $?)" \
+	"status reports the switch ($st)"
 
 # ---- holds across a reload and a SIGKILL + restart ------------------------
 v=$(agent status --json | jq .policy.version)
