@@ -139,4 +139,9 @@ void vmdeleg_apply_all(struct agent *a);
 /* Health tick: log, audit and remove links the kernel already ended. */
 void vmdeleg_tidy(struct agent *a);
 
+/* vmrevoke.c: cap revoke-all (one switch for every selected VM). */
+cJSON *vmrevoke_all(struct agent *a, const cJSON *req);
+/* After a publish: keep a revoke-all a killed agent left in the switch. */
+void vmrevoke_recover(struct agent *a);
+
 #endif

@@ -46,6 +46,7 @@
 #include "loader/devices.h"
 #include "loader/loader.h"
 #include "loader/probe.h"
+#include "loader/capswitch.h"
 #include "loader/publish.h"
 #include "loader/stats.h"
 
@@ -578,6 +579,16 @@ static cJSON *status_reply(struct agent *a)
 	cJSON_AddItemToObject(r, "quarantined", quarantine_json(a));
 	cJSON_AddItemToObject(r, "degraded", degraded_json(&a->deg));
 	{
+		uint64_t epoch = 0;
+		bool armed = loader_caps_armed(a->ld, &epoch);
+
+		/* revoke-all: the last epoch; armed = entries not yet folded
+		 * into the records (only between a switch and its settle). */
+		o = cJSON_AddObjectToObject(r, "cap_switch");
+		cJSON_AddNumberToObject(o, "epoch", (double)epoch);
+		cJSON_AddBoolToObject(o, "armed", armed);
+	}
+	{
 		struct control_stats cs;
 
 		control_server_stats(a->ctl, &cs);
@@ -757,6 +768,8 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 		return vmdeleg_undelegate(a, req);
 	if (!strcmp(cmd, "cap.tree"))
 		return vmdeleg_tree(a, req);
+	if (!strcmp(cmd, "cap.revoke_all"))
+		return vmrevoke_all(a, req);
 	if (!strcmp(cmd, "device.status") || !strcmp(cmd, "device.handlers") ||
 	    !strcmp(cmd, "device.list"))
 		return device_request(a, cmd, req);
@@ -786,8 +799,8 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 	}
 	return control_error("unknown command \"%s\" (known: status, stop, policy.reload, "
 			     "vm.list, vm.stats, vm.info, vm.register, vm.unregister, cap.grant, "
-			     "cap.revoke, cap.grant_temp, cap.list, cap.delegate, cap.undelegate, "
-			     "cap.tree, device.status, device.handlers, device.list, "
+			     "cap.revoke, cap.grant_temp, cap.list, cap.revoke_all, cap.delegate, "
+			     "cap.undelegate, cap.tree, device.status, device.handlers, device.list, "
 			     "dhcp.status, dhcp.leases, dhcp.release, perf)", cmd);
 }
 

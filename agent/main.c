@@ -70,6 +70,9 @@ static void usage(FILE *f)
 "                              chains of at most 3 links; ends with any link above\n"
 "  cap undelegate FROM TO CAP_X   end that link and every link below it\n"
 "  cap tree [ID] [--json]      the delegation forest with the time left per link\n"
+"  cap revoke-all [--temporary] [--vm ID|LIST | --group NAME]\n"
+"                              take every capability (or only temporary grants)\n"
+"                              from the selected VMs, default all, in one step\n"
 "  device status|handlers|list [ID]   device enforcement, classes, counters\n"
 "  dhcp status|leases | dhcp release IP   the DHCP server of guest bridges\n"
 "  dhcp client IFACE [...] an RFC 2131 client (dhcp client --help)\n"
@@ -92,7 +95,8 @@ enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_V
        OPT_IFACE, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
        OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS, OPT_MEASURE_DISKS, OPT_AK, OPT_AK_NAME,
        OPT_EK, OPT_CHALLENGE, OPT_BANKS, OPT_EK_CERT, OPT_EK_CA, OPT_MASS_SHARE,
-       OPT_ALLOW_MASS, OPT_KEEP_CGROUP, OPT_EXPIRES, OPT_UNTIL };
+       OPT_ALLOW_MASS, OPT_KEEP_CGROUP, OPT_EXPIRES, OPT_UNTIL, OPT_TEMPORARY,
+       OPT_VM, OPT_GROUP };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -127,6 +131,9 @@ static const struct option long_opts[] = {
 	{ "allow-mass-removal", no_argument, NULL, OPT_ALLOW_MASS },
 	{ "keep-cgroup", no_argument, NULL, OPT_KEEP_CGROUP },
 	{ "expires", required_argument, NULL, OPT_EXPIRES },
+	{ "temporary", no_argument, NULL, OPT_TEMPORARY },
+	{ "vm", required_argument, NULL, OPT_VM },
+	{ "group", required_argument, NULL, OPT_GROUP },
 	{ "until", required_argument, NULL, OPT_UNTIL },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
@@ -138,6 +145,8 @@ struct cli {
 	const char *iface;
 	const char *nonce, *out, *file, *pid;
 	const char *expires, *until;	/* cap grant-temp */
+	bool temporary;			/* cap revoke-all */
+	const char *vm, *group;		/* cap revoke-all selection */
 	bool random, keep_cgroup;
 	struct tpm_trust trust;		/* tpm verify-quote / challenge */
 	const char *ek_cert, *ek_ca;
@@ -199,6 +208,15 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 				return -EINVAL;
 			}
 			cli->ao.metrics_port = port;
+			break;
+		case OPT_TEMPORARY:
+			cli->temporary = true;
+			break;
+		case OPT_VM:
+			cli->vm = optarg;
+			break;
+		case OPT_GROUP:
+			cli->group = optarg;
 			break;
 		case OPT_EXPIRES:
 			cli->expires = optarg;
@@ -938,8 +956,28 @@ static int cmd_cap_deleg(struct cli *cli, int argc, char **argv)
 	return print_reply(cli, call(cli, req, false), print_cap_undelegate);
 }
 
+static void print_revoke_all(const cJSON *r)
+{
+	const cJSON *vms = cJSON_GetObjectItemCaseSensitive(r, "vms"), *v;
+
+	cJSON_ArrayForEach(v, vms) {
+		const cJSON *caps = cJSON_GetObjectItemCaseSensitive(v, "revoked"), *c;
+		char line[256] = "";
+
+		cJSON_ArrayForEach(c, caps) {
+			if (*line)
+				strncat(line, ", ", sizeof(line) - strlen(line) - 1);
+			strncat(line, c->valuestring, sizeof(line) - strlen(line) - 1);
+		}
+		printf("VM %-10.0f %s\n", jnum(v, "id"), *line ? line : "(held nothing to revoke)");
+	}
+	printf("revoked from %.0f of %.0f selected VMs in one step (epoch %.0f), in force "
+	       "%.3f ms after the request arrived\n", jnum(r, "revoked_vms"), jnum(r, "selected"),
+	       jnum(r, "epoch"), jnum(r, "enforced_ms"));
+}
+
 /* cap grant|revoke ID CAP | grant-temp ID CAP [--expires D | --until T] |
- * list ID */
+ * list ID | revoke-all [--temporary] [--vm LIST | --group NAME] */
 static int cmd_cap(struct cli *cli, int argc, char **argv)
 {
 	const char *sub = argc ? argv[0] : "";
@@ -967,6 +1005,16 @@ static int cmd_cap(struct cli *cli, int argc, char **argv)
 		if (cli->until)
 			cJSON_AddStringToObject(req, "until", cli->until);
 		return print_reply(cli, call(cli, req, false), print_cap_temp);
+	}
+	if (!strcmp(sub, "revoke-all") && argc == 1) {
+		req = request("cap.revoke_all");
+		if (cli->temporary)
+			cJSON_AddBoolToObject(req, "temporary", 1);
+		if (cli->vm)
+			cJSON_AddStringToObject(req, "vms", cli->vm);
+		if (cli->group)
+			cJSON_AddStringToObject(req, "group", cli->group);
+		return print_reply(cli, call(cli, req, false), print_revoke_all);
 	}
 	if (argc != 3 || (strcmp(sub, "grant") && strcmp(sub, "revoke"))) {
 		usage(stderr);

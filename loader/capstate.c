@@ -19,7 +19,7 @@ _Static_assert(sizeof(struct rayos_cap_state) == 16 + 8 * RAYOS_CAP_COUNT +
 	       16 * RAYOS_CAP_COUNT, "rayos_cap_state layout");
 _Static_assert(offsetof(struct rayos_cap_state, link) == 16 + 8 * RAYOS_CAP_COUNT,
 	       "rayos_cap_state.link offset");
-_Static_assert(sizeof(struct rayos_cap_cache) == 24, "rayos_cap_cache layout");
+_Static_assert(sizeof(struct rayos_cap_cache) == 32, "rayos_cap_cache layout");
 
 int loader_cap_epoch_bump(struct loader *ld)
 {

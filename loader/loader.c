@@ -58,6 +58,8 @@ static const char *const map_names[RAYOS_MAP_MAX] = {
 	[RAYOS_MAP_CAP_STATE]	= "rayos_cap_state",
 	[RAYOS_MAP_CAP_CACHE]	= "rayos_cap_cache",
 	[RAYOS_MAP_CAP_EPOCH]	= "rayos_cap_epoch",
+	[RAYOS_MAP_CAP_SWITCH]	= "rayos_cap_switch",
+	[RAYOS_MAP_CAP_REVOKE]	= "rayos_cap_revoke",
 	/* device enforcement */
 	[RAYOS_MAP_DEV_RULES]	= "rayos_dev_rules",
 	[RAYOS_MAP_CGROUPS]	= "rayos_cgroups",
@@ -84,6 +86,7 @@ static const struct {
 	{ RAYOS_MAP_CTL_RATE, RAYOS_CTL_MAX },
 	{ RAYOS_MAP_CAP_STATE, 1 },
 	{ RAYOS_MAP_CAP_CACHE, 1 },
+	{ RAYOS_MAP_CAP_REVOKE, 1 },
 	/* device enforcement */
 	{ RAYOS_MAP_CGROUPS, 4 },
 	{ RAYOS_MAP_DEV_STATS, RAYOS_DEVC_MAX },
@@ -355,6 +358,7 @@ void loader_close(struct loader *ld)
 	if (ld->sync_inner_fd >= 0)
 		close(ld->sync_inner_fd);
 	publish_free(ld);
+	loader_capswitch_close(ld);
 	loader_devices_close(ld);
 	rayos_net__destroy(ld->net);	/* closes fds; pinned maps stay */
 	free(ld->taps);

@@ -53,6 +53,8 @@ enum rayos_map_id {
 	RAYOS_MAP_CAP_STATE,	/* ARRAY slot -> struct rayos_cap_state */
 	RAYOS_MAP_CAP_CACHE,	/* PERCPU_ARRAY slot -> struct rayos_cap_cache */
 	RAYOS_MAP_CAP_EPOCH,	/* ARRAY of one __u32 */
+	RAYOS_MAP_CAP_SWITCH,	/* ARRAY (mmap) 0 -> struct rayos_cap_switch */
+	RAYOS_MAP_CAP_REVOKE,	/* ARRAY (mmap) slot -> struct rayos_cap_revoke */
 	/* device enforcement (bpf/abi/dev.h), from the rayos_dev object */
 	RAYOS_MAP_DEV_RULES,	/* HASH rayos_dev_key -> rayos_dev_rule */
 	RAYOS_MAP_CGROUPS,	/* HASH __u64 cgroup id -> rayos_cgroup_val */

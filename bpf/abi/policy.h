@@ -176,7 +176,9 @@ struct rayos_cap_state {
  * delegated capability pays two array lookups instead of the boot clock
  * (~35 ns here) and the walk.  Valid while epoch equals rayos_cap_epoch
  * (bumped by the loader after every change of a record's grants or of a
- * link) and jiffies have not moved since the fill; a walk that
+ * link), the revoke-all switch's epoch is the one of the fill (a revoke-all
+ * of a delegator ends the links below it at the switch's store) and
+ * jiffies have not moved since the fill; a walk that
  * found a deadline closer than RAYOS_CAP_CACHE_MARGIN_NS is not cached at
  * all, so expiry is judged against the precise boot clock.
  */
@@ -187,6 +189,28 @@ struct rayos_cap_cache {
 	__u32 epoch;		/* rayos_cap_epoch at the fill */
 	__u64 caps;		/* effective capabilities */
 	__u64 tick;		/* bpf_jiffies64() at the fill; 0 = invalid */
+	__u64 sw_epoch;		/* rayos_cap_switch.epoch at the fill */
+};
+
+/*
+ * revoke-all: one switch for many VMs.  The agent first writes, for each
+ * selected slot, the capabilities to take and the epoch they belong to
+ * (rayos_cap_revoke), then stores that epoch in the single rayos_cap_switch
+ * entry: the one 8-byte store at which every selected VM loses them at once,
+ * for every program.  An entry counts while its epoch is nonzero and not
+ * above the switch's.  Afterwards the agent rewrites the VMs' records without
+ * those capabilities and only then clears the entries and the armed flag,
+ * so the fast path (armed == 0) costs one inlined array lookup.  Both maps
+ * are BPF_F_MMAPABLE: the agent writes them with plain ordered stores.
+ */
+struct rayos_cap_switch {
+	__u64 epoch;		/* the newest revoke-all in force */
+	__u64 armed;		/* nonzero while rayos_cap_revoke has entries */
+};
+
+struct rayos_cap_revoke {
+	__u64 epoch;		/* 0: none; counts once rayos_cap_switch.epoch >= it */
+	__u64 mask;		/* 1 << enum rayos_cap taken from this slot */
 };
 
 /* Port key "kind": an exact port, or every port of a protocol. */

@@ -22,14 +22,22 @@
  * is exact, and a cached answer never outlives the deadline it used (a
  * cached entry lives at most one tick, well inside the margin).
  *
+ * An active revoke-all (capswitch.bpf.h) outranks all of it: its mask is
+ * applied to the VM itself on every check (outside the cache) and to every
+ * delegator on the walk, and the cache is valid only under the switch epoch
+ * it was filled in, so a revoke-all of a delegator ends the chains below it
+ * at the switch's store.
+ *
  * Needs the types of bpf/abi/policy.h, bpf_map_lookup_elem(),
  * bpf_ktime_get_boot_ns(), bpf_jiffies64() and the maps
- * rayos_cap_state, rayos_cap_cache and rayos_cap_epoch (maps.bpf.h).
+ * rayos_cap_state, rayos_cap_cache, rayos_cap_epoch, rayos_cap_switch and
+ * rayos_cap_revoke (maps.bpf.h).
  */
 #ifndef RAYOS_CAPS_BPF_H
 #define RAYOS_CAPS_BPF_H
 
 #include "bpf/abi/policy.h"
+#include "capswitch.bpf.h"
 
 #ifndef __noinline
 #define __noinline __attribute__((noinline))
@@ -56,8 +64,8 @@ static __always_inline bool rayos_cap_own(__u64 caps, const __u64 *until, __u32 
  * Follow the delegation link l of capability c up at most
  * RAYOS_CAP_MAX_DEPTH hops (A->B->C->D: D's link reaches A's own grant in
  * three).  Each hop: the link unexpired, its slot still holding the VM it
- * names, that VM not quarantined; it holds c itself or the next link
- * continues.  A fourth hop is never followed.  On success *soonest is the
+ * names, that VM not quarantined nor revoked c by a revoke-all; it holds c
+ * itself or the next link continues.  A fourth hop is never followed.  On success *soonest is the
  * earliest deadline on the way.
  */
 static __always_inline bool rayos_cap_via_link(struct rayos_cap_link l, __u32 c, __u64 now,
@@ -79,7 +87,8 @@ static __always_inline bool rayos_cap_via_link(struct rayos_cap_link l, __u32 c,
 		}
 		slot = l.from_slot;
 		d = bpf_map_lookup_elem(&rayos_cap_state, &slot);
-		if (!d || d->vm_id != l.from_vm || (d->flags & RAYOS_VMF_QUARANTINE))
+		if (!d || d->vm_id != l.from_vm || (d->flags & RAYOS_VMF_QUARANTINE) ||
+		    (rayos_caps_revoked(slot) & (1ULL << c)))
 			return false;
 		if (rayos_cap_own(d->caps, d->cap_until_ns, c, now, &s)) {
 			*soonest = s;
@@ -102,7 +111,8 @@ __noinline __u64 rayos_caps_walk(const struct rayos_vm *vm, __u64 tick)
 {
 	const struct rayos_cap_state *st;
 	struct rayos_cap_cache *cc;
-	__u64 caps = 0, now, soonest = ~0ULL;
+	__u64 caps = 0, now, soonest = ~0ULL, sw_epoch = 0;
+	const struct rayos_cap_switch *sw;
 	__u32 slot, zero = 0, epoch = 0, c, *ep;
 
 	if (!vm)
@@ -110,6 +120,9 @@ __noinline __u64 rayos_caps_walk(const struct rayos_vm *vm, __u64 tick)
 	ep = bpf_map_lookup_elem(&rayos_cap_epoch, &zero);
 	if (ep)
 		epoch = *(volatile __u32 *)ep;
+	sw = bpf_map_lookup_elem(&rayos_cap_switch, &zero);
+	if (sw)
+		sw_epoch = RAYOS_READ_U64(sw->epoch);
 	now = bpf_ktime_get_boot_ns();
 	slot = vm->slot;
 	st = bpf_map_lookup_elem(&rayos_cap_state, &slot);
@@ -125,22 +138,27 @@ __noinline __u64 rayos_caps_walk(const struct rayos_vm *vm, __u64 tick)
 		*(volatile __u64 *)&cc->tick = 0;
 		cc->vm_id = vm->vm_id;
 		cc->epoch = epoch;
+		cc->sw_epoch = sw_epoch;
 		cc->caps = caps;
 		*(volatile __u64 *)&cc->tick = soonest - now > RAYOS_CAP_CACHE_MARGIN_NS ? tick : 0;
 	}
 	return caps;
 }
 
-/* Every capability vm holds now, permanent ones included. */
+/* Every capability vm holds now, permanent ones included, before the
+ * VM's own revoke-all mask (the callers apply it). */
 static __always_inline __u64 rayos_vm_caps_at(const struct rayos_vm *vm)
 {
 	__u32 slot = vm->slot, zero = 0, *ep;
+	const struct rayos_cap_switch *sw;
 	struct rayos_cap_cache *cc;
 	__u64 tick = bpf_jiffies64();
 
 	ep = bpf_map_lookup_elem(&rayos_cap_epoch, &zero);
+	sw = bpf_map_lookup_elem(&rayos_cap_switch, &zero);
 	cc = bpf_map_lookup_elem(&rayos_cap_cache, &slot);
-	if (ep && cc && cc->tick == tick && cc->epoch == *ep && cc->vm_id == vm->vm_id)
+	if (ep && sw && cc && cc->tick == tick && cc->epoch == *ep &&
+	    cc->sw_epoch == RAYOS_READ_U64(sw->epoch) && cc->vm_id == vm->vm_id)
 		return cc->caps;
 	return rayos_caps_walk(vm, tick);
 }
@@ -150,6 +168,8 @@ static __always_inline bool rayos_vm_has_cap(const struct rayos_vm *vm, __u32 ca
 {
 	if (cap >= RAYOS_CAP_COUNT)
 		return false;
+	if (rayos_caps_revoked(vm->slot) & (1ULL << cap))
+		return false;
 	if (vm->caps & (1ULL << cap))
 		return true;
 	return (rayos_vm_caps_at(vm) >> cap) & 1;
@@ -158,7 +178,7 @@ static __always_inline bool rayos_vm_has_cap(const struct rayos_vm *vm, __u32 ca
 /* The device decision's question: the whole set. */
 static __always_inline __u64 rayos_vm_caps_now(const struct rayos_vm *vm)
 {
-	return vm->caps | rayos_vm_caps_at(vm);
+	return (vm->caps | rayos_vm_caps_at(vm)) & ~rayos_caps_revoked(vm->slot);
 }
 
 #endif /* RAYOS_CAPS_BPF_H */

@@ -36,6 +36,8 @@ static struct fake_map rayos_dev_rules = { "rayos_dev_rules" };
 static struct fake_map rayos_cap_state = { "rayos_cap_state" };
 static struct fake_map rayos_cap_cache = { "rayos_cap_cache" };
 static struct fake_map rayos_cap_epoch = { "rayos_cap_epoch" };
+static struct fake_map rayos_cap_switch = { "rayos_cap_switch" };
+static struct fake_map rayos_cap_revoke = { "rayos_cap_revoke" };
 
 #define MAX_FAKE 16
 static struct {
@@ -52,6 +54,8 @@ static struct {
 	struct rayos_cap_state cap_state[MAX_FAKE];	/* by slot */
 	struct rayos_cap_cache cap_cache[MAX_FAKE];	/* by slot, one CPU */
 	__u32 cap_epoch;
+	struct rayos_cap_switch sw;	/* revoke-all */
+	struct rayos_cap_revoke rev[8];	/* by slot */
 	__u64 ancestor[9];		/* by level, 0 = deeper than the task */
 	unsigned int lookups;
 } fk;
@@ -76,6 +80,12 @@ static void *bpf_map_lookup_elem(void *map, const void *key)
 					       : (void *)&fk.cap_cache[slot];
 	} else if (map == &rayos_cap_epoch) {
 		return *(const __u32 *)key ? NULL : &fk.cap_epoch;
+	} else if (map == &rayos_cap_switch) {
+		return *(const __u32 *)key == 0 ? &fk.sw : NULL;
+	} else if (map == &rayos_cap_revoke) {
+		__u32 slot = *(const __u32 *)key;
+
+		return slot < 8 ? &fk.rev[slot] : NULL;
 	} else if (map == &rayos_dev_rules) {
 		for (size_t i = 0; i < fk.nr_rules; i++)
 			if (!memcmp(&fk.rules[i].k, key, sizeof(fk.rules[i].k)))
@@ -261,9 +271,10 @@ static void test_lookups(void)
 	fk.lookups = 0;
 	rayos_dev_decide(7, C, 10, 200, R, &d);
 	/* The VM's effective capabilities come from this CPU's cache, filled
-	 * by the decision above: the epoch and the cell, no walk. */
-	ASSERT_EQ(fk.lookups, 5, "decide: five lookups (record, exact, wildcard, cap epoch, "
-		  "cap cache)");
+	 * by the decision above (the epoch, the revoke-all switch and the
+	 * cell, no walk), then the VM's own revoke-all mask (the switch). */
+	ASSERT_EQ(fk.lookups, 7, "decide: seven lookups (record, exact, wildcard, cap epoch, "
+		  "revoke-all switch, cap cache, switch)");
 
 	/* A quarantined record (the VM lost its policy): the basics only,
 	 * whatever caps or explicit entries it carries. */
@@ -282,6 +293,49 @@ static void test_lookups(void)
 	rayos_dev_decide(9, C, 1, 3, R | W, &d);
 	ASSERT_TRUE(d.allow && d.reason == RAYOS_DEVR_NO_VM,
 		    "decide: quarantined VM: the basics (null) stay allowed");
+}
+
+/* revoke-all: entries written under the next epoch count only once the
+ * switch reaches it, for every selected slot at once; others keep theirs. */
+static void test_revoke_all(void)
+{
+	struct rayos_dev_decision d;
+
+	reset();
+	add_vm(11, CAP(GPU) | CAP(INPUT), 0, 3);
+	add_vm(12, CAP(GPU), 0, 4);
+	add_vm(13, CAP(GPU), 0, 5);
+	fk.vms[0].cap_until_ns[RAYOS_CAP_CONSOLE] = 5000;	/* temporary */
+	fk.now_boot_ns = 1000;
+	fk.rev[3] = (struct rayos_cap_revoke){ .epoch = 1, .mask = CAP(GPU) | CAP(CONSOLE) };
+	fk.rev[4] = (struct rayos_cap_revoke){ .epoch = 1, .mask = CAP(GPU) };
+	fk.sw.armed = 1;
+	rayos_dev_decide(11, C, 226, 0, R, &d);
+	ASSERT_TRUE(d.allow, "revoke-all: entries of the next epoch do not count yet");
+	fk.sw.epoch = 1;	/* the switch */
+	rayos_dev_decide(11, C, 226, 0, R, &d);
+	ASSERT_TRUE(!d.allow && d.reason == RAYOS_DEVR_DEFAULT_DENY,
+		    "revoke-all: after the switch VM 11 loses CAP_GPU");
+	rayos_dev_decide(12, C, 226, 0, R, &d);
+	ASSERT_TRUE(!d.allow, "revoke-all: ... and VM 12 in the same step");
+	rayos_dev_decide(11, C, 136, 1, R, &d);
+	ASSERT_TRUE(!d.allow, "revoke-all: a temporary grant in the mask ends too");
+	rayos_dev_decide(11, C, 13, 64, R, &d);
+	ASSERT_TRUE(d.allow, "revoke-all: a capability outside the mask stays (CAP_INPUT)");
+	rayos_dev_decide(13, C, 226, 0, R, &d);
+	ASSERT_TRUE(d.allow, "revoke-all: an unselected VM keeps CAP_GPU");
+	fk.rev[4].epoch = 2;
+	rayos_dev_decide(12, C, 226, 0, R, &d);
+	ASSERT_TRUE(d.allow, "revoke-all: an entry above the switch's epoch does not count");
+	fk.sw.armed = 0;
+	rayos_dev_decide(11, C, 226, 0, R, &d);
+	ASSERT_TRUE(d.allow, "revoke-all: disarmed (settled), entries are not read");
+	fk.lookups = 0;
+	rayos_dev_decide(13, C, 226, 0, R, &d);
+	/* The switch (one lookup) on the VM's own mask; the rest is the
+	 * record, the rules and the capability cache (epoch, switch, cell). */
+	ASSERT_EQ(fk.lookups, 7, "revoke-all: disarmed, the check is one lookup (7 with the "
+		  "record, the rules and the capability cache)");
 }
 
 static void test_current_vm(void)
@@ -477,8 +531,9 @@ static void test_walk(void)
 	fk.boot_reads = 0;
 	fk.lookups = 0;
 	ASSERT_TRUE(rayos_vm_caps_now(&leaf) & CAP(GPU), "cache: depth 3 answered");
-	tap_ok(fk.boot_reads == 0 && fk.lookups == 2,
-	       "cache: a hit costs two lookups and no clock (%u lookups, %u clock reads)",
+	tap_ok(fk.boot_reads == 0 && fk.lookups == 4,
+	       "cache: a hit costs four lookups (epoch, switch, cell; the switch again for "
+	       "the VM's own revoke-all mask) and no clock (%u lookups, %u clock reads)",
 	       fk.lookups, fk.boot_reads);
 	fk.cap_state[0].caps = 0;	/* the root revoked ... */
 	ASSERT_TRUE(rayos_vm_caps_now(&leaf) & CAP(GPU),
@@ -502,6 +557,21 @@ static void test_walk(void)
 	fk.now_boot_ns = NOW + RAYOS_CAP_CACHE_MARGIN_NS / 2;	/* same jiffy */
 	ASSERT_TRUE(!(rayos_vm_caps_now(&leaf) & CAP(GPU)),
 		     "cache: the middle link ends on time within the same tick");
+	/* A revoke-all of a delegator ends the chain below it at the switch. */
+	leaf = walk_setup(&walk_cases[1]);
+	ASSERT_TRUE(rayos_vm_caps_now(&leaf) & CAP(GPU), "revoke-all: depth 2 held");
+	fk.rev[0] = (struct rayos_cap_revoke){ .epoch = 1, .mask = CAP(GPU) };
+	fk.sw.armed = 1;
+	ASSERT_TRUE(rayos_vm_caps_now(&leaf) & CAP(GPU),
+		    "revoke-all: the root's entry of the next epoch does not count yet");
+	fk.sw.epoch = 1;	/* the switch: no loader epoch bump */
+	ASSERT_TRUE(!(rayos_vm_caps_now(&leaf) & CAP(GPU)),
+		    "revoke-all of the root: the leaf at depth 2 loses CAP_GPU at the switch");
+	fk.rev[0].mask = 0;
+	fk.rev[2] = (struct rayos_cap_revoke){ .epoch = 1, .mask = CAP(GPU) };
+	fk.sw.epoch = 2;
+	ASSERT_TRUE(!(rayos_vm_caps_now(&leaf) & CAP(GPU)),
+		    "revoke-all of the leaf itself: gone (its own mask, outside the cache)");
 	/* A VM whose slot copy is someone else's has no links. */
 	leaf = walk_setup(&walk_cases[0]);
 	leaf.vm_id = 555;
@@ -514,6 +584,7 @@ int main(void)
 	test_verdicts();
 	test_temporary();
 	test_walk();
+	test_revoke_all();
 	test_lookups();
 	test_current_vm();
 	test_table_agrees();

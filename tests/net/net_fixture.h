@@ -27,6 +27,7 @@
 #include "bpf/abi/policy.h"
 #include "loader/attach.h"
 #include "loader/capstate.h"
+#include "loader/capswitch.h"
 #include "loader/loader.h"
 #include "loader/publish.h"
 #include "tests/lib/pkt.h"
