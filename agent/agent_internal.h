@@ -108,6 +108,10 @@ void vms_after_publish(struct agent *a);
 void vms_close(struct agent *a);
 /* Shared by vms.c and vmcaps.c. */
 int req_vm_id(const cJSON *req, uint32_t *id);
+int req_vm_id_at(const cJSON *req, const char *key, uint32_t *id);
+/* The request's "cap": NULL with *bit set, or the error reply (unknown or
+ * removed capability, naming it). */
+cJSON *req_cap(const cJSON *req, int *bit);
 struct policy_vm *policy_vm(struct agent *a, uint32_t id);
 
 struct vm_runtime;

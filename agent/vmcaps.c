@@ -116,15 +116,8 @@ cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
 
 	if (req_vm_id(req, &vr.id))
 		return control_error("\"id\" must be a VM id (1..4294967295)");
-	if (!cJSON_IsString(cap))
-		return control_error("\"cap\" must be a capability name such as CAP_NETWORK");
-	bit = policy_cap_from_name(cap->valuestring);
-	if (bit < 0) {
-		char why[160];
-
-		policy_cap_error(cap->valuestring, why, sizeof(why));
-		return control_error("%s; nothing changed", why);
-	}
+	if ((r = req_cap(req, &bit)))
+		return r;
 	if ((exp && !cJSON_IsString(exp)) || (until && !cJSON_IsString(until)))
 		return control_error("\"expires\" and \"until\" are strings");
 	if (exp && until)

@@ -34,18 +34,6 @@
 #define DELEG_FILE	"delegations.json"
 #define BY_CLI		"control socket"
 
-static void boot_id(char *buf, size_t len)
-{
-	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, len - 1) : -1;
-
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	if (n > 0 && buf[n - 1] == '\n')
-		buf[n - 1] = '\0';
-}
-
 static void state_path(const struct agent *a, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s", a->opts->state_dir, DELEG_FILE);
@@ -56,7 +44,7 @@ static int save(const struct agent *a)
 	char path[PATH_MAX], boot[64], *text;
 	int err;
 
-	boot_id(boot, sizeof(boot));
+	boot_id_read(boot, sizeof(boot));
 	text = deleg_save(&a->deleg, boot);
 	if (!text)
 		return -ENOMEM;
@@ -83,7 +71,7 @@ int vmdeleg_open(struct agent *a)
 		log_err("cannot read %s: %s", path, strerror(-err));
 		return err;
 	}
-	boot_id(boot, sizeof(boot));
+	boot_id_read(boot, sizeof(boot));
 	err = deleg_load(text, boot, &a->deleg, &dropped);
 	free(text);
 	if (err) {
@@ -211,29 +199,16 @@ static void end_links(struct agent *a, uint32_t to, uint32_t cap, const char *ev
 /* The common request fields: from, to, cap. */
 static cJSON *parse_req(struct agent *a, const cJSON *req, struct deleg_link *l)
 {
-	const cJSON *from = cJSON_GetObjectItemCaseSensitive(req, "from");
-	const cJSON *to = cJSON_GetObjectItemCaseSensitive(req, "to");
-	const cJSON *cap = cJSON_GetObjectItemCaseSensitive(req, "cap");
+	cJSON *r;
 	int bit;
 
 	memset(l, 0, sizeof(*l));
-	if (!cJSON_IsNumber(from) || from->valuedouble < 1 || from->valuedouble > UINT32_MAX ||
-	    from->valuedouble != (uint32_t)from->valuedouble)
+	if (req_vm_id_at(req, "from", &l->from))
 		return control_error("\"from\" must be a VM id (1..4294967295)");
-	if (!cJSON_IsNumber(to) || to->valuedouble < 1 || to->valuedouble > UINT32_MAX ||
-	    to->valuedouble != (uint32_t)to->valuedouble)
+	if (req_vm_id_at(req, "to", &l->to))
 		return control_error("\"to\" must be a VM id (1..4294967295)");
-	if (!cJSON_IsString(cap))
-		return control_error("\"cap\" must be a capability name such as CAP_GPU");
-	bit = policy_cap_from_name(cap->valuestring);
-	if (bit < 0) {
-		char why[160];
-
-		policy_cap_error(cap->valuestring, why, sizeof(why));
-		return control_error("%s; nothing changed", why);
-	}
-	l->from = (uint32_t)from->valuedouble;
-	l->to = (uint32_t)to->valuedouble;
+	if ((r = req_cap(req, &bit)))
+		return r;
 	l->cap = (uint32_t)bit;
 	if (!policy_vm(a, l->from))
 		return control_error("unknown VM %u: it is not in the applied policy; nothing "

@@ -43,16 +43,35 @@ struct vm_watch {
 	struct vm_watch *next;
 };
 
-/* "id" of a request: 1..2^32-1, nothing else. */
-int req_vm_id(const cJSON *req, uint32_t *id)
+/* A VM id of a request under key: 1..2^32-1, nothing else. */
+int req_vm_id_at(const cJSON *req, const char *key, uint32_t *id)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "id");
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, key);
 
 	if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > UINT32_MAX ||
 	    v->valuedouble != (double)(uint32_t)v->valuedouble)
 		return -EINVAL;
 	*id = (uint32_t)v->valuedouble;
 	return 0;
+}
+
+int req_vm_id(const cJSON *req, uint32_t *id)
+{
+	return req_vm_id_at(req, "id", id);
+}
+
+cJSON *req_cap(const cJSON *req, int *bit)
+{
+	const cJSON *cap = cJSON_GetObjectItemCaseSensitive(req, "cap");
+	char why[160];
+
+	if (!cJSON_IsString(cap))
+		return control_error("\"cap\" must be a capability name such as CAP_GPU");
+	*bit = policy_cap_from_name(cap->valuestring);
+	if (*bit >= 0)
+		return NULL;
+	policy_cap_error(cap->valuestring, why, sizeof(why));
+	return control_error("%s; nothing changed", why);
 }
 
 static cJSON *ok_reply(uint32_t id)
@@ -856,15 +875,8 @@ cJSON *vms_cap(struct agent *a, const cJSON *req, bool grant)
 
 	if (req_vm_id(req, &vr.id))
 		return control_error("\"id\" must be a VM id (1..4294967295)");
-	if (!cJSON_IsString(cap))
-		return control_error("\"cap\" must be a capability name such as CAP_GPU");
-	bit = policy_cap_from_name(cap->valuestring);
-	if (bit < 0) {
-		char why[160];
-
-		policy_cap_error(cap->valuestring, why, sizeof(why));
-		return control_error("%s; nothing changed", why);
-	}
+	if ((r = req_cap(req, &bit)))
+		return r;
 	if (!policy_vm(a, vr.id))
 		return control_error("unknown VM %u: it is not in the applied policy", vr.id);
 	qe = quarantine_get(a, vr.id);

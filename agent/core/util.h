@@ -27,4 +27,8 @@ int fsync_dir_of(const char *path);
  * (caller frees).  -ENOENT when it does not exist, -EFBIG when larger. */
 int file_read_small(const char *path, size_t max, char **out);
 
+/* This boot's id ("" when unreadable): boot-clock deadlines are only
+ * meaningful within it. */
+void boot_id_read(char *buf, size_t len);
+
 #endif

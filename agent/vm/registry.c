@@ -61,19 +61,6 @@ bool registry_ifname_valid(const char *s)
 	return true;
 }
 
-/* This boot's id ("" when unreadable): boot-clock deadlines are only
- * meaningful within it. */
-static void boot_id(char *buf, size_t len)
-{
-	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, len - 1) : -1;
-
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-}
-
 /* {"CAP_X": "hex", ...} of the non-zero values, under key (none: absent). */
 static void cap_map_save(cJSON *o, const char *key, const uint64_t v[RAYOS_CAP_COUNT])
 {
@@ -96,7 +83,7 @@ static int save(const struct registry *r)
 	char *text, boot[64];
 	int err;
 
-	boot_id(boot, sizeof(boot));
+	boot_id_read(boot, sizeof(boot));
 	cJSON_AddStringToObject(root, "boot_id", boot);
 	arr = cJSON_AddArrayToObject(root, "registrations");
 
@@ -166,7 +153,7 @@ int registry_open(const char *path, struct registry **out)
 		const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "boot_id");
 		char boot[64];
 
-		boot_id(boot, sizeof(boot));
+		boot_id_read(boot, sizeof(boot));
 		same_boot = cJSON_IsString(b) && boot[0] && !strcmp(b->valuestring, boot);
 	}
 	it = cJSON_GetObjectItemCaseSensitive(root, "registrations");

@@ -128,11 +128,9 @@ static double measure(const char *cgroup)
 	return best;
 }
 
-static int publish_vm1(void)
+/* Compile and publish a policy given as JSON text through loader l. */
+static int publish_json(struct loader *l, const char *json)
 {
-	const char *json = "{\"version\": 1, \"vms\": [{\"id\": 1, \"name\": \"bench\", "
-			   "\"capabilities\": [\"CAP_NETWORK\"], \"devices\": {\"allow\": "
-			   "[\"c 241:0 r\"], \"deny\": [\"c 242:* rw\"]}}]}";
 	struct policy_set *set = policy_set_new();
 	struct compiled_policy *cp = NULL;
 	struct publish_stats st;
@@ -143,10 +141,17 @@ static int publish_vm1(void)
 	if (!ret)
 		ret = policy_compile(set, &cp, &err);
 	if (!ret)
-		ret = publish_policy(ld, cp, &st);
+		ret = publish_policy(l, cp, &st);
 	compiled_policy_free(cp);
 	policy_set_free(set);
 	return ret;
+}
+
+static int publish_vm1(void)
+{
+	return publish_json(ld, "{\"version\": 1, \"vms\": [{\"id\": 1, \"name\": \"bench\", "
+			    "\"capabilities\": [\"CAP_NETWORK\"], \"devices\": {\"allow\": "
+			    "[\"c 241:0 r\"], \"deny\": [\"c 242:* rw\"]}}]}");
 }
 
 static int open_loader(bool stats)
@@ -195,25 +200,11 @@ static uint64_t boot_ns(void)
 
 static int publish_chain(struct loader *l)
 {
-	const char *json = "{\"version\": 1, \"vms\": ["
+	return publish_json(l, "{\"version\": 1, \"vms\": ["
 		"{\"id\": 1, \"name\": \"leaf\", \"capabilities\": []},"
 		"{\"id\": 2, \"name\": \"root\", \"capabilities\": [\"CAP_GPU\", \"CAP_ADMIN\"]},"
 		"{\"id\": 3, \"name\": \"mid1\", \"capabilities\": [\"CAP_ADMIN\"]},"
-		"{\"id\": 4, \"name\": \"mid2\", \"capabilities\": [\"CAP_ADMIN\"]}]}";
-	struct policy_set *set = policy_set_new();
-	struct compiled_policy *cp = NULL;
-	struct publish_stats st;
-	struct policy_error err;
-	int ret;
-
-	ret = policy_set_add_json(set, "bench.json", json, strlen(json), &err);
-	if (!ret)
-		ret = policy_compile(set, &cp, &err);
-	if (!ret)
-		ret = publish_policy(l, cp, &st);
-	compiled_policy_free(cp);
-	policy_set_free(set);
-	return ret;
+		"{\"id\": 4, \"name\": \"mid2\", \"capabilities\": [\"CAP_ADMIN\"]}]}");
 }
 
 /* VM 1's grants and links for one case. */
