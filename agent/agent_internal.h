@@ -127,6 +127,9 @@ void vmcaps_policy(struct agent *a);
 void vmcaps_tidy(struct agent *a);
 /* Append one audit record (j is consumed): 0, or -errno with why. */
 int vmcaps_audit(const struct agent *a, cJSON *j, char *why, size_t len);
+/* The request's "expires" or "until" as ns from now into *delta (left as
+ * it is when neither is given): NULL, or the error reply. */
+cJSON *req_expiry(const cJSON *req, uint64_t *delta);
 /* A boot-clock deadline as the RFC 3339 UTC time it corresponds to now. */
 void vmcaps_wall_of(uint64_t until_boot, char *buf, size_t len);
 

@@ -98,13 +98,29 @@ int vmcaps_apply(struct agent *a, const struct vm_runtime *vr)
 	return loader_vm_set_grants(a->ld, vr->id, caps, vr->cap_until);
 }
 
+cJSON *req_expiry(const cJSON *req, uint64_t *delta)
+{
+	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(req, "expires");
+	const cJSON *until = cJSON_GetObjectItemCaseSensitive(req, "until");
+	char err[256];
+
+	if ((exp && !cJSON_IsString(exp)) || (until && !cJSON_IsString(until)))
+		return control_error("\"expires\" and \"until\" are strings");
+	if (exp && until)
+		return control_error("give --expires or --until, not both");
+	if (exp && caps_parse_duration(exp->valuestring, delta, err, sizeof(err)))
+		return control_error("--expires: %s; nothing changed", err);
+	if (until && caps_parse_until(until->valuestring, clock_ns(CLOCK_REALTIME), delta, err,
+				      sizeof(err)))
+		return control_error("%s; nothing changed", err);
+	return NULL;
+}
+
 /* cap.grant_temp {"id", "cap", "expires" | "until"}: a grant with a
  * deadline; audited before it happens. */
 cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
 {
 	const cJSON *cap = cJSON_GetObjectItemCaseSensitive(req, "cap");
-	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(req, "expires");
-	const cJSON *until = cJSON_GetObjectItemCaseSensitive(req, "until");
 	struct vm_runtime vr = {}, prev = {};
 	const struct vm_runtime *old;
 	char err[PATH_MAX + 256], why[PATH_MAX + 64], wall[32], left[32];
@@ -118,15 +134,8 @@ cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
 		return control_error("\"id\" must be a VM id (1..4294967295)");
 	if ((r = req_cap(req, &bit)))
 		return r;
-	if ((exp && !cJSON_IsString(exp)) || (until && !cJSON_IsString(until)))
-		return control_error("\"expires\" and \"until\" are strings");
-	if (exp && until)
-		return control_error("give --expires or --until, not both");
-	if (exp && caps_parse_duration(exp->valuestring, &delta, err, sizeof(err)))
-		return control_error("--expires: %s; nothing changed", err);
-	if (until && caps_parse_until(until->valuestring, clock_ns(CLOCK_REALTIME), &delta, err,
-				      sizeof(err)))
-		return control_error("%s; nothing changed", err);
+	if ((r = req_expiry(req, &delta)))
+		return r;
 	if (!policy_vm(a, vr.id))
 		return control_error("unknown VM %u: it is not in the applied policy", vr.id);
 	if (quarantine_get(a, vr.id))

@@ -222,8 +222,6 @@ static cJSON *parse_req(struct agent *a, const cJSON *req, struct deleg_link *l)
 /* cap.delegate {"from", "to", "cap", "expires" | "until"} */
 cJSON *vmdeleg_delegate(struct agent *a, const cJSON *req)
 {
-	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(req, "expires");
-	const cJSON *until = cJSON_GetObjectItemCaseSensitive(req, "until");
 	char err[512], why[PATH_MAX + 64], chain[160], wall[32];
 	uint64_t delta = 0;
 	struct deleg_link l;
@@ -233,15 +231,8 @@ cJSON *vmdeleg_delegate(struct agent *a, const cJSON *req)
 	r = parse_req(a, req, &l);
 	if (r)
 		return r;
-	if ((exp && !cJSON_IsString(exp)) || (until && !cJSON_IsString(until)))
-		return control_error("\"expires\" and \"until\" are strings");
-	if (exp && until)
-		return control_error("give --expires or --until, not both");
-	if (exp && caps_parse_duration(exp->valuestring, &delta, err, sizeof(err)))
-		return control_error("--expires: %s; nothing changed", err);
-	if (until && caps_parse_until(until->valuestring, clock_ns(CLOCK_REALTIME), &delta, err,
-				      sizeof(err)))
-		return control_error("%s; nothing changed", err);
+	if ((r = req_expiry(req, &delta)))
+		return r;
 	if (quarantine_get(a, l.from) || quarantine_get(a, l.to))
 		return control_error("VM %u is quarantined: it neither gives nor receives "
 				     "capabilities; nothing changed",
