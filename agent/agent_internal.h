@@ -119,5 +119,17 @@ int vmcaps_apply(struct agent *a, const struct vm_runtime *vr);
 void vmcaps_policy(struct agent *a);
 /* Health tick: log, audit and clear grants whose deadline passed. */
 void vmcaps_tidy(struct agent *a);
+/* Append one audit record j (taken over) to the state dir's log, synced:
+ * 0, or -errno with why filled in. */
+int audit_write(const struct agent *a, cJSON *j, char *why, size_t len);
+
+/* vmfine.c: fine-grained capability limits (cap fine-grain). */
+cJSON *vmfine_request(struct agent *a, const cJSON *req);
+/* Before each compile: every VM of set gets its policy's limits merged
+ * with those `cap fine-grain` gave it. */
+void vmfine_overlay(const struct agent *a, struct policy_set *set);
+/* The VM's limits and the figures they make effective, for cap list and
+ * vm info; NULL when it has none and the policy sets no rate. */
+cJSON *vmfine_json(const struct agent *a, const struct policy_vm *vm);
 
 #endif

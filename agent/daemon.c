@@ -267,6 +267,7 @@ int agent_apply_policy_ex(struct agent *a, const char *why, bool allow_mass)
 	}
 	if (err)
 		goto rejected;
+	vmfine_overlay(a, set);	/* `cap fine-grain` limits join the policy's */
 	err = policy_compile(set, &cp, &perr);
 	if (err) {
 		policy_error_format(&perr, msg, sizeof(msg));
@@ -750,6 +751,8 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 		return vmcaps_grant_temp(a, req);
 	if (!strcmp(cmd, "cap.list"))
 		return vmcaps_list(a, req);
+	if (!strcmp(cmd, "cap.fine_grain"))
+		return vmfine_request(a, req);
 	if (!strcmp(cmd, "device.status") || !strcmp(cmd, "device.handlers") ||
 	    !strcmp(cmd, "device.list"))
 		return device_request(a, cmd, req);
@@ -779,7 +782,7 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 	}
 	return control_error("unknown command \"%s\" (known: status, stop, policy.reload, "
 			     "vm.list, vm.stats, vm.info, vm.register, vm.unregister, cap.grant, "
-			     "cap.revoke, cap.grant_temp, cap.list, device.status, device.handlers, device.list, "
+			     "cap.revoke, cap.grant_temp, cap.list, cap.fine_grain, device.status, device.handlers, device.list, "
 			     "dhcp.status, dhcp.leases, dhcp.release, perf)", cmd);
 }
 

@@ -49,7 +49,7 @@ static void audit_path(const struct agent *a, char *buf, size_t len)
 }
 
 /* Append one record: 0, or -errno with why filled in. */
-static int audit_write(const struct agent *a, cJSON *j, char *why, size_t len)
+int audit_write(const struct agent *a, cJSON *j, char *why, size_t len)
 {
 	char path[PATH_MAX];
 	int ret;
@@ -228,6 +228,7 @@ cJSON *vmcaps_list(struct agent *a, const cJSON *req)
 		}
 		cJSON_AddItemToArray(arr, o);
 	}
+	cJSON_AddItemToObject(r, "limits", vmfine_json(a, policy_vm(a, id)) ?: cJSON_CreateObject());
 	return r;
 }
 

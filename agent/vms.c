@@ -699,6 +699,7 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 		vr.cap_grant = old->cap_grant;
 		vr.cap_revoke = old->cap_revoke;
 		memcpy(vr.cap_until, old->cap_until, sizeof(vr.cap_until));
+		vr.limits = old->limits;
 		if (!ifc)
 			memcpy(vr.iface, old->iface, sizeof(vr.iface));
 		if (!pidj) {
@@ -835,6 +836,7 @@ cJSON *vms_info(struct agent *a, const cJSON *req)
 		cJSON_AddStringToObject(r, "ipv4", ip);
 	}
 	cJSON_AddItemToObject(r, "disks", disks_json(a, vm));
+	cJSON_AddItemToObject(r, "capability_limits", vmfine_json(a, vm) ?: cJSON_CreateObject());
 	cJSON_AddItemToObject(r, "confinement", vmconfine_json(a, id));
 	return r;
 }

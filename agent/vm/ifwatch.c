@@ -88,10 +88,8 @@ static void attach_vm(struct ifwatch *w, const struct policy_vm *vm)
 			 "appears", vm->id, vm->name, vm->iface);
 		return;
 	}
-	for (int d = 0; d < RAYOS_DIR_MAX; d++) {
-		rates.rate[d] = vm->fw[d].rate_bytes;
-		rates.burst[d] = vm->fw[d].burst_bytes;
-	}
+	for (int d = 0; d < RAYOS_DIR_MAX; d++)	/* the policy's or CAP_NETWORK's, the lower */
+		rates.rate[d] = policy_vm_rate(vm, d, &rates.burst[d]);
 	sv = shaped_find(w, vm->id, true);
 	if (!sv)
 		return;
