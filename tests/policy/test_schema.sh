@@ -32,6 +32,8 @@ device-bad-access device-bad-type device-not-a-rule devices-unknown-key
 disk-block-without-device disk-bad-mode disk-relative-path disk-image-with-device
 host-unknown-key host-rule-no-action ll6-global ll6-three control-rates-unknown
 control-rates-negative
+limits-port-garbage limits-port-empty
+limits-rate-unit limits-cap-mismatch limits-cap-none limits-node-not-dri
 """.split()
 
 n = failed = 0
