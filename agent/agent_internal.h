@@ -122,6 +122,13 @@ void vmcaps_tidy(struct agent *a);
 /* Append one audit record j (taken over) to the state dir's log, synced:
  * 0, or -errno with why filled in. */
 int audit_write(const struct agent *a, cJSON *j, char *why, size_t len);
+/* "id" and "cap" of a capability request: NULL, or the error reply. */
+cJSON *req_vm_cap(const cJSON *req, uint32_t *id, int *bit);
+/* A change that failed after its audit record: audit the failure (f, taken
+ * over, gets "of" and "error") and put the VM's runtime entry back (prev;
+ * NULL: it had none). */
+void vmcaps_undo(struct agent *a, cJSON *f, const char *of, const char *err,
+		 const struct vm_runtime *prev, uint32_t id);
 
 /* vmfine.c: fine-grained capability limits (cap fine-grain). */
 cJSON *vmfine_request(struct agent *a, const cJSON *req);

@@ -65,6 +65,36 @@ int audit_write(const struct agent *a, cJSON *j, char *why, size_t len)
 	return ret;
 }
 
+cJSON *req_vm_cap(const cJSON *req, uint32_t *id, int *bit)
+{
+	const cJSON *cap = cJSON_GetObjectItemCaseSensitive(req, "cap");
+
+	if (req_vm_id(req, id))
+		return control_error("\"id\" must be a VM id (1..4294967295)");
+	if (!cJSON_IsString(cap))
+		return control_error("\"cap\" must be a capability name such as CAP_NETWORK");
+	*bit = policy_cap_from_name(cap->valuestring);
+	if (*bit < 0)
+		return control_error("unknown capability \"%s\"", cap->valuestring);
+	return NULL;
+}
+
+void vmcaps_undo(struct agent *a, cJSON *f, const char *of, const char *err,
+		 const struct vm_runtime *prev, uint32_t id)
+{
+	char why[PATH_MAX + 64];
+
+	if (f) {
+		cJSON_AddStringToObject(f, "of", of);
+		cJSON_AddStringToObject(f, "error", err);
+	}
+	audit_write(a, f, why, sizeof(why));
+	if (prev)
+		registry_put(a->reg, prev);
+	else
+		registry_del(a->reg, id);
+}
+
 static cJSON *temp_record(const char *event, uint32_t vm, int cap, uint64_t until_boot,
 			  const char *by)
 {
@@ -114,13 +144,9 @@ cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
 	int bit, ret;
 	cJSON *r;
 
-	if (req_vm_id(req, &vr.id))
-		return control_error("\"id\" must be a VM id (1..4294967295)");
-	if (!cJSON_IsString(cap))
-		return control_error("\"cap\" must be a capability name such as CAP_NETWORK");
-	bit = policy_cap_from_name(cap->valuestring);
-	if (bit < 0)
-		return control_error("unknown capability \"%s\"", cap->valuestring);
+	r = req_vm_cap(req, &vr.id, &bit);
+	if (r)
+		return r;
 	if ((exp && !cJSON_IsString(exp)) || (until && !cJSON_IsString(until)))
 		return control_error("\"expires\" and \"until\" are strings");
 	if (exp && until)
@@ -166,15 +192,9 @@ cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
 		snprintf(err, sizeof(err), "VM %u: cannot update its record: %s", vr.id,
 			 strerror(-ret));
 	if (ret) {
-		cJSON *f = temp_record("cap_change_failed", vr.id, bit, deadline, "control socket");
-
-		cJSON_AddStringToObject(f, "of", "cap_grant_temp");
-		cJSON_AddStringToObject(f, "error", err);
-		audit_write(a, f, why, sizeof(why));
-		if (had)
-			registry_put(a->reg, &prev);
-		else
-			registry_del(a->reg, vr.id);
+		vmcaps_undo(a, temp_record("cap_change_failed", vr.id, bit, deadline,
+					   "control socket"), "cap_grant_temp", err,
+			    had ? &prev : NULL, vr.id);
 		return control_error("%s", err);
 	}
 	wall_of(deadline, wall, sizeof(wall));

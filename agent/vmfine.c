@@ -249,13 +249,9 @@ cJSON *vmfine_request(struct agent *a, const cJSON *req)
 	cJSON *r;
 	int bit, ret;
 
-	if (req_vm_id(req, &vr.id))
-		return control_error("\"id\" must be a VM id (1..4294967295)");
-	if (!cJSON_IsString(cap))
-		return control_error("\"cap\" must be a capability name such as CAP_NETWORK");
-	bit = policy_cap_from_name(cap->valuestring);
-	if (bit < 0)
-		return control_error("unknown capability \"%s\"", cap->valuestring);
+	r = req_vm_cap(req, &vr.id, &bit);
+	if (r)
+		return r;
 	pv = policy_vm(a, vr.id);
 	if (!pv)
 		return control_error("unknown VM %u: it is not in the applied policy", vr.id);
@@ -296,15 +292,8 @@ cJSON *vmfine_request(struct agent *a, const cJSON *req)
 			 vr.id, a->apply_error[0] ? a->apply_error : strerror(-ret));
 	}
 	if (ret) {
-		cJSON *f = fine_record("cap_change_failed", vr.id, bit, NULL, "control socket");
-
-		cJSON_AddStringToObject(f, "of", "cap_fine_grain");
-		cJSON_AddStringToObject(f, "error", err);
-		audit_write(a, f, why, sizeof(why));
-		if (had)
-			registry_put(a->reg, &prev);
-		else
-			registry_del(a->reg, vr.id);
+		vmcaps_undo(a, fine_record("cap_change_failed", vr.id, bit, NULL, "control socket"),
+			    "cap_fine_grain", err, had ? &prev : NULL, vr.id);
 		return control_error("%s", err);
 	}
 	pv = policy_vm(a, vr.id);	/* the set was replaced */

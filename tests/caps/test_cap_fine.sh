@@ -92,7 +92,7 @@ out=$(agent cap fine-grain "$VM_ID" CAP_NETWORK --allow-ports 443,80,5201,8080 2
 rc=$?
 ms=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
 ok $rc "cap fine-grain $VM_ID CAP_NETWORK --allow-ports 443,80,5201,8080 ($out)"
-diag "the command returned after $ms ms (CLI start, audit fsync, one-VM publish)"
+diag "the command returned after $ms ms (CLI start, audit fsync, policy apply); the agent's log: $(grep -o 'applied (cap fine-grain).*' "$T/agent.log" | tail -1)"
 ok "$(tail -n +$((a0 + 1)) "$T/state/audit.log" | jq -se --argjson v "$VM_ID" \
 	'map(select(.event == "cap_fine_grain")) | length == 1 and .[0].vm == $v and .[0].cap == "CAP_NETWORK" and .[0].allow_ports == "80,443,5201,8080"' >/dev/null; echo $?)" \
 	"one audit record names the VM, the capability and the ports"
