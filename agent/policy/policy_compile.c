@@ -681,7 +681,7 @@ static int limit_rules(const struct policy_vm *vm, int d, struct fw_dir *out,
 	size_t i;
 
 	*out = *fd;
-	if (!vm->limits.has_ports || d == RAYOS_FW_HOST)
+	if (!vm->limits.has_ports || d == RAYOS_FW_HOST || !nr_complement)
 		return 0;	/* HOST is passed on to OUT, which has them */
 	if (fd->nr_rules + LIMIT_RULES > RAYOS_MAX_RULES) {
 		memset(err, 0, sizeof(*err));
@@ -708,14 +708,9 @@ static int limit_rules(const struct policy_vm *vm, int d, struct fw_dir *out,
 		}
 		r->comment = (char *)"CAP_NETWORK port limit";
 	}
-	/* Every port listed: nothing to deny for TCP and UDP, and a deny with
-	 * no ports would mean every port.  Drop those two rules then. */
-	if (!nr_complement) {
-		rules[fd->nr_rules] = rules[fd->nr_rules + LIMIT_RULES - 1];
-		out->nr_rules = fd->nr_rules + 1;
-	} else {
-		out->nr_rules = fd->nr_rules + LIMIT_RULES;
-	}
+	/* The complement is never empty (port 0 is in no list), so no deny
+	 * ends up without ports, which would mean every port. */
+	out->nr_rules = fd->nr_rules + LIMIT_RULES;
 	out->rules = rules;
 	return 0;
 }
