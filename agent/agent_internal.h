@@ -130,6 +130,10 @@ cJSON *req_vm_cap(const cJSON *req, uint32_t *id, int *bit);
 void vmcaps_undo(struct agent *a, cJSON *f, const char *of, const char *err,
 		 const struct vm_runtime *prev, uint32_t id);
 
+struct compiled_policy;
+/* daemon.c: queue the TPM measurement of an applied policy version. */
+void measure_policy(struct agent *a, const struct compiled_policy *cp, uint64_t version);
+
 /* vmfine.c: fine-grained capability limits (cap fine-grain). */
 cJSON *vmfine_request(struct agent *a, const cJSON *req);
 /* Before each compile: every VM of set gets its policy's limits merged

@@ -73,8 +73,7 @@ static double elapsed_ms(const struct timespec *a)
 }
 
 /* TPM event: the applied version and the digest of its compiled form. */
-static void measure_policy(struct agent *a, const struct compiled_policy *cp,
-			   uint64_t version)
+void measure_policy(struct agent *a, const struct compiled_policy *cp, uint64_t version)
 {
 	char digest[65];
 	cJSON *c;

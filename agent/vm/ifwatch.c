@@ -138,6 +138,11 @@ void ifwatch_detach_all(struct ifwatch *w)
 	detach_strays(w, NULL);
 }
 
+void ifwatch_attach(struct ifwatch *w, const struct policy_vm *vm)
+{
+	attach_vm(w, vm);
+}
+
 void ifwatch_reconcile(struct ifwatch *w, const struct policy_set *set)
 {
 	for (size_t i = 0; i < set->nr_vms; i++)

@@ -92,7 +92,7 @@ out=$(agent cap fine-grain "$VM_ID" CAP_NETWORK --allow-ports 443,80,5201,8080 2
 rc=$?
 ms=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
 ok $rc "cap fine-grain $VM_ID CAP_NETWORK --allow-ports 443,80,5201,8080 ($out)"
-diag "the command returned after $ms ms (CLI start, audit fsync, policy apply); the agent's log: $(grep -o 'applied (cap fine-grain).*' "$T/agent.log" | tail -1)"
+diag "the command returned after $ms ms (CLI start, audit fsync, policy apply); the agent's log: $(grep -o 'applied (cap fine-grain.*' "$T/agent.log" | tail -1)"
 ok "$(tail -n +$((a0 + 1)) "$T/state/audit.log" | jq -se --argjson v "$VM_ID" \
 	'map(select(.event == "cap_fine_grain")) | length == 1 and .[0].vm == $v and .[0].cap == "CAP_NETWORK" and .[0].allow_ports == "80,443,5201,8080"' >/dev/null; echo $?)" \
 	"one audit record names the VM, the capability and the ports"
@@ -198,6 +198,15 @@ if [[ -n $CG2 ]]; then
 	out=$(agent cap fine-grain "$VM_ID" CAP_GPU --clear 2>&1)
 	r1=$(open_dri 1)
 	ok "$([[ $r1 == EN[XO]* ]]; echo $?)" "CAP_GPU limit cleared: 226:1 passes again ($r1)"
+	# A fine-grain publishes the VM's record from its policy: a run-time
+	# revoke must survive it.
+	agent cap revoke "$VM_ID" CAP_GPU >/dev/null
+	out=$(agent cap fine-grain "$VM_ID" CAP_NETWORK --allow-ports 80,443 2>&1)
+	r0=$(open_dri 0)
+	ok "$([[ $r0 == EPERM && $(agent cap list "$VM_ID" --json | jq -c '[.capabilities[].cap]') == '["CAP_NETWORK"]' ]]; echo $?)" \
+		"a run-time revoke of CAP_GPU survives a fine-grain publish ($r0)"
+	agent cap grant "$VM_ID" CAP_GPU >/dev/null
+	agent cap fine-grain "$VM_ID" CAP_NETWORK --clear >/dev/null
 else
 	skip "no cgroup v2 mount" "CAP_GPU --nodes in the VM's cgroup"
 fi
