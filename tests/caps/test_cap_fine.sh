@@ -111,6 +111,9 @@ ok "$(grep -q "rayos_vm_packets_total{vm=\"$VM_ID\".*reason=\"drop_cap_ports\"} 
 cl=$(agent cap list "$VM_ID" --json)
 ok "$(jq -e '.limits.CAP_NETWORK.allow_ports == "80,443,5201,8080"' <<<"$cl" >/dev/null; echo $?)" \
 	"cap list shows the limit ($(jq -c .limits <<<"$cl"))"
+cl=$(agent cap list "$VM_ID")
+ok "$([[ $cl == *"CAP_NETWORK"*"limited to: ports 80,443,5201,8080"* && $cl == *"bandwidth in  100Mbit/s (from the policy"* ]]; echo $?)" \
+	"cap list prints it ($(tr '\n' ';' <<<"$cl"))"
 
 # ---- --max-bandwidth: the lower of the policy's and the limit's -----------------
 ip netns exec "$VMNS" iperf3 -s -D -B "$NET.2" -p 5201 -I "$T/iperf3.pid" --logfile "$T/iperf3.log"
