@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "agent/agent.h"
+#include "agent/audit/audit.h"
 #include "agent/core/degraded.h"
 #include "agent/core/evloop.h"
 #include "agent/metrics/netstats.h"
@@ -65,6 +66,8 @@ struct agent {
 	struct ev_source health;	/* periodic checks of what inotify misses */
 	struct degraded deg;		/* what status and /metrics report as degraded */
 	struct quarantine quarantine;	/* VMs isolated for want of a policy */
+	struct audit_head audit_measured;	/* last audit head queued for the TPM */
+	bool audit_measured_valid;
 };
 
 /* Parse, validate, compile and publish the policy directory; a failure

@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "agent/agent.h"
+#include "agent/audittrail.h"
 #include "agent/control/control.h"
 #include "agent/core/log.h"
 #include "agent/dhcp/dhcp.h"
@@ -65,6 +66,10 @@ static void usage(FILE *f)
 "                              a grant the kernel ends at its deadline (default 1h,\n"
 "                              1s..366d; durations like 30m, 1h30m, 2d)\n"
 "  cap list ID                 capabilities held now, with the time left\n"
+"  audit [--vm ID] [--since 1h|RFC3339] [--json]   the audit records\n"
+"  audit verify [--log PATH] [--no-tpm] [--json]\n"
+"                          check the hash chain and its head against the TPM;\n"
+"                          names the first bad line (exit 1)\n"
 "  device status|handlers|list [ID]   device enforcement, classes, counters\n"
 "  dhcp status|leases | dhcp release IP   the DHCP server of guest bridges\n"
 "  dhcp client IFACE [...] an RFC 2131 client (dhcp client --help)\n"
@@ -87,7 +92,8 @@ enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_V
        OPT_IFACE, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
        OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS, OPT_MEASURE_DISKS, OPT_AK, OPT_AK_NAME,
        OPT_EK, OPT_CHALLENGE, OPT_BANKS, OPT_EK_CERT, OPT_EK_CA, OPT_MASS_SHARE,
-       OPT_ALLOW_MASS, OPT_KEEP_CGROUP, OPT_EXPIRES, OPT_UNTIL };
+       OPT_ALLOW_MASS, OPT_KEEP_CGROUP, OPT_EXPIRES, OPT_UNTIL, OPT_LOG, OPT_VM,
+       OPT_SINCE };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -123,6 +129,9 @@ static const struct option long_opts[] = {
 	{ "keep-cgroup", no_argument, NULL, OPT_KEEP_CGROUP },
 	{ "expires", required_argument, NULL, OPT_EXPIRES },
 	{ "until", required_argument, NULL, OPT_UNTIL },
+	{ "log", required_argument, NULL, OPT_LOG },
+	{ "vm", required_argument, NULL, OPT_VM },
+	{ "since", required_argument, NULL, OPT_SINCE },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -133,6 +142,7 @@ struct cli {
 	const char *iface;
 	const char *nonce, *out, *file, *pid;
 	const char *expires, *until;	/* cap grant-temp */
+	const char *log, *vm, *since;	/* audit */
 	bool random, keep_cgroup;
 	struct tpm_trust trust;		/* tpm verify-quote / challenge */
 	const char *ek_cert, *ek_ca;
@@ -200,6 +210,15 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_UNTIL:
 			cli->until = optarg;
+			break;
+		case OPT_LOG:
+			cli->log = optarg;
+			break;
+		case OPT_VM:
+			cli->vm = optarg;
+			break;
+		case OPT_SINCE:
+			cli->since = optarg;
 			break;
 		case OPT_IFACE:
 			cli->iface = optarg;
@@ -880,6 +899,18 @@ static int cmd_cap(struct cli *cli, int argc, char **argv)
 	return print_reply(cli, call(cli, req, false), NULL);
 }
 
+/* audit [--vm ID] [--since T] [--json] | audit verify [--log PATH]: reads
+ * the log and the TPM itself, so it works with the agent stopped. */
+static int cmd_audit(struct cli *cli, int argc, char **argv)
+{
+	struct audittrail_cli o = {
+		.state_dir = cli->ao.state_dir, .run_dir = cli->ao.run_dir, .log = cli->log,
+		.vm = cli->vm, .since = cli->since, .json = cli->json, .no_tpm = cli->ao.no_tpm,
+	};
+
+	return audittrail_cli(&o, argc, argv);
+}
+
 static int cmd_device(struct cli *cli, int argc, char **argv)
 {
 	const char *sub = argc ? argv[0] : "";
@@ -1018,6 +1049,8 @@ int main(int argc, char **argv)
 		return cmd_cap(&cli, argc, argv);
 	if (!strcmp(cmd, "device"))
 		return cmd_device(&cli, argc, argv);
+	if (!strcmp(cmd, "audit"))
+		return cmd_audit(&cli, argc, argv);
 	if (!strcmp(cmd, "dhcp"))
 		return cmd_dhcp(&cli, argc, argv);
 	if (!strcmp(cmd, "perf") && !argc)
