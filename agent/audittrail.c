@@ -238,8 +238,7 @@ struct verify_out {
 static void check_heads(const struct audit_check *c, const struct tpm_log *tl,
 			size_t confirmed, struct verify_out *v)
 {
-	uint64_t bad_seq = UINT64_MAX;
-	struct head_rec h;
+	struct head_rec h, changed = { .seq = UINT64_MAX }, gone = { 0 };
 
 	for (size_t i = 0; i < tl->nr; i++) {
 		if (!head_of(&tl->recs[i], &h))
@@ -250,23 +249,26 @@ static void check_heads(const struct audit_check *c, const struct tpm_log *tl,
 		}
 		v->heads++;
 		v->measured = h.seq;
-		if (!h.seq || h.seq >= bad_seq)
-			continue;
-		if (h.seq > c->nr) {
-			bad_seq = h.seq;
-			v->bad_line = c->nr + 1;
-			snprintf(v->error, sizeof(v->error), "line %zu: missing: the TPM measured "
-				 "record %" PRIu64 " (event-log record %" PRIu64 ") but the log ends "
-				 "at record %zu: records %zu to %" PRIu64 " were removed from its end",
-				 c->nr + 1, h.seq, h.recnum, c->nr, c->nr + 1, h.seq);
-		} else if (strcmp(c->lines[h.seq - 1].sha256, h.sha256)) {
-			bad_seq = h.seq;
-			v->bad_line = (size_t)h.seq;
-			snprintf(v->error, sizeof(v->error), "line %" PRIu64 " is not the record "
-				 "%" PRIu64 " the TPM measured (event-log record %" PRIu64 ", SHA-256 "
-				 "%.16s…, the line's is %.16s…): the log up to it was rewritten",
-				 h.seq, h.seq, h.recnum, h.sha256, c->lines[h.seq - 1].sha256);
-		}
+		if (h.seq > c->nr && h.seq > gone.seq)
+			gone = h;
+		else if (h.seq && h.seq <= c->nr && h.seq < changed.seq &&
+			 strcmp(c->lines[h.seq - 1].sha256, h.sha256))
+			changed = h;
+	}
+	/* A rewritten record comes before the end, wherever that is now. */
+	if (changed.seq != UINT64_MAX) {
+		v->bad_line = (size_t)changed.seq;
+		snprintf(v->error, sizeof(v->error), "line %" PRIu64 " is not the record %" PRIu64
+			 " the TPM measured (event-log record %" PRIu64 ", SHA-256 %.16s…, the "
+			 "line's is %.16s…): the log up to it was rewritten", changed.seq,
+			 changed.seq, changed.recnum, changed.sha256,
+			 c->lines[changed.seq - 1].sha256);
+	} else if (gone.seq) {
+		v->bad_line = c->nr + 1;
+		snprintf(v->error, sizeof(v->error), "line %zu: missing: the TPM measured record "
+			 "%" PRIu64 " (event-log record %" PRIu64 ") but the log ends at record "
+			 "%zu: records %zu to %" PRIu64 " were removed from its end", c->nr + 1,
+			 gone.seq, gone.recnum, c->nr, c->nr + 1, gone.seq);
 	}
 }
 
