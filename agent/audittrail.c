@@ -78,6 +78,25 @@ void audittrail_open(struct agent *a)
 	audittrail_measure(a);
 }
 
+cJSON *audittrail_status_json(struct agent *a)
+{
+	char path[PATH_MAX], why[PATH_MAX + 512];
+	cJSON *o = cJSON_CreateObject();
+	struct audit_head h;
+
+	audittrail_path(a, path, sizeof(path));
+	cJSON_AddStringToObject(o, "log", path);
+	if (audit_head(path, &h, why, sizeof(why))) {
+		cJSON_AddStringToObject(o, "error", why);
+	} else {
+		cJSON_AddNumberToObject(o, "records", (double)h.seq);
+		cJSON_AddStringToObject(o, "head", h.sha256);
+	}
+	cJSON_AddNumberToObject(o, "measured", a->audit_measured_valid
+				? (double)a->audit_measured.seq : -1);
+	return o;
+}
+
 int audittrail_write(struct agent *a, cJSON *rec, char *why, size_t len)
 {
 	char path[PATH_MAX];

@@ -32,6 +32,10 @@ void audittrail_open(struct agent *a);
  * when one was queued. */
 bool audittrail_measure(struct agent *a);
 
+/* For status: {"log","records","head","measured","error"?}: the chain's
+ * head now and the last one queued for the TPM (-1: none). */
+cJSON *audittrail_status_json(struct agent *a);
+
 /* Write-ahead: append rec (consumed) unless the log cannot take it; 0, or
  * -errno with why naming the file and the cause. */
 int audittrail_write(struct agent *a, cJSON *rec, char *why, size_t len);

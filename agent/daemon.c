@@ -637,6 +637,7 @@ static cJSON *status_reply(struct agent *a)
 		cJSON_AddStringToObject(o, "state", "off");
 		cJSON_AddStringToObject(o, "error", a->tpm_error);
 	}
+	cJSON_AddItemToObject(r, "audit", audittrail_status_json(a));
 	o = cJSON_AddObjectToObject(r, "features");
 	for (int i = 0; i < RAYOS_FEAT_MAX; i++) {
 		cJSON *f = cJSON_CreateObject();

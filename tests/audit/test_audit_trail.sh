@@ -88,6 +88,11 @@ wait_for 10 measured
 ok $? "audit verify with the agent running: OK, every record measured"
 out=$(verify 2>&1)
 ok "$([[ $? == 0 && $out == OK:*"7 records"* ]]; echo $?)" "  ...$(head -n 1 <<<"$out" | cut -c1-150)"
+audit_status() {
+	agent status --json | jq -e '.audit.records == 7 and (.audit.head | length) == 64 and
+				     .audit.measured == 7' >/dev/null
+}
+check "  ...status: 7 records, the head, measured through 7" -- audit_status
 check "  ...the TPM event log holds the head (rayos/audit-head seq 7)" -- quiet jq -e -s \
 	'any(.[]; .content_type == "rayos/audit-head" and .content.seq == 7)' "$T/run/tpm-eventlog.jsonl"
 
