@@ -97,7 +97,7 @@ cJSON *audittrail_status_json(struct agent *a)
 	return o;
 }
 
-int audittrail_write(struct agent *a, cJSON *rec, char *why, size_t len)
+int audittrail_write(const struct agent *a, cJSON *rec, char *why, size_t len)
 {
 	char path[PATH_MAX];
 	int ret;

@@ -38,7 +38,7 @@ cJSON *audittrail_status_json(struct agent *a);
 
 /* Write-ahead: append rec (consumed) unless the log cannot take it; 0, or
  * -errno with why naming the file and the cause. */
-int audittrail_write(struct agent *a, cJSON *rec, char *why, size_t len);
+int audittrail_write(const struct agent *a, cJSON *rec, char *why, size_t len);
 
 /* Before a publish of cp: which VMs it adds, changes and removes, against
  * what the maps hold now.  After it: the record, with the version. */

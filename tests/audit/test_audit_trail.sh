@@ -22,16 +22,7 @@ export TSS2_LOG=all+none
 
 # A swtpm of the test's own, so that the TPM outlives the agent.
 mkdir -p "$T/tpm"
-for try in 1 2 3 4 5; do
-	PORT=$((30000 + (RANDOM % 10000) * 2))
-	swtpm socket --tpm2 --tpmstate dir="$T/tpm" --flags not-need-init,startup-clear \
-		--server type=tcp,port=$PORT,bindaddr=127.0.0.1 \
-		--ctrl type=tcp,port=$((PORT + 1)),bindaddr=127.0.0.1 \
-		--pid file="$T/tpm/pid" --daemon 2>>"$T/swtpm.err" || continue
-	on_exit "kill -9 $(cat "$T/tpm/pid" 2>/dev/null || echo 0)"
-	wait_for 5 tpm2_getcap properties-fixed -T "swtpm:host=127.0.0.1,port=$PORT" \
-		>/dev/null 2>&1 && break
-done
+start_swtpm "$T/tpm"
 TCTI=swtpm:host=127.0.0.1,port=$PORT
 check "swtpm runs on $TCTI" -- quiet tpm2_getcap properties-fixed -T "$TCTI"
 
