@@ -523,6 +523,19 @@ static void release_vm(struct agent *a, uint32_t id, const char *why, bool exite
 	int err;
 
 	unwatch(a, id);
+	if (exited) {
+		/* No one asked: recorded as it happens, not write-ahead. */
+		char msg[PATH_MAX + 512];
+		cJSON *j = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(j, "event", "vm_exited");
+		cJSON_AddNumberToObject(j, "vm", id);
+		if (vr && vr->pid)
+			cJSON_AddNumberToObject(j, "pid", vr->pid);
+		cJSON_AddStringToObject(j, "by", why);
+		if (audittrail_write(a, j, msg, sizeof(msg)))
+			log_err("VM %u: cannot record that its process exited: %s", id, msg);
+	}
 	if (vr && vr->pid) {
 		if (vr->cgroup[0])
 			snprintf(cg, sizeof(cg), "%s", vr->cgroup);

@@ -9,7 +9,8 @@
 # lines swapped, the end cut off mid-record, and the whole log emptied; a
 # TPM event log rewritten to match a truncated log is caught by the TPM.
 # While the agent runs, a log changed behind its back stops audited changes
-# until it is put back.  `audit --vm --since --json` filters.  VM ids
+# until it is put back; a VM whose process exits gets its record.
+# `audit --vm --since --json` filters.  VM ids
 # 16101-16103.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib/lib.sh
@@ -183,4 +184,14 @@ check "  ...a new grant chains on (seq 8 again)" -- quiet agent cap grant 16103 
 out=$(verify 2>&1)
 ok "$([[ $? == 1 && $out == *"line 8 is not the record 8 the TPM measured"* ]]; echo $?)" \
 	"  ...audit verify still names line 8 ($(head -n 1 <<<"$out" | sed 's/^FAILED: [^:]*: //' | cut -c1-120))"
+
+# ---- a VM's process exits: recorded as it happens ----------------------------
+spawn QEMU sleep 300
+check "vm register 16103 --pid (a stand-in QEMU)" -- quiet agent vm register 16103 --pid "$QEMU"
+check "  ...recorded with its pid" -- quiet jq -e -s \
+	"any(.[]; .event == \"vm_register\" and .vm == 16103 and .pid == $QEMU)" "$AUDIT"
+kill "$QEMU"
+exited() { jq -e -s "any(.[]; .event == \"vm_exited\" and .vm == 16103 and .pid == $QEMU)" "$AUDIT" >/dev/null; }
+wait_for 10 exited
+ok $? "its process killed: a vm_exited record"
 tap_done
