@@ -17,6 +17,7 @@
 #include "agent/audit/audit.h"
 #include "agent/audittrail.h"
 #include "agent/caps/caps.h"
+#include "agent/control/control.h"
 #include "agent/core/digest.h"
 #include "agent/core/log.h"
 #include "agent/core/util.h"
@@ -95,6 +96,13 @@ cJSON *audittrail_status_json(struct agent *a)
 	}
 	cJSON_AddNumberToObject(o, "measured", a->audit_measured_valid
 				? (double)a->audit_measured.seq : -1);
+	/* What the agent wrote last, even when the file says otherwise. */
+	if (!audit_known_head(path, &h)) {
+		cJSON *w = cJSON_AddObjectToObject(o, "agent_head");
+
+		cJSON_AddNumberToObject(w, "seq", (double)h.seq);
+		cJSON_AddStringToObject(w, "sha256", h.sha256);
+	}
 	return o;
 }
 
@@ -292,12 +300,93 @@ static void check_heads(const struct audit_check *c, const struct tpm_log *tl,
 	}
 }
 
+/* The running agent's own head of its log (status.audit.agent_head):
+ * 0, -ENOENT when no agent answers or it never looked at the log. */
+static int agent_head(const struct audittrail_cli *o, struct audit_head *h)
+{
+	const cJSON *w, *seq, *sha;
+	char sock[PATH_MAX];
+	cJSON *req = cJSON_CreateObject(), *reply = NULL;
+	int err;
+
+	snprintf(sock, sizeof(sock), "%s/%s", o->run_dir, CONTROL_SOCK_NAME);
+	cJSON_AddStringToObject(req, "cmd", "status");
+	err = control_call(sock, req, &reply, 3000);
+	cJSON_Delete(req);
+	if (err)
+		return -ENOENT;
+	w = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(reply, "audit"),
+					     "agent_head");
+	seq = cJSON_GetObjectItemCaseSensitive(w, "seq");
+	sha = cJSON_GetObjectItemCaseSensitive(w, "sha256");
+	err = -ENOENT;
+	if (cJSON_IsNumber(seq) && cJSON_IsString(sha)) {
+		h->seq = (uint64_t)seq->valuedouble;
+		snprintf(h->sha256, sizeof(h->sha256), "%s", sha->valuestring);
+		err = 0;
+	}
+	cJSON_Delete(reply);
+	return err;
+}
+
+/*
+ * With the agent running, the records after the last measured head are
+ * still vouched for: the log must end with the very record the agent wrote
+ * last.  The agent is asked before and after the file is read, so that a
+ * record it appends meanwhile is not taken for a forgery.
+ */
+static int check_agent_head(const struct audittrail_cli *o, const char *path,
+			    struct audit_check *c, struct verify_out *v, bool *asked)
+{
+	struct audit_head before, after;
+	const char *file_sha;
+	int err;
+
+	*asked = false;
+	for (int try = 0; try < 5; try++) {
+		if (agent_head(o, &before))
+			return 0;
+		audit_check_free(c);
+		err = audit_check_file(path, c);
+		if (err)
+			return err;
+		if (agent_head(o, &after))
+			return 0;
+		if (after.seq == before.seq && !strcmp(after.sha256, before.sha256))
+			break;
+	}
+	*asked = true;
+	if (c->bad_line)
+		return 0;
+	file_sha = c->nr ? c->lines[c->nr - 1].sha256 : AUDIT_GENESIS;
+	if (c->nr > after.seq) {
+		v->bad_line = (size_t)after.seq + 1;
+		snprintf(v->error, sizeof(v->error), "line %zu: records %" PRIu64 " to %zu were "
+			 "not written by the running agent, whose last record is %" PRIu64
+			 ": appended behind its back", v->bad_line, after.seq + 1, c->nr,
+			 after.seq);
+	} else if (c->nr < after.seq) {
+		v->bad_line = c->nr + 1;
+		snprintf(v->error, sizeof(v->error), "line %zu: missing: the running agent wrote "
+			 "record %" PRIu64 " but the log ends at record %zu: records %zu to %"
+			 PRIu64 " were removed from its end", c->nr + 1, after.seq, c->nr,
+			 c->nr + 1, after.seq);
+	} else if (strcmp(file_sha, after.sha256)) {
+		v->bad_line = c->nr;
+		snprintf(v->error, sizeof(v->error), "line %zu is not the record %" PRIu64 " the "
+			 "running agent wrote (SHA-256 %.16s…, the line's is %.16s…): the log up "
+			 "to it was rewritten", c->nr, after.seq, after.sha256, file_sha);
+	}
+	return 0;
+}
+
 static int audit_verify_cmd(const struct audittrail_cli *o)
 {
 	char path[PATH_MAX], report[1024] = "", ts[32];
 	struct tpm_log tl = { 0 };
 	struct verify_out v = { 0 };
-	struct audit_check c;
+	struct audit_check c = { 0 };
+	bool agent_asked = false;
 	size_t confirmed = 0;
 	int err;
 
@@ -305,6 +394,14 @@ static int audit_verify_cmd(const struct audittrail_cli *o)
 	/* The agent's own log may not exist yet (no record); one named by
 	 * hand must. */
 	err = o->log && access(path, F_OK) ? -errno : audit_check_file(path, &c);
+	if (err) {
+		fprintf(stderr, "rayos-agent: audit verify: cannot read %s: %s\n", path,
+			strerror(-err));
+		return 1;
+	}
+	/* The agent's own log, while it runs: its last record too. */
+	if (!err && !o->log)
+		err = check_agent_head(o, path, &c, &v, &agent_asked);
 	if (err) {
 		fprintf(stderr, "rayos-agent: audit verify: cannot read %s: %s\n", path,
 			strerror(-err));
@@ -326,7 +423,7 @@ static int audit_verify_cmd(const struct audittrail_cli *o)
 			if (!v.bad_line)
 				snprintf(v.error, sizeof(v.error), "%s", v.tpm);
 		} else {
-			if (!v.bad_line)
+			if (!v.error[0])
 				check_heads(&c, &tl, confirmed, &v);
 			snprintf(v.tpm, sizeof(v.tpm), "%zu head measurement(s) checked (%s)",
 				 v.heads, report);
@@ -350,6 +447,7 @@ static int audit_verify_cmd(const struct audittrail_cli *o)
 		cJSON_AddNumberToObject(j, "not_yet_measured",
 					v.ok && c.nr > v.measured ? (double)(c.nr - v.measured) : 0);
 		cJSON_AddNumberToObject(j, "heads_pending", (double)v.pending);
+		cJSON_AddBoolToObject(j, "agent_checked", agent_asked);
 		text = cJSON_Print(j);
 		puts(text ? text : "{}");
 		cJSON_free(text);
@@ -365,10 +463,13 @@ static int audit_verify_cmd(const struct audittrail_cli *o)
 			printf(", head record %zu (%s) %.16s…", c.nr, ts, c.lines[c.nr - 1].sha256);
 		}
 		printf("\ntpm: %s\n", v.tpm);
+		if (agent_asked)
+			printf("agent: running, its last record is the log's last\n");
 		if (!o->no_tpm && c.nr > v.measured)
 			printf("not yet measured: records %" PRIu64 " to %zu (the head is measured "
-			       "into the TPM about once a second; removing these could not be "
-			       "detected yet)\n", v.measured + 1, c.nr);
+			       "into the TPM about once a second; %s)\n", v.measured + 1, c.nr,
+			       agent_asked ? "the running agent vouches for them"
+					   : "removing these could not be detected yet");
 		if (v.pending)
 			printf("pending: %zu head measurement(s) in the event log the TPM does not "
 			       "hold yet\n", v.pending);

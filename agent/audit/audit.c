@@ -430,6 +430,18 @@ out:
 	return err;
 }
 
+int audit_known_head(const char *path, struct audit_head *head)
+{
+	const struct known_head *k;
+
+	pthread_mutex_lock(&known_lock);
+	k = known_find(path);
+	if (k)
+		*head = k->head;
+	pthread_mutex_unlock(&known_lock);
+	return k ? 0 : -ENOENT;
+}
+
 int audit_probe(const char *path, char *why, size_t len)
 {
 	struct audit_head h;

@@ -74,6 +74,10 @@ int audit_probe(const char *path, char *why, size_t len);
  * is picked up: later calls and appends must find the head it left. */
 int audit_head(const char *path, struct audit_head *head, char *why, size_t len);
 
+/* The head this process last wrote or read for path (what the next append
+ * must find): 0, or -ENOENT when it never looked at path. */
+int audit_known_head(const char *path, struct audit_head *head);
+
 /*
  * One line (without its newline) checked alone: JSON object, integer seq
  * >= 1, prev of 64 hex digits, hash last and matching the line.  0 with

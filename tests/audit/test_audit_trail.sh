@@ -9,7 +9,9 @@
 # lines swapped, the end cut off mid-record, and the whole log emptied; a
 # TPM event log rewritten to match a truncated log is caught by the TPM.
 # While the agent runs, a log changed behind its back stops audited changes
-# until it is put back; a VM whose process exits gets its record.
+# until it is put back, and `audit verify` asks it for its last record (a
+# record removed or forged at the end is named before the TPM head could
+# show it); a VM whose process exits gets its record.
 # `audit --vm --since --json` filters.  VM ids
 # 16101-16103.
 cd "$(dirname "$0")/../.." || exit 1
@@ -116,6 +118,24 @@ ok "$([[ $? != 0 && $out == *refused*"changed behind the agent"* ]]; echo $?)" \
 	"last record removed while the agent runs: cap grant refused ($(cut -c1-160 <<<"$out"))"
 wait_for 3 bash -c "'$AGENT' status --json --run-dir '$T/run' | jq -e 'any(.degraded[]; .state == \"audit_log_unwritable\")' >/dev/null"
 ok $? "  ...status: audit_log_unwritable"
+out=$(verify 2>&1)
+ok "$([[ $? == 1 && $out == *"line 7: missing: the running agent wrote record 7"* ]]; echo $?)" \
+	"  ...audit verify (agent running) names line 7 ($(head -n 1 <<<"$out" | sed 's/^FAILED: [^:]*: //' | cut -c1-110))"
+cat "$T/audit.saved" >"$AUDIT"
+# A record forged onto the end, chained and hashed as the agent would.
+python3 - "$AUDIT" <<'PY'
+import hashlib, sys
+lines = open(sys.argv[1], "rb").read().split(b"\n")[:-1]
+body = b'{"seq":%d,"prev":"%s","time":1,"event":"cap_grant","vm":16101,"cap":"CAP_ADMIN"' % (
+    len(lines) + 1, hashlib.sha256(lines[-1]).hexdigest().encode())
+line = body + b',"hash":"' + hashlib.sha256(body + b"}").hexdigest().encode() + b'"}'
+open(sys.argv[1], "ab").write(line + b"\n")
+PY
+out=$(verify 2>&1)
+ok "$([[ $? == 1 && $out == *"line 8: records 8 to 8 were not written by the running agent"* ]]; echo $?)" \
+	"a record forged onto the end while the agent runs: verify names line 8 ($(head -n 1 <<<"$out" | sed 's/^FAILED: [^:]*: //' | cut -c1-80))"
+out=$(agent cap grant 16101 CAP_GPU 2>&1)
+ok "$([[ $? != 0 && $out == *"changed behind the agent"* ]]; echo $?)" "  ...and cap grant is refused"
 cat "$T/audit.saved" >"$AUDIT"
 check "put back: cap grant 16101 CAP_GPU goes through" -- quiet agent cap grant 16101 CAP_GPU
 check "  ...and the chain goes on (8 records)" -- quiet jq -e -s 'length == 8 and .[7].seq == 8' "$AUDIT"
