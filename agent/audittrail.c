@@ -479,23 +479,28 @@ static int audit_verify_cmd(const struct audittrail_cli *o)
 	return v.ok ? 0 : 1;
 }
 
-/* Does the record concern VM id: "vm", "from" or "to", or a top-level
- * array that lists it (vms_added …)? */
-static bool about_vm(const cJSON *rec, double id)
+/* Does the record concern VM id: a member "vm", "from" or "to" that is
+ * id, or a list named vms… (vms_added, a revoke-all group's "vms") that
+ * holds it, at any depth (records of other changes nest them). */
+static bool about_vm(const cJSON *j, double id, int depth)
 {
-	static const char *const keys[] = { "vm", "from", "to" };
 	const cJSON *it, *x;
 
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		it = cJSON_GetObjectItemCaseSensitive(rec, keys[i]);
-		if (cJSON_IsNumber(it) && it->valuedouble == id)
+	if (depth > 4)
+		return false;
+	cJSON_ArrayForEach(it, j) {
+		const char *k = it->string ? it->string : "";
+
+		if (cJSON_IsNumber(it) && it->valuedouble == id &&
+		    (!strcmp(k, "vm") || !strcmp(k, "from") || !strcmp(k, "to")))
 			return true;
-	}
-	cJSON_ArrayForEach(it, rec)
-		if (cJSON_IsArray(it))
+		if (cJSON_IsArray(it) && !strncmp(k, "vms", 3))
 			cJSON_ArrayForEach(x, it)
 				if (cJSON_IsNumber(x) && x->valuedouble == id)
 					return true;
+		if ((cJSON_IsObject(it) || cJSON_IsArray(it)) && about_vm(it, id, depth + 1))
+			return true;
+	}
 	return false;
 }
 
@@ -603,7 +608,7 @@ static int audit_list_cmd(const struct audittrail_cli *o)
 			}
 		}
 		t = cJSON_GetObjectItemCaseSensitive(rec, "time");
-		if ((o->vm && !about_vm(rec, vm)) ||
+		if ((o->vm && !about_vm(rec, vm, 0)) ||
 		    (o->since && (!cJSON_IsNumber(t) || t->valuedouble < since))) {
 			cJSON_Delete(rec);
 			continue;
