@@ -123,4 +123,9 @@ void vmcaps_policy(struct agent *a);
 /* Health tick: log, audit and clear grants whose deadline passed. */
 void vmcaps_tidy(struct agent *a);
 
+/* vmrevoke.c: cap revoke-all (one switch for every selected VM). */
+cJSON *vmrevoke_all(struct agent *a, const cJSON *req);
+/* After a publish: keep a revoke-all a killed agent left in the switch. */
+void vmrevoke_recover(struct agent *a);
+
 #endif

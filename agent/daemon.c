@@ -47,6 +47,7 @@
 #include "loader/devices.h"
 #include "loader/loader.h"
 #include "loader/probe.h"
+#include "loader/capswitch.h"
 #include "loader/publish.h"
 #include "loader/stats.h"
 
@@ -584,6 +585,16 @@ static cJSON *status_reply(struct agent *a)
 	cJSON_AddItemToObject(r, "quarantined", quarantine_json(a));
 	cJSON_AddItemToObject(r, "degraded", degraded_json(&a->deg));
 	{
+		uint64_t epoch = 0;
+		bool armed = loader_caps_armed(a->ld, &epoch);
+
+		/* revoke-all: the last epoch; armed = entries not yet folded
+		 * into the records (only between a switch and its settle). */
+		o = cJSON_AddObjectToObject(r, "cap_switch");
+		cJSON_AddNumberToObject(o, "epoch", (double)epoch);
+		cJSON_AddBoolToObject(o, "armed", armed);
+	}
+	{
 		struct control_stats cs;
 
 		control_server_stats(a->ctl, &cs);
@@ -758,6 +769,8 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 		return vmcaps_grant_temp(a, req);
 	if (!strcmp(cmd, "cap.list"))
 		return vmcaps_list(a, req);
+	if (!strcmp(cmd, "cap.revoke_all"))
+		return vmrevoke_all(a, req);
 	if (!strcmp(cmd, "device.status") || !strcmp(cmd, "device.handlers") ||
 	    !strcmp(cmd, "device.list"))
 		return device_request(a, cmd, req);
@@ -787,7 +800,7 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 	}
 	return control_error("unknown command \"%s\" (known: status, stop, policy.reload, "
 			     "vm.list, vm.stats, vm.info, vm.register, vm.unregister, cap.grant, "
-			     "cap.revoke, cap.grant_temp, cap.list, device.status, device.handlers, device.list, "
+			     "cap.revoke, cap.grant_temp, cap.list, cap.revoke_all, device.status, device.handlers, device.list, "
 			     "dhcp.status, dhcp.leases, dhcp.release, perf)", cmd);
 }
 

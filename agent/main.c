@@ -66,6 +66,9 @@ static void usage(FILE *f)
 "                              a grant the kernel ends at its deadline (default 1h,\n"
 "                              1s..366d; durations like 30m, 1h30m, 2d)\n"
 "  cap list ID                 capabilities held now, with the time left\n"
+"  cap revoke-all [--temporary] [--vm ID|LIST | --group NAME]\n"
+"                              take every capability (or only temporary grants)\n"
+"                              from the selected VMs, default all, in one step\n"
 "  audit [--vm ID] [--since 1h|RFC3339] [--json]   the audit records\n"
 "  audit verify [--log PATH] [--no-tpm] [--json]\n"
 "                          check the hash chain and its head against the TPM;\n"
@@ -92,8 +95,8 @@ enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_V
        OPT_IFACE, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
        OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS, OPT_MEASURE_DISKS, OPT_AK, OPT_AK_NAME,
        OPT_EK, OPT_CHALLENGE, OPT_BANKS, OPT_EK_CERT, OPT_EK_CA, OPT_MASS_SHARE,
-       OPT_ALLOW_MASS, OPT_KEEP_CGROUP, OPT_EXPIRES, OPT_UNTIL, OPT_LOG, OPT_VM,
-       OPT_SINCE };
+       OPT_ALLOW_MASS, OPT_KEEP_CGROUP, OPT_EXPIRES, OPT_UNTIL, OPT_TEMPORARY,
+       OPT_VM, OPT_GROUP, OPT_LOG, OPT_SINCE };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -128,9 +131,11 @@ static const struct option long_opts[] = {
 	{ "allow-mass-removal", no_argument, NULL, OPT_ALLOW_MASS },
 	{ "keep-cgroup", no_argument, NULL, OPT_KEEP_CGROUP },
 	{ "expires", required_argument, NULL, OPT_EXPIRES },
+	{ "temporary", no_argument, NULL, OPT_TEMPORARY },
+	{ "vm", required_argument, NULL, OPT_VM },
+	{ "group", required_argument, NULL, OPT_GROUP },
 	{ "until", required_argument, NULL, OPT_UNTIL },
 	{ "log", required_argument, NULL, OPT_LOG },
-	{ "vm", required_argument, NULL, OPT_VM },
 	{ "since", required_argument, NULL, OPT_SINCE },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
@@ -142,7 +147,9 @@ struct cli {
 	const char *iface;
 	const char *nonce, *out, *file, *pid;
 	const char *expires, *until;	/* cap grant-temp */
-	const char *log, *vm, *since;	/* audit */
+	bool temporary;			/* cap revoke-all */
+	const char *vm, *group;		/* cap revoke-all selection; audit --vm */
+	const char *log, *since;	/* audit */
 	bool random, keep_cgroup;
 	struct tpm_trust trust;		/* tpm verify-quote / challenge */
 	const char *ek_cert, *ek_ca;
@@ -205,6 +212,15 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			}
 			cli->ao.metrics_port = port;
 			break;
+		case OPT_TEMPORARY:
+			cli->temporary = true;
+			break;
+		case OPT_VM:
+			cli->vm = optarg;
+			break;
+		case OPT_GROUP:
+			cli->group = optarg;
+			break;
 		case OPT_EXPIRES:
 			cli->expires = optarg;
 			break;
@@ -213,9 +229,6 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_LOG:
 			cli->log = optarg;
-			break;
-		case OPT_VM:
-			cli->vm = optarg;
 			break;
 		case OPT_SINCE:
 			cli->since = optarg;
@@ -859,8 +872,28 @@ static void print_cap_temp(const cJSON *r)
 	       jnum(r, "id"), jstr(r, "cap"), jstr(r, "until"), jnum(r, "seconds_left"));
 }
 
+static void print_revoke_all(const cJSON *r)
+{
+	const cJSON *vms = cJSON_GetObjectItemCaseSensitive(r, "vms"), *v;
+
+	cJSON_ArrayForEach(v, vms) {
+		const cJSON *caps = cJSON_GetObjectItemCaseSensitive(v, "revoked"), *c;
+		char line[256] = "";
+
+		cJSON_ArrayForEach(c, caps) {
+			if (*line)
+				strncat(line, ", ", sizeof(line) - strlen(line) - 1);
+			strncat(line, c->valuestring, sizeof(line) - strlen(line) - 1);
+		}
+		printf("VM %-10.0f %s\n", jnum(v, "id"), *line ? line : "(held nothing to revoke)");
+	}
+	printf("revoked from %.0f of %.0f selected VMs in one step (epoch %.0f), in force "
+	       "%.3f ms after the request arrived\n", jnum(r, "revoked_vms"), jnum(r, "selected"),
+	       jnum(r, "epoch"), jnum(r, "enforced_ms"));
+}
+
 /* cap grant|revoke ID CAP | grant-temp ID CAP [--expires D | --until T] |
- * list ID */
+ * list ID | revoke-all [--temporary] [--vm LIST | --group NAME] */
 static int cmd_cap(struct cli *cli, int argc, char **argv)
 {
 	const char *sub = argc ? argv[0] : "";
@@ -886,6 +919,16 @@ static int cmd_cap(struct cli *cli, int argc, char **argv)
 		if (cli->until)
 			cJSON_AddStringToObject(req, "until", cli->until);
 		return print_reply(cli, call(cli, req, false), print_cap_temp);
+	}
+	if (!strcmp(sub, "revoke-all") && argc == 1) {
+		req = request("cap.revoke_all");
+		if (cli->temporary)
+			cJSON_AddBoolToObject(req, "temporary", 1);
+		if (cli->vm)
+			cJSON_AddStringToObject(req, "vms", cli->vm);
+		if (cli->group)
+			cJSON_AddStringToObject(req, "group", cli->group);
+		return print_reply(cli, call(cli, req, false), print_revoke_all);
 	}
 	if (argc != 3 || (strcmp(sub, "grant") && strcmp(sub, "revoke"))) {
 		usage(stderr);

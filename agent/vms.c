@@ -983,6 +983,7 @@ cJSON *vms_cap(struct agent *a, const cJSON *req, bool grant)
 
 void vms_after_publish(struct agent *a)
 {
+	vmrevoke_recover(a);
 	vmcaps_policy(a);
 	for (size_t i = 0; i < registry_count(a->reg); i++)
 		vmcaps_apply(a, registry_at(a->reg, i));
