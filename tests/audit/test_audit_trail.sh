@@ -11,7 +11,8 @@
 # While the agent runs, a log changed behind its back stops audited changes
 # until it is put back, and `audit verify` asks it for its last record (a
 # record removed or forged at the end is named before the TPM head could
-# show it); a VM whose process exits gets its record.
+# show it); a VM whose process exits gets its record; a revoke-all record
+# (other helpers' code, through the same audit_append) is found by --vm.
 # `audit --vm --since --json` filters.  VM ids
 # 16101-16103.
 cd "$(dirname "$0")/../.." || exit 1
@@ -214,4 +215,8 @@ kill "$QEMU"
 exited() { jq -e -s "any(.[]; .event == \"vm_exited\" and .vm == 16103 and .pid == $QEMU)" "$AUDIT" >/dev/null; }
 wait_for 10 exited
 ok $? "its process killed: a vm_exited record"
+check "cap revoke-all --vm 16103" -- quiet agent cap revoke-all --vm 16103
+out=$("$AGENT" audit "${ST[@]}" --vm 16103 --json)
+ok "$(jq -e 'map(.event) | index("cap_revoke_all") != null' <<<"$out" >/dev/null; echo $?)" \
+	"audit --vm 16103 finds the revoke-all record, whose ids are nested ($(jq -c 'map(.event)' <<<"$out"))"
 tap_done
