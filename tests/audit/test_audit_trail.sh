@@ -12,7 +12,9 @@
 # until it is put back, and `audit verify` asks it for its last record (a
 # record removed or forged at the end is named before the TPM head could
 # show it); a VM whose process exits gets its record; a revoke-all record
-# (other helpers' code, through the same audit_append) is found by --vm.
+# (other helpers' code, through the same audit_append) is found by --vm; an
+# agent started onto a log whose last line does not verify refuses audited
+# changes from the start.
 # `audit --vm --since --json` filters.  VM ids
 # 16101-16103.
 cd "$(dirname "$0")/../.." || exit 1
@@ -219,4 +221,19 @@ check "cap revoke-all --vm 16103" -- quiet agent cap revoke-all --vm 16103
 out=$("$AGENT" audit "${ST[@]}" --vm 16103 --json)
 ok "$(jq -e 'map(.event) | index("cap_revoke_all") != null' <<<"$out" >/dev/null; echo $?)" \
 	"audit --vm 16103 finds the revoke-all record, whose ids are nested ($(jq -c 'map(.event)' <<<"$out"))"
+
+# ---- an agent started onto a log whose last line does not verify -----------
+check "agent stops" -- quiet agent stop
+wait_for 10 bash -c "! kill -0 $AGENT_PID 2>/dev/null"
+n=$(wc -l <"$AUDIT")
+echo '{"seq":99,"event":"cap_grant"}' >>"$AUDIT"
+check "agent starts onto a log with a garbage last line" -- agent_start --tcti "$TCTI"
+out=$(agent cap grant 16101 CAP_GPU 2>&1)
+ok "$([[ $? != 0 && $out == *refused*"its last line has no \"prev\""* ]]; echo $?)" \
+	"  ...cap grant refused, naming the last line ($(grep -o 'its last line[^;]*' <<<"$out"))"
+check "  ...status: audit_log_unwritable from the start" -- quiet bash -c \
+	"'$AGENT' status --json --run-dir '$T/run' | jq -e 'any(.degraded[]; .state == \"audit_log_unwritable\")'"
+out=$(verify 2>&1)
+ok "$([[ $? == 1 && $out == *"line $((n + 1)) has no \"prev\""* ]]; echo $?)" \
+	"  ...audit verify names line $((n + 1))"
 tap_done
