@@ -338,7 +338,7 @@ static int seal(const char *text, char **line, size_t *len)
 	return 0;
 }
 
-int audit_append(const char *path, cJSON *rec)
+static int append(const char *path, cJSON *rec, bool sync)
 {
 	char why[PATH_MAX + 512];
 	struct audit_head h;
@@ -384,7 +384,7 @@ int audit_append(const char *path, cJSON *rec)
 			err = -EIO;
 		goto out;
 	}
-	if (fdatasync(fd)) {
+	if (sync && fdatasync(fd)) {
 		err = -errno;
 		goto out;
 	}
@@ -402,6 +402,28 @@ out:
 	cJSON_Delete(o);
 	cJSON_free(text);
 	free(line);
+	return err;
+}
+
+int audit_append(const char *path, cJSON *rec)
+{
+	return append(path, rec, true);
+}
+
+int audit_append_nosync(const char *path, cJSON *rec)
+{
+	return append(path, rec, false);
+}
+
+int audit_sync(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fdatasync(fd))
+		err = -errno;
+	close(fd);
 	return err;
 }
 

@@ -63,6 +63,13 @@ struct audit_head {
  */
 int audit_append(const char *path, cJSON *rec);
 
+/* audit_append without the fdatasync: the record is in the file (a killed
+ * agent loses nothing) but not yet on disk; audit_sync() makes it so.  For
+ * a change whose enforcement must not wait for the disk (revoke-all): write,
+ * enforce, sync, then report done. */
+int audit_append_nosync(const char *path, cJSON *rec);
+int audit_sync(const char *path);
+
 /* Could a record be appended now?  Opens path for appending (creating it),
  * looks at the free space of its file system and checks the last line as
  * audit_append would, writing nothing.  0, or -errno with why (e.g.
