@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "agent/agent.h"
+#include "agent/audit/audit.h"
 #include "agent/core/degraded.h"
 #include "agent/core/evloop.h"
 #include "agent/metrics/netstats.h"
@@ -65,6 +66,8 @@ struct agent {
 	struct ev_source health;	/* periodic checks of what inotify misses */
 	struct degraded deg;		/* what status and /metrics report as degraded */
 	struct quarantine quarantine;	/* VMs isolated for want of a policy */
+	struct audit_head audit_measured;	/* last audit head queued for the TPM */
+	bool audit_measured_valid;
 };
 
 /* Parse, validate, compile and publish the policy directory; a failure
@@ -142,5 +145,10 @@ void vmfine_overlay(const struct agent *a, struct policy_set *set);
 /* The VM's limits and the figures they make effective, for cap list and
  * vm info; NULL when it has none and the policy sets no rate. */
 cJSON *vmfine_json(const struct agent *a, const struct policy_vm *vm);
+
+/* vmrevoke.c: cap revoke-all (one switch for every selected VM). */
+cJSON *vmrevoke_all(struct agent *a, const cJSON *req);
+/* After a publish: keep a revoke-all a killed agent left in the switch. */
+void vmrevoke_recover(struct agent *a);
 
 #endif

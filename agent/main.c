@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "agent/agent.h"
+#include "agent/audittrail.h"
 #include "agent/control/control.h"
 #include "agent/core/log.h"
 #include "agent/dhcp/dhcp.h"
@@ -70,6 +71,13 @@ static void usage(FILE *f)
 "  cap fine-grain ID CAP_GPU --nodes 226:128,/dev/dri/card0 | cap fine-grain ID CAP --clear\n"
 "                              limit a capability (with the policy's limits and its\n"
 "                              firewall: the narrower wins); --clear lifts it\n"
+"  cap revoke-all [--temporary] [--vm ID|LIST | --group NAME]\n"
+"                              take every capability (or only temporary grants)\n"
+"                              from the selected VMs, default all, in one step\n"
+"  audit [--vm ID] [--since 1h|RFC3339] [--json]   the audit records\n"
+"  audit verify [--log PATH] [--no-tpm] [--json]\n"
+"                          check the hash chain and its head against the TPM;\n"
+"                          names the first bad line (exit 1)\n"
 "  device status|handlers|list [ID]   device enforcement, classes, counters\n"
 "  dhcp status|leases | dhcp release IP   the DHCP server of guest bridges\n"
 "  dhcp client IFACE [...] an RFC 2131 client (dhcp client --help)\n"
@@ -92,8 +100,9 @@ enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_V
        OPT_IFACE, OPT_TCTI, OPT_NO_TPM, OPT_NONCE, OPT_OUT, OPT_FILE,
        OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS, OPT_MEASURE_DISKS, OPT_AK, OPT_AK_NAME,
        OPT_EK, OPT_CHALLENGE, OPT_BANKS, OPT_EK_CERT, OPT_EK_CA, OPT_MASS_SHARE,
-       OPT_ALLOW_MASS, OPT_KEEP_CGROUP, OPT_EXPIRES, OPT_UNTIL,
-       OPT_ALLOW_PORTS, OPT_MAX_BANDWIDTH, OPT_NODES, OPT_CLEAR };
+       OPT_ALLOW_MASS, OPT_KEEP_CGROUP, OPT_EXPIRES, OPT_UNTIL, OPT_TEMPORARY,
+       OPT_VM, OPT_GROUP, OPT_LOG, OPT_SINCE, OPT_ALLOW_PORTS, OPT_MAX_BANDWIDTH,
+       OPT_NODES, OPT_CLEAR };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -128,11 +137,16 @@ static const struct option long_opts[] = {
 	{ "allow-mass-removal", no_argument, NULL, OPT_ALLOW_MASS },
 	{ "keep-cgroup", no_argument, NULL, OPT_KEEP_CGROUP },
 	{ "expires", required_argument, NULL, OPT_EXPIRES },
+	{ "temporary", no_argument, NULL, OPT_TEMPORARY },
+	{ "vm", required_argument, NULL, OPT_VM },
+	{ "group", required_argument, NULL, OPT_GROUP },
 	{ "until", required_argument, NULL, OPT_UNTIL },
 	{ "allow-ports", required_argument, NULL, OPT_ALLOW_PORTS },
 	{ "max-bandwidth", required_argument, NULL, OPT_MAX_BANDWIDTH },
 	{ "nodes", required_argument, NULL, OPT_NODES },
 	{ "clear", no_argument, NULL, OPT_CLEAR },
+	{ "log", required_argument, NULL, OPT_LOG },
+	{ "since", required_argument, NULL, OPT_SINCE },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -145,6 +159,9 @@ struct cli {
 	const char *expires, *until;	/* cap grant-temp */
 	const char *allow_ports, *max_bw, *nodes;	/* cap fine-grain */
 	bool clear;
+	bool temporary;			/* cap revoke-all */
+	const char *vm, *group;		/* cap revoke-all selection; audit --vm */
+	const char *log, *since;	/* audit */
 	bool random, keep_cgroup;
 	struct tpm_trust trust;		/* tpm verify-quote / challenge */
 	const char *ek_cert, *ek_ca;
@@ -207,6 +224,15 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			}
 			cli->ao.metrics_port = port;
 			break;
+		case OPT_TEMPORARY:
+			cli->temporary = true;
+			break;
+		case OPT_VM:
+			cli->vm = optarg;
+			break;
+		case OPT_GROUP:
+			cli->group = optarg;
+			break;
 		case OPT_EXPIRES:
 			cli->expires = optarg;
 			break;
@@ -224,6 +250,12 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_CLEAR:
 			cli->clear = true;
+			break;
+		case OPT_LOG:
+			cli->log = optarg;
+			break;
+		case OPT_SINCE:
+			cli->since = optarg;
 			break;
 		case OPT_IFACE:
 			cli->iface = optarg;
@@ -955,8 +987,29 @@ static int cmd_cap_fine(struct cli *cli, const char *vm, const char *cap)
 	return print_reply(cli, call(cli, req, false), print_cap_fine);
 }
 
+static void print_revoke_all(const cJSON *r)
+{
+	const cJSON *vms = cJSON_GetObjectItemCaseSensitive(r, "vms"), *v;
+
+	cJSON_ArrayForEach(v, vms) {
+		const cJSON *caps = cJSON_GetObjectItemCaseSensitive(v, "revoked"), *c;
+		char line[256] = "";
+
+		cJSON_ArrayForEach(c, caps) {
+			if (*line)
+				strncat(line, ", ", sizeof(line) - strlen(line) - 1);
+			strncat(line, c->valuestring, sizeof(line) - strlen(line) - 1);
+		}
+		printf("VM %-10.0f %s\n", jnum(v, "id"), *line ? line : "(held nothing to revoke)");
+	}
+	printf("revoked from %.0f of %.0f selected VMs in one step (epoch %.0f), in force "
+	       "%.3f ms after the request arrived\n", jnum(r, "revoked_vms"), jnum(r, "selected"),
+	       jnum(r, "epoch"), jnum(r, "enforced_ms"));
+}
+
 /* cap grant|revoke ID CAP | grant-temp ID CAP [--expires D | --until T] |
- * list ID | fine-grain ID CAP ... */
+ * list ID | revoke-all [--temporary] [--vm LIST | --group NAME] |
+ * fine-grain ID CAP ... */
 static int cmd_cap(struct cli *cli, int argc, char **argv)
 {
 	const char *sub = argc ? argv[0] : "";
@@ -985,6 +1038,16 @@ static int cmd_cap(struct cli *cli, int argc, char **argv)
 			cJSON_AddStringToObject(req, "until", cli->until);
 		return print_reply(cli, call(cli, req, false), print_cap_temp);
 	}
+	if (!strcmp(sub, "revoke-all") && argc == 1) {
+		req = request("cap.revoke_all");
+		if (cli->temporary)
+			cJSON_AddBoolToObject(req, "temporary", 1);
+		if (cli->vm)
+			cJSON_AddStringToObject(req, "vms", cli->vm);
+		if (cli->group)
+			cJSON_AddStringToObject(req, "group", cli->group);
+		return print_reply(cli, call(cli, req, false), print_revoke_all);
+	}
 	if (argc != 3 || (strcmp(sub, "grant") && strcmp(sub, "revoke"))) {
 		usage(stderr);
 		return 2;
@@ -995,6 +1058,18 @@ static int cmd_cap(struct cli *cli, int argc, char **argv)
 	cJSON_AddNumberToObject(req, "id", id);
 	cJSON_AddStringToObject(req, "cap", argv[2]);
 	return print_reply(cli, call(cli, req, false), NULL);
+}
+
+/* audit [--vm ID] [--since T] [--json] | audit verify [--log PATH]: reads
+ * the log and the TPM itself, so it works with the agent stopped. */
+static int cmd_audit(struct cli *cli, int argc, char **argv)
+{
+	struct audittrail_cli o = {
+		.state_dir = cli->ao.state_dir, .run_dir = cli->ao.run_dir, .log = cli->log,
+		.vm = cli->vm, .since = cli->since, .json = cli->json, .no_tpm = cli->ao.no_tpm,
+	};
+
+	return audittrail_cli(&o, argc, argv);
 }
 
 static int cmd_device(struct cli *cli, int argc, char **argv)
@@ -1135,6 +1210,8 @@ int main(int argc, char **argv)
 		return cmd_cap(&cli, argc, argv);
 	if (!strcmp(cmd, "device"))
 		return cmd_device(&cli, argc, argv);
+	if (!strcmp(cmd, "audit"))
+		return cmd_audit(&cli, argc, argv);
 	if (!strcmp(cmd, "dhcp"))
 		return cmd_dhcp(&cli, argc, argv);
 	if (!strcmp(cmd, "perf") && !argc)

@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "agent/agent_internal.h"
-#include "agent/audit/audit.h"
+#include "agent/audittrail.h"
 #include "agent/caps/caps.h"
 #include "agent/control/control.h"
 #include "agent/core/degraded.h"
@@ -43,26 +43,10 @@ static void wall_of(uint64_t until_boot, char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static void audit_path(const struct agent *a, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/audit.log", a->opts->state_dir);
-}
-
 /* Append one record: 0, or -errno with why filled in. */
 int audit_write(const struct agent *a, cJSON *j, char *why, size_t len)
 {
-	char path[PATH_MAX];
-	int ret;
-
-	audit_path(a, path, sizeof(path));
-	ret = j ? audit_probe(path, why, len) : -ENOMEM;
-	if (!ret) {
-		ret = audit_append(path, j);
-		if (ret)
-			snprintf(why, len, "%s: %s", path, strerror(-ret));
-	}
-	cJSON_Delete(j);
-	return ret;
+	return audittrail_write(a, j, why, len);
 }
 
 cJSON *req_vm_cap(const cJSON *req, uint32_t *id, int *bit)

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "agent/agent_internal.h"
+#include "agent/audittrail.h"
 #include "agent/control/control.h"
 #include "agent/core/degraded.h"
 #include "agent/core/log.h"
@@ -258,6 +259,7 @@ static int publish_one(struct agent *a, const struct policy_vm *pv, char *msg, s
 	struct policy_error perr;
 	struct sha256_ctx ctx;
 	struct timespec t0, t1;
+	cJSON *arec = NULL;
 	bool found = false;
 	int ret;
 
@@ -301,6 +303,7 @@ static int publish_one(struct agent *a, const struct policy_vm *pv, char *msg, s
 		ret = -ENOENT;
 		goto out;
 	}
+	arec = audittrail_publish_begin(a, &all);	/* the policy_publish record, as any publish */
 	ret = publish_policy(a->ld, &all, &st);
 	if (ret) {
 		snprintf(msg, len, "publishing to the maps failed: %s", strerror(-ret));
@@ -309,6 +312,8 @@ static int publish_one(struct agent *a, const struct policy_vm *pv, char *msg, s
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	a->applied_version = st.version;
 	a->applied_at = time(NULL);
+	audittrail_publish_done(a, arec, (unsigned long long)st.version, "cap fine-grain");
+	arec = NULL;
 	measure_policy(a, &all, st.version);
 	log_info("policy version %llu applied (cap fine-grain of VM %u): %u changed, %u "
 		 "unchanged, %llu entries written, %llu deleted, %.2f ms",
@@ -316,6 +321,7 @@ static int publish_one(struct agent *a, const struct policy_vm *pv, char *msg, s
 		 (unsigned long long)st.entries_written, (unsigned long long)st.entries_deleted,
 		 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 out:
+	cJSON_Delete(arec);
 	free(all.vms);
 	compiled_policy_free(one);
 	return ret;

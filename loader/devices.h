@@ -46,6 +46,10 @@ int loader_vm_set_grants(struct loader *ld, uint32_t vm_id, uint64_t caps,
 struct rayos_vm;
 /* The VM's live rayos_vms record; -ENOENT if none. */
 int loader_vm_record(const struct loader *ld, uint32_t vm_id, struct rayos_vm *out);
+/* The same record from the publisher's copy (every record write goes
+ * through publish.c, which keeps it in step): no syscall, for commands
+ * that read thousands. */
+int loader_vm_cached(const struct loader *ld, uint32_t vm_id, struct rayos_vm *out);
 
 struct rayos_dev_ctr;
 struct rayos_kvm_ctr;

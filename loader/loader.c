@@ -55,6 +55,8 @@ static const char *const map_names[RAYOS_MAP_MAX] = {
 	[RAYOS_MAP_CTL_RATE]	= "rayos_ctl_rate",
 	[RAYOS_MAP_HOST4]	= "rayos_host4",
 	[RAYOS_MAP_HOST6]	= "rayos_host6",
+	[RAYOS_MAP_CAP_SWITCH]	= "rayos_cap_switch",
+	[RAYOS_MAP_CAP_REVOKE]	= "rayos_cap_revoke",
 	/* device enforcement */
 	[RAYOS_MAP_DEV_RULES]	= "rayos_dev_rules",
 	[RAYOS_MAP_CGROUPS]	= "rayos_cgroups",
@@ -79,6 +81,7 @@ static const struct {
 	{ RAYOS_MAP_TBF, RAYOS_DIR_MAX },
 	{ RAYOS_MAP_EV_RATE, 1 },
 	{ RAYOS_MAP_CTL_RATE, RAYOS_CTL_MAX },
+	{ RAYOS_MAP_CAP_REVOKE, 1 },
 	/* device enforcement */
 	{ RAYOS_MAP_CGROUPS, 4 },
 	{ RAYOS_MAP_DEV_STATS, RAYOS_DEVC_MAX },
@@ -350,6 +353,7 @@ void loader_close(struct loader *ld)
 	if (ld->sync_inner_fd >= 0)
 		close(ld->sync_inner_fd);
 	publish_free(ld);
+	loader_capswitch_close(ld);
 	loader_devices_close(ld);
 	rayos_net__destroy(ld->net);	/* closes fds; pinned maps stay */
 	free(ld->taps);

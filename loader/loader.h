@@ -49,6 +49,8 @@ enum rayos_map_id {
 	RAYOS_MAP_CTL_RATE,	/* ARRAY slot * RAYOS_CTL_MAX + kind -> struct rayos_tbf */
 	RAYOS_MAP_HOST4,	/* HASH __u32 address -> struct rayos_host_addr */
 	RAYOS_MAP_HOST6,	/* HASH 16-byte address -> struct rayos_host_addr */
+	RAYOS_MAP_CAP_SWITCH,	/* ARRAY (mmap) 0 -> struct rayos_cap_switch */
+	RAYOS_MAP_CAP_REVOKE,	/* ARRAY (mmap) slot -> struct rayos_cap_revoke */
 	/* device enforcement (bpf/abi/dev.h), from the rayos_dev object */
 	RAYOS_MAP_DEV_RULES,	/* HASH rayos_dev_key -> rayos_dev_rule */
 	RAYOS_MAP_CGROUPS,	/* HASH __u64 cgroup id -> rayos_cgroup_val */

@@ -33,6 +33,7 @@ struct loader {
 	struct loader_dev *dev;		/* devices.c */
 	struct loader_tap *taps;	/* attach.c: whose rayos_ifaces entry to */
 	size_t nr_taps;			/* rewrite when a record or binding changes */
+	struct loader_capswitch *csw;	/* capswitch.c: the mmapped revoke-all maps */
 	char feature_cache[LOADER_PIN_ROOT_LEN];	/* "" = probe afresh */
 	bool no_dev_stats;
 };
@@ -58,6 +59,8 @@ int loader_size_maps(struct loader *ld, struct bpf_object *obj, uint32_t max_vms
  * loader_dev_status(), and their map fds stay -1. */
 void loader_devices_open(struct loader *ld, uint32_t max_vms);
 void loader_devices_close(struct loader *ld);
+/* capswitch.c: unmap the revoke-all maps. */
+void loader_capswitch_close(struct loader *ld);
 /* Clear a slot's device counters (publish.c, when a slot changes hands). */
 int loader_dev_zero_slot(struct loader *ld, uint32_t slot);
 

@@ -676,6 +676,16 @@ int loader_vm_record(const struct loader *ld, uint32_t vm_id, struct rayos_vm *o
 	return bpf_map_lookup_elem(ld->map_fds[RAYOS_MAP_VMS], &id, out) ? -errno : 0;
 }
 
+int loader_vm_cached(const struct loader *ld, uint32_t vm_id, struct rayos_vm *out)
+{
+	const struct pub_vm *pv = find_vm(ld->pub, vm_id);
+
+	if (!pv)
+		return -ENOENT;
+	*out = pv->cv.vm;
+	return 0;
+}
+
 uint32_t publish_vm_of_slot(const struct loader *ld, uint32_t slot)
 {
 	const struct pub_state *ps = ld->pub;

@@ -317,6 +317,26 @@ int registry_put(struct registry *r, const struct vm_runtime *vr)
 	return err ?: save(r);
 }
 
+int registry_put_many(struct registry *r, const struct vm_runtime *vrs, size_t n)
+{
+	struct vm_runtime *old = malloc((r->nr ? r->nr : 1) * sizeof(*old));
+	size_t old_nr = r->nr;
+	int err = 0;
+
+	if (!old)
+		return -ENOMEM;
+	memcpy(old, r->regs, r->nr * sizeof(*old));
+	for (size_t i = 0; i < n && !err; i++)
+		err = add(r, &vrs[i]);
+	err = err ?: save(r);
+	if (err) {	/* all or nothing: the entries as they were */
+		memcpy(r->regs, old, old_nr * sizeof(*old));
+		r->nr = old_nr;
+	}
+	free(old);
+	return err;
+}
+
 int registry_del(struct registry *r, uint32_t id)
 {
 	struct vm_runtime *g = find(r, id);

@@ -51,6 +51,8 @@ int registry_open(const char *path, struct registry **out);
 void registry_close(struct registry *r);
 /* Insert or replace the entry of vr->id, then save. */
 int registry_put(struct registry *r, const struct vm_runtime *vr);
+/* Insert or replace n entries, then save once; on failure none changed. */
+int registry_put_many(struct registry *r, const struct vm_runtime *vrs, size_t n);
 int registry_del(struct registry *r, uint32_t id);	/* -ENOENT if absent */
 const struct vm_runtime *registry_get(const struct registry *r, uint32_t id);
 size_t registry_count(const struct registry *r);

@@ -146,6 +146,27 @@ struct rayos_vm {
 	__u64 cap_until_ns[RAYOS_CAP_COUNT];	/* CLOCK_BOOTTIME; 0 = no temporary grant */
 };
 
+/*
+ * revoke-all: one switch for many VMs.  The agent first writes, for each
+ * selected slot, the capabilities to take and the epoch they belong to
+ * (rayos_cap_revoke), then stores that epoch in the single rayos_cap_switch
+ * entry: the one 8-byte store at which every selected VM loses them at once,
+ * for every program.  An entry counts while its epoch is nonzero and not
+ * above the switch's.  Afterwards the agent rewrites the VMs' records without
+ * those capabilities and only then clears the entries and the armed flag,
+ * so the fast path (armed == 0) costs one inlined array lookup.  Both maps
+ * are BPF_F_MMAPABLE: the agent writes them with plain ordered stores.
+ */
+struct rayos_cap_switch {
+	__u64 epoch;		/* the newest revoke-all in force */
+	__u64 armed;		/* nonzero while rayos_cap_revoke has entries */
+};
+
+struct rayos_cap_revoke {
+	__u64 epoch;		/* 0: none; counts once rayos_cap_switch.epoch >= it */
+	__u64 mask;		/* 1 << enum rayos_cap taken from this slot */
+};
+
 /* Port key "kind": an exact port, or every port of a protocol. */
 enum rayos_port_kind {
 	RAYOS_PORT_EXACT = 0,

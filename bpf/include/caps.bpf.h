@@ -6,19 +6,23 @@
  * loads and a test, no lookup.  A permanent grant is a bit of caps; a
  * temporary one a CLOCK_BOOTTIME deadline in cap_until_ns, compared here, so
  * it ends on time with the agent dead.  The clock is read only when the
- * permanent bit is clear and a deadline is set.  Needs the types of
+ * permanent bit is clear and a deadline is set.  An active revoke-all
+ * (capswitch.bpf.h) outranks both.  Needs the types of
  * bpf/abi/policy.h and bpf_ktime_get_boot_ns().
  */
 #ifndef RAYOS_CAPS_BPF_H
 #define RAYOS_CAPS_BPF_H
 
 #include "bpf/abi/policy.h"
+#include "capswitch.bpf.h"
 
 static __always_inline bool rayos_vm_has_cap(const struct rayos_vm *vm, __u32 cap)
 {
 	__u64 until;
 
 	if (cap >= RAYOS_CAP_COUNT)
+		return false;
+	if (rayos_caps_revoked(vm->slot) & (1ULL << cap))
 		return false;
 	if (vm->caps & (1ULL << cap))
 		return true;
@@ -43,7 +47,7 @@ static __always_inline __u64 rayos_vm_caps_now(const struct rayos_vm *vm)
 		if (now < until)
 			caps |= 1ULL << i;
 	}
-	return caps;
+	return caps & ~rayos_caps_revoked(vm->slot);
 }
 
 #endif /* RAYOS_CAPS_BPF_H */

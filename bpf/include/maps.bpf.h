@@ -98,6 +98,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rayos_ifaces SEC(".maps");
 
+/* revoke-all (bpf/abi/policy.h, capswitch.bpf.h); mmapped by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct rayos_cap_switch);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rayos_cap_switch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RAYOS_MAX_VMS_DEFAULT);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);			/* rayos_vm.slot */
+	__type(value, struct rayos_cap_revoke);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rayos_cap_revoke SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, RAYOS_MAX_VMS_DEFAULT);

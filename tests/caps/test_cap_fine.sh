@@ -96,6 +96,8 @@ diag "the command returned after $ms ms (CLI start, audit fsync, policy apply); 
 ok "$(tail -n +$((a0 + 1)) "$T/state/audit.log" | jq -se --argjson v "$VM_ID" \
 	'map(select(.event == "cap_fine_grain")) | length == 1 and .[0].vm == $v and .[0].cap == "CAP_NETWORK" and .[0].allow_ports == "80,443,5201,8080"' >/dev/null; echo $?)" \
 	"one audit record names the VM, the capability and the ports"
+ok "$(tail -n +$((a0 + 1)) "$T/state/audit.log" | jq -se 'any(.event == "policy_publish" and .by == "cap fine-grain")' >/dev/null; echo $?)" \
+	"and the publish it made has its policy_publish record"
 got=$(probes 443 80 22 8080)
 s1=$(stats)
 ok "$([[ $got == "443:open 80:open 22:closed 8080:closed" ]]; echo $?)" \

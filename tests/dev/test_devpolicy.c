@@ -33,6 +33,8 @@ struct fake_map {
 static struct fake_map rayos_vms = { "rayos_vms" };
 static struct fake_map rayos_cgroups = { "rayos_cgroups" };
 static struct fake_map rayos_dev_rules = { "rayos_dev_rules" };
+static struct fake_map rayos_cap_switch = { "rayos_cap_switch" };
+static struct fake_map rayos_cap_revoke = { "rayos_cap_revoke" };
 
 #define MAX_FAKE 16
 static struct {
@@ -44,6 +46,8 @@ static struct {
 	size_t nr_rules;
 	__u64 cgid;
 	__u64 now_boot_ns;		/* bpf_ktime_get_boot_ns() */
+	struct rayos_cap_switch sw;	/* revoke-all */
+	struct rayos_cap_revoke rev[8];	/* by slot */
 	__u64 ancestor[9];		/* by level, 0 = deeper than the task */
 	unsigned int lookups;
 } fk;
@@ -59,6 +63,12 @@ static void *bpf_map_lookup_elem(void *map, const void *key)
 		for (size_t i = 0; i < fk.nr_cgs; i++)
 			if (fk.cgs[i].id == *(const __u64 *)key)
 				return &fk.cgs[i].v;
+	} else if (map == &rayos_cap_switch) {
+		return *(const __u32 *)key == 0 ? &fk.sw : NULL;
+	} else if (map == &rayos_cap_revoke) {
+		__u32 slot = *(const __u32 *)key;
+
+		return slot < 8 ? &fk.rev[slot] : NULL;
 	} else if (map == &rayos_dev_rules) {
 		for (size_t i = 0; i < fk.nr_rules; i++)
 			if (!memcmp(&fk.rules[i].k, key, sizeof(fk.rules[i].k)))
@@ -269,7 +279,8 @@ static void test_lookups(void)
 	ASSERT_TRUE(d.allow && d.cls == RAYOS_DEVC_KVM, "decide: no VM, kvm still allowed");
 	fk.lookups = 0;
 	rayos_dev_decide(7, C, 10, 200, R, &d);
-	ASSERT_EQ(fk.lookups, 3, "decide: three lookups (record, exact, wildcard)");
+	ASSERT_EQ(fk.lookups, 4, "decide: four lookups (record, exact, wildcard, revoke-all "
+		  "switch)");
 
 	/* A quarantined record (the VM lost its policy): the basics only,
 	 * whatever caps or explicit entries it carries. */
@@ -288,6 +299,46 @@ static void test_lookups(void)
 	rayos_dev_decide(9, C, 1, 3, R | W, &d);
 	ASSERT_TRUE(d.allow && d.reason == RAYOS_DEVR_NO_VM,
 		    "decide: quarantined VM: the basics (null) stay allowed");
+}
+
+/* revoke-all: entries written under the next epoch count only once the
+ * switch reaches it, for every selected slot at once; others keep theirs. */
+static void test_revoke_all(void)
+{
+	struct rayos_dev_decision d;
+
+	reset();
+	add_vm(11, CAP(GPU) | CAP(INPUT), 0, 3);
+	add_vm(12, CAP(GPU), 0, 4);
+	add_vm(13, CAP(GPU), 0, 5);
+	fk.vms[0].cap_until_ns[RAYOS_CAP_CONSOLE] = 5000;	/* temporary */
+	fk.now_boot_ns = 1000;
+	fk.rev[3] = (struct rayos_cap_revoke){ .epoch = 1, .mask = CAP(GPU) | CAP(CONSOLE) };
+	fk.rev[4] = (struct rayos_cap_revoke){ .epoch = 1, .mask = CAP(GPU) };
+	fk.sw.armed = 1;
+	rayos_dev_decide(11, C, 226, 0, R, &d);
+	ASSERT_TRUE(d.allow, "revoke-all: entries of the next epoch do not count yet");
+	fk.sw.epoch = 1;	/* the switch */
+	rayos_dev_decide(11, C, 226, 0, R, &d);
+	ASSERT_TRUE(!d.allow && d.reason == RAYOS_DEVR_DEFAULT_DENY,
+		    "revoke-all: after the switch VM 11 loses CAP_GPU");
+	rayos_dev_decide(12, C, 226, 0, R, &d);
+	ASSERT_TRUE(!d.allow, "revoke-all: ... and VM 12 in the same step");
+	rayos_dev_decide(11, C, 136, 1, R, &d);
+	ASSERT_TRUE(!d.allow, "revoke-all: a temporary grant in the mask ends too");
+	rayos_dev_decide(11, C, 13, 64, R, &d);
+	ASSERT_TRUE(d.allow, "revoke-all: a capability outside the mask stays (CAP_INPUT)");
+	rayos_dev_decide(13, C, 226, 0, R, &d);
+	ASSERT_TRUE(d.allow, "revoke-all: an unselected VM keeps CAP_GPU");
+	fk.rev[4].epoch = 2;
+	rayos_dev_decide(12, C, 226, 0, R, &d);
+	ASSERT_TRUE(d.allow, "revoke-all: an entry above the switch's epoch does not count");
+	fk.sw.armed = 0;
+	rayos_dev_decide(11, C, 226, 0, R, &d);
+	ASSERT_TRUE(d.allow, "revoke-all: disarmed (settled), entries are not read");
+	fk.lookups = 0;
+	rayos_dev_decide(13, C, 226, 0, R, &d);
+	ASSERT_EQ(fk.lookups, 4, "revoke-all: disarmed, the check is one lookup");
 }
 
 static void test_current_vm(void)
@@ -386,6 +437,7 @@ int main(void)
 	test_verdicts();
 	test_gpu_nodes();
 	test_temporary();
+	test_revoke_all();
 	test_lookups();
 	test_current_vm();
 	test_table_agrees();

@@ -26,6 +26,7 @@
 #include "bpf/abi/net.h"
 #include "bpf/abi/policy.h"
 #include "loader/attach.h"
+#include "loader/capswitch.h"
 #include "loader/loader.h"
 #include "loader/publish.h"
 #include "tests/lib/pkt.h"

@@ -1586,6 +1586,58 @@ static void test_cap_network_temporary(void)
 	ASSERT_EQ(retval, TC_ACT_SHOT, "a temporary CAP_GPU does not let packets through");
 }
 
+/* revoke-all through the loader's switch: CAP_NETWORK taken from the VM's
+ * slot ends its open flow at the switch's store, before its record changes;
+ * an entry for another slot does nothing; settling (once the record carries
+ * the revoke) returns to the fast path. */
+static void test_cap_network_revoke_all(void)
+{
+	const struct pd out = { .kind = K_IP, V4(VM_IP, "192.0.2.10"), .proto = TCP, .sport = 40003, .dport = 443, .tcp_flags = SYN };
+	const struct pd back = { .kind = K_IP, V4("192.0.2.10", VM_IP), .proto = TCP, .sport = 443, .dport = 40003, .tcp_flags = ACK };
+	const uint64_t net = 1ULL << RAYOS_CAP_NETWORK;
+	struct loader_revoke other, mine;
+	struct rayos_ctr before;
+	struct rayos_vm vm;
+	uint32_t id = VM_ID, retval;
+	uint64_t epoch = 0, e2;
+
+	policy_apply(&pol_ct);
+	vm_bump_version_caps(0, 0, net);	/* held permanently */
+	if (bpf_map_lookup_elem(fx.map[RAYOS_MAP_VMS], &id, &vm))
+		return;
+	run_one(OUT, &out, 1, &retval);
+	run_one(IN, &back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "revoke-all: before, the flow's reply passes");
+
+	other = (struct loader_revoke){ .slot = vm.slot + 1, .mask = net };
+	ASSERT_EQ(loader_caps_switch(fx.ld, &other, 1, &epoch), 0, "revoke-all of another slot");
+	run_one(IN, &back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "revoke-all of another slot: this VM's flow still passes");
+
+	mine = (struct loader_revoke){ .slot = vm.slot, .mask = net };
+	before = vm_ctr(IN, RAYOS_RSN_NO_CAP_NETWORK);
+	ASSERT_EQ(loader_caps_switch(fx.ld, &mine, 1, &e2), 0, "revoke-all of this VM's slot");
+	ASSERT_EQ(e2, epoch + 1, "revoke-all: each switch is the next epoch");
+	run_one(IN, &back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "revoke-all: the open flow's reply drops at the switch "
+		  "(record unchanged)");
+	ASSERT_EQ(vm_ctr(IN, RAYOS_RSN_NO_CAP_NETWORK).packets, before.packets + 1,
+		  "revoke-all: counted as no_cap_network");
+	run_one(OUT, &out, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "revoke-all: the VM's packets drop");
+	ASSERT_TRUE(loader_caps_armed(fx.ld, &e2) && e2 == epoch + 1,
+		    "revoke-all: armed until settled");
+
+	vm_bump_version_caps(0, net, 0);	/* the record now carries it */
+	ASSERT_EQ(loader_caps_settle(fx.ld), 0, "revoke-all: settle");
+	ASSERT_TRUE(!loader_caps_armed(fx.ld, &e2), "revoke-all: settled, disarmed");
+	run_one(IN, &back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "settled: the record keeps the VM without CAP_NETWORK");
+	vm_bump_version_caps(0, 0, net);
+	run_one(OUT, &out, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "settled: a later grant works (no stale entry)");
+}
+
 static void test_rate(void)
 {
 	struct tpolicy pol = pol_open;
@@ -1765,6 +1817,7 @@ int main(void)
 	test_cap_network_revoke();
 	test_cap_network_temporary();
 	test_cap_ports_republish();
+	test_cap_network_revoke_all();
 	test_icmp_related();
 	test_dhcp_mark();
 	test_rate();
