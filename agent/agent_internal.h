@@ -14,6 +14,7 @@
 
 #include "agent/agent.h"
 #include "agent/caps/deleg.h"
+#include "agent/audit/audit.h"
 #include "agent/core/degraded.h"
 #include "agent/core/evloop.h"
 #include "agent/metrics/netstats.h"
@@ -67,6 +68,8 @@ struct agent {
 	struct degraded deg;		/* what status and /metrics report as degraded */
 	struct quarantine quarantine;	/* VMs isolated for want of a policy */
 	struct deleg_set deleg;		/* capability delegations (vmdeleg.c) */
+	struct audit_head audit_measured;	/* last audit head queued for the TPM */
+	bool audit_measured_valid;
 };
 
 /* Parse, validate, compile and publish the policy directory; a failure
@@ -125,8 +128,6 @@ int vmcaps_apply(struct agent *a, const struct vm_runtime *vr);
 void vmcaps_policy(struct agent *a);
 /* Health tick: log, audit and clear grants whose deadline passed. */
 void vmcaps_tidy(struct agent *a);
-/* Append one audit record (j is consumed): 0, or -errno with why. */
-int vmcaps_audit(const struct agent *a, cJSON *j, char *why, size_t len);
 /* The request's "expires" or "until" as ns from now into *delta (left as
  * it is when neither is given): NULL, or the error reply. */
 cJSON *req_expiry(const cJSON *req, uint64_t *delta);
@@ -145,6 +146,29 @@ void vmdeleg_policy(struct agent *a);
 void vmdeleg_apply_all(struct agent *a);
 /* Health tick: log, audit and remove links the kernel already ended. */
 void vmdeleg_tidy(struct agent *a);
+/* Append one audit record j (taken over) to the state dir's log, synced:
+ * 0, or -errno with why filled in. */
+int audit_write(const struct agent *a, cJSON *j, char *why, size_t len);
+/* "id" and "cap" of a capability request: NULL, or the error reply. */
+cJSON *req_vm_cap(const cJSON *req, uint32_t *id, int *bit);
+/* A change that failed after its audit record: audit the failure (f, taken
+ * over, gets "of" and "error") and put the VM's runtime entry back (prev;
+ * NULL: it had none). */
+void vmcaps_undo(struct agent *a, cJSON *f, const char *of, const char *err,
+		 const struct vm_runtime *prev, uint32_t id);
+
+struct compiled_policy;
+/* daemon.c: queue the TPM measurement of an applied policy version. */
+void measure_policy(struct agent *a, const struct compiled_policy *cp, uint64_t version);
+
+/* vmfine.c: fine-grained capability limits (cap fine-grain). */
+cJSON *vmfine_request(struct agent *a, const cJSON *req);
+/* Before each compile: every VM of set gets its policy's limits merged
+ * with those `cap fine-grain` gave it. */
+void vmfine_overlay(const struct agent *a, struct policy_set *set);
+/* The VM's limits and the figures they make effective, for cap list and
+ * vm info; NULL when it has none and the policy sets no rate. */
+cJSON *vmfine_json(const struct agent *a, const struct policy_vm *vm);
 
 /* vmrevoke.c: cap revoke-all (one switch for every selected VM). */
 cJSON *vmrevoke_all(struct agent *a, const cJSON *req);

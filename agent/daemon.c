@@ -24,6 +24,7 @@
 #include "agent/agent.h"
 #include "agent/agent_internal.h"
 #include "agent/audit/audit.h"
+#include "agent/audittrail.h"
 #include "agent/control/control.h"
 #include "agent/core/digest.h"
 #include "agent/core/evloop.h"
@@ -74,8 +75,7 @@ static double elapsed_ms(const struct timespec *a)
 }
 
 /* TPM event: the applied version and the digest of its compiled form. */
-static void measure_policy(struct agent *a, const struct compiled_policy *cp,
-			   uint64_t version)
+void measure_policy(struct agent *a, const struct compiled_policy *cp, uint64_t version)
 {
 	char digest[65];
 	cJSON *c;
@@ -230,6 +230,7 @@ int agent_apply_policy_ex(struct agent *a, const char *why, bool allow_mass)
 	struct publish_stats st;
 	struct policy_error perr;
 	struct timespec t0;
+	cJSON *arec = NULL;
 	char msg[PATH_MAX + 512];
 	struct stat sb;
 	int err, rc;
@@ -268,6 +269,7 @@ int agent_apply_policy_ex(struct agent *a, const char *why, bool allow_mass)
 	}
 	if (err)
 		goto rejected;
+	vmfine_overlay(a, set);	/* `cap fine-grain` limits join the policy's */
 	err = policy_compile(set, &cp, &perr);
 	if (err) {
 		policy_error_format(&perr, msg, sizeof(msg));
@@ -280,6 +282,7 @@ int agent_apply_policy_ex(struct agent *a, const char *why, bool allow_mass)
 		if (err)
 			goto rejected;
 	}
+	arec = audittrail_publish_begin(a, cp);
 	err = publish_policy(a->ld, cp, &st);
 	if (err) {
 		snprintf(a->last_error, sizeof(a->last_error),
@@ -304,6 +307,8 @@ int agent_apply_policy_ex(struct agent *a, const char *why, bool allow_mass)
 	registry_overlay(a->reg, a->set);
 	ifwatch_reconcile(a->ifw, a->set);
 	quarantine_after_publish(a);
+	audittrail_publish_done(a, arec, (unsigned long long)st.version, why);
+	arec = NULL;
 	measure_policy(a, cp, st.version);
 	apply_dhcp(a, dcfg);
 	log_info("policy version %llu applied (%s) from %s: %zu VMs "
@@ -333,6 +338,7 @@ rejected:
 			     "previous one", a->opts->policy_dir,
 			     (unsigned long long)a->applied_version);
 out:
+	cJSON_Delete(arec);
 	dhcp_config_free(dcfg);
 	compiled_policy_free(cp);
 	policy_set_free(set);
@@ -385,16 +391,17 @@ static void on_policy_dir_missing(void *ctx, const char *detail)
  * while no QEMU was registered, a symlink higher up the policy path. */
 static void health_check(struct agent *a)
 {
-	char audit[PATH_MAX], why[PATH_MAX + 64];
+	char audit[PATH_MAX], why[PATH_MAX + 512];
 
 	policy_watch_check(a->pw);
 	control_server_tick(a->ctl);
-	snprintf(audit, sizeof(audit), "%s/audit.log", a->opts->state_dir);
+	audittrail_path(a, audit, sizeof(audit));
 	if (audit_probe(audit, why, sizeof(why)))
 		degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "audit records cannot be written "
 			     "(%s): capability changes are refused until they can", why);
 	else
 		degraded_clear(&a->deg, DEG_AUDIT_UNWRITABLE);
+	audittrail_measure(a);	/* the records of the last tick, as one batch */
 	if (a->tpm) {
 		cJSON *t = tpm_status_json(a->tpm);
 		const cJSON *st = cJSON_GetObjectItemCaseSensitive(t, "state");
@@ -642,6 +649,7 @@ static cJSON *status_reply(struct agent *a)
 		cJSON_AddStringToObject(o, "state", "off");
 		cJSON_AddStringToObject(o, "error", a->tpm_error);
 	}
+	cJSON_AddItemToObject(r, "audit", audittrail_status_json(a));
 	o = cJSON_AddObjectToObject(r, "features");
 	for (int i = 0; i < RAYOS_FEAT_MAX; i++) {
 		cJSON *f = cJSON_CreateObject();
@@ -768,6 +776,8 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 		return vmdeleg_undelegate(a, req);
 	if (!strcmp(cmd, "cap.tree"))
 		return vmdeleg_tree(a, req);
+	if (!strcmp(cmd, "cap.fine_grain"))
+		return vmfine_request(a, req);
 	if (!strcmp(cmd, "cap.revoke_all"))
 		return vmrevoke_all(a, req);
 	if (!strcmp(cmd, "device.status") || !strcmp(cmd, "device.handlers") ||
@@ -799,8 +809,9 @@ static cJSON *handle_request(void *ctx, const cJSON *req)
 	}
 	return control_error("unknown command \"%s\" (known: status, stop, policy.reload, "
 			     "vm.list, vm.stats, vm.info, vm.register, vm.unregister, cap.grant, "
-			     "cap.revoke, cap.grant_temp, cap.list, cap.revoke_all, cap.delegate, "
-			     "cap.undelegate, cap.tree, device.status, device.handlers, device.list, "
+			     "cap.revoke, cap.grant_temp, cap.list, cap.fine_grain, cap.revoke_all, "
+			     "cap.delegate, cap.undelegate, cap.tree, device.status, device.handlers, "
+			     "device.list, "
 			     "dhcp.status, dhcp.leases, dhcp.release, perf)", cmd);
 }
 
@@ -1013,6 +1024,7 @@ int agent_run(const struct agent_opts *o)
 	if (a.tpm_error[0] && !o->no_tpm)
 		degraded_set(&a.deg, DEG_TPM_UNREACHABLE, "measured launch unavailable: %s; "
 			     "enforcement goes on", a.tpm_error);
+	audittrail_open(&a);	/* the chain picked up, its head measured */
 	quarantine_open(&a);	/* before the first publish: it keeps them */
 	agent_apply_policy(&a, "start");	/* a bad policy leaves what is pinned */
 	vms_restore(&a);
@@ -1025,6 +1037,10 @@ int agent_run(const struct agent_opts *o)
 out:
 	vms_close(&a);
 	dhcp_server_close(a.dhcp);
+	/* The last records' head, extended before the worker stops. */
+	if (audittrail_measure(&a) && tpm_flush(a.tpm, 3000))
+		log_warn("the audit head measured at stop is not extended yet: the next start "
+			 "extends it");
 	tpm_close(a.tpm);
 	control_server_close(a.ctl);
 	if (a.purge && a.ifw)

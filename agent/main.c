@@ -12,12 +12,14 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "agent/agent.h"
+#include "agent/audittrail.h"
 #include "agent/control/control.h"
 #include "agent/core/log.h"
 #include "agent/dhcp/dhcp.h"
@@ -64,15 +66,23 @@ static void usage(FILE *f)
 "  cap grant-temp ID CAP_X [--expires DURATION | --until RFC3339]\n"
 "                              a grant the kernel ends at its deadline (default 1h,\n"
 "                              1s..366d; durations like 30m, 1h30m, 2d)\n"
-"  cap list ID                 capabilities held now, with the time left\n"
 "  cap delegate FROM TO CAP_X [--expires DURATION | --until RFC3339]\n"
 "                              FROM (holding CAP_X and CAP_ADMIN) gives CAP_X to TO;\n"
 "                              chains of at most 3 links; ends with any link above\n"
 "  cap undelegate FROM TO CAP_X   end that link and every link below it\n"
 "  cap tree [ID] [--json]      the delegation forest with the time left per link\n"
+"  cap list ID                 capabilities held now, with the time left, and limits\n"
+"  cap fine-grain ID CAP_NETWORK [--allow-ports 443,80,8000-8100] [--max-bandwidth 50Mbps]\n"
+"  cap fine-grain ID CAP_GPU --nodes 226:128,/dev/dri/card0 | cap fine-grain ID CAP --clear\n"
+"                              limit a capability (with the policy's limits and its\n"
+"                              firewall: the narrower wins); --clear lifts it\n"
 "  cap revoke-all [--temporary] [--vm ID|LIST | --group NAME]\n"
 "                              take every capability (or only temporary grants)\n"
 "                              from the selected VMs, default all, in one step\n"
+"  audit [--vm ID] [--since 1h|RFC3339] [--json]   the audit records\n"
+"  audit verify [--log PATH] [--no-tpm] [--json]\n"
+"                          check the hash chain and its head against the TPM;\n"
+"                          names the first bad line (exit 1)\n"
 "  device status|handlers|list [ID]   device enforcement, classes, counters\n"
 "  dhcp status|leases | dhcp release IP   the DHCP server of guest bridges\n"
 "  dhcp client IFACE [...] an RFC 2131 client (dhcp client --help)\n"
@@ -96,7 +106,8 @@ enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_V
        OPT_RANDOM, OPT_PID, OPT_DEVICE_STATS, OPT_MEASURE_DISKS, OPT_AK, OPT_AK_NAME,
        OPT_EK, OPT_CHALLENGE, OPT_BANKS, OPT_EK_CERT, OPT_EK_CA, OPT_MASS_SHARE,
        OPT_ALLOW_MASS, OPT_KEEP_CGROUP, OPT_EXPIRES, OPT_UNTIL, OPT_TEMPORARY,
-       OPT_VM, OPT_GROUP };
+       OPT_VM, OPT_GROUP, OPT_LOG, OPT_SINCE, OPT_ALLOW_PORTS, OPT_MAX_BANDWIDTH,
+       OPT_NODES, OPT_CLEAR };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -135,6 +146,12 @@ static const struct option long_opts[] = {
 	{ "vm", required_argument, NULL, OPT_VM },
 	{ "group", required_argument, NULL, OPT_GROUP },
 	{ "until", required_argument, NULL, OPT_UNTIL },
+	{ "allow-ports", required_argument, NULL, OPT_ALLOW_PORTS },
+	{ "max-bandwidth", required_argument, NULL, OPT_MAX_BANDWIDTH },
+	{ "nodes", required_argument, NULL, OPT_NODES },
+	{ "clear", no_argument, NULL, OPT_CLEAR },
+	{ "log", required_argument, NULL, OPT_LOG },
+	{ "since", required_argument, NULL, OPT_SINCE },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -145,8 +162,11 @@ struct cli {
 	const char *iface;
 	const char *nonce, *out, *file, *pid;
 	const char *expires, *until;	/* cap grant-temp */
+	const char *allow_ports, *max_bw, *nodes;	/* cap fine-grain */
+	bool clear;
 	bool temporary;			/* cap revoke-all */
-	const char *vm, *group;		/* cap revoke-all selection */
+	const char *vm, *group;		/* cap revoke-all selection; audit --vm */
+	const char *log, *since;	/* audit */
 	bool random, keep_cgroup;
 	struct tpm_trust trust;		/* tpm verify-quote / challenge */
 	const char *ek_cert, *ek_ca;
@@ -223,6 +243,24 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_UNTIL:
 			cli->until = optarg;
+			break;
+		case OPT_ALLOW_PORTS:
+			cli->allow_ports = optarg;
+			break;
+		case OPT_MAX_BANDWIDTH:
+			cli->max_bw = optarg;
+			break;
+		case OPT_NODES:
+			cli->nodes = optarg;
+			break;
+		case OPT_CLEAR:
+			cli->clear = true;
+			break;
+		case OPT_LOG:
+			cli->log = optarg;
+			break;
+		case OPT_SINCE:
+			cli->since = optarg;
 			break;
 		case OPT_IFACE:
 			cli->iface = optarg;
@@ -840,6 +878,27 @@ static int cmd_tpm(struct cli *cli, int argc, char **argv)
 	return err ? 1 : 0;
 }
 
+/* The "limits" object of cap.list: each limited capability, its ports,
+ * nodes and the bandwidth in force each way (the policy's or the limit's). */
+static void print_cap_limits(const cJSON *limits)
+{
+	const cJSON *c, *bw, *d, *n;
+
+	cJSON_ArrayForEach(c, limits) {
+		printf("%-14s limited to:", c->string);
+		if (cJSON_GetObjectItemCaseSensitive(c, "allow_ports"))
+			printf(" ports %s", jstr(c, "allow_ports"));
+		cJSON_ArrayForEach(n, cJSON_GetObjectItemCaseSensitive(c, "nodes"))
+			printf(" node %s", n->valuestring);
+		printf("\n");
+		bw = cJSON_GetObjectItemCaseSensitive(c, "bandwidth");
+		cJSON_ArrayForEach(d, bw)
+			printf("%-14s bandwidth %-3s %s (from the %s; policy %s, limit %s)\n", "",
+			       d->string, jstr(d, "effective"), jstr(d, "from"), jstr(d, "policy"),
+			       jstr(d, "limit"));
+	}
+}
+
 static void print_cap_list(const cJSON *r)
 {
 	const cJSON *c, *caps = cJSON_GetObjectItemCaseSensitive(r, "capabilities");
@@ -855,6 +914,7 @@ static void print_cap_list(const cJSON *r)
 		else
 			printf("%-14s permanent\n", jstr(c, "cap"));
 	}
+	print_cap_limits(cJSON_GetObjectItemCaseSensitive(r, "limits"));
 }
 
 static void print_cap_temp(const cJSON *r)
@@ -956,6 +1016,75 @@ static int cmd_cap_deleg(struct cli *cli, int argc, char **argv)
 	return print_reply(cli, call(cli, req, false), print_cap_undelegate);
 }
 
+/* --nodes "226:0,/dev/dri/card1": paths become MAJOR:MINOR here (the
+ * daemon checks every item; a path that is no character device is
+ * refused now, naming it). */
+static int nodes_json(const char *list, cJSON *arr)
+{
+	char buf[4096], *save = NULL, *tok;
+
+	if (strlen(list) >= sizeof(buf)) {
+		fprintf(stderr, "rayos-agent: --nodes: list too long\n");
+		return -EINVAL;
+	}
+	strcpy(buf, list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		struct stat st;
+		char num[32];
+
+		if (tok[0] != '/') {
+			cJSON_AddItemToArray(arr, cJSON_CreateString(tok));
+			continue;
+		}
+		if (stat(tok, &st)) {
+			fprintf(stderr, "rayos-agent: --nodes: %s: %s\n", tok, strerror(errno));
+			return -EINVAL;
+		}
+		if (!S_ISCHR(st.st_mode)) {
+			fprintf(stderr, "rayos-agent: --nodes: %s: not a character device\n", tok);
+			return -EINVAL;
+		}
+		snprintf(num, sizeof(num), "%u:%u", major(st.st_rdev), minor(st.st_rdev));
+		cJSON_AddItemToArray(arr, cJSON_CreateString(num));
+	}
+	return 0;
+}
+
+static void print_cap_fine(const cJSON *r)
+{
+	char *text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(r, "limits"));
+
+	printf("VM %.0f: %s %s (policy version %.0f); limits now: %s\n", jnum(r, "id"),
+	       jstr(r, "cap"), cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "cleared"))
+	       ? "limit cleared" : "limited", jnum(r, "version"), text ? text : "{}");
+	free(text);
+}
+
+/* cap fine-grain ID CAP [--allow-ports L] [--max-bandwidth R] [--nodes N]
+ * [--clear]: the daemon checks every value. */
+static int cmd_cap_fine(struct cli *cli, const char *vm, const char *cap)
+{
+	cJSON *req;
+	uint32_t id;
+
+	if (parse_vm_id(vm, &id))
+		return 2;
+	req = request("cap.fine_grain");
+	cJSON_AddNumberToObject(req, "id", id);
+	cJSON_AddStringToObject(req, "cap", cap);
+	if (cli->allow_ports)
+		cJSON_AddStringToObject(req, "allow_ports", cli->allow_ports);
+	if (cli->max_bw)
+		cJSON_AddStringToObject(req, "max_bandwidth", cli->max_bw);
+	if (cli->nodes && nodes_json(cli->nodes, cJSON_AddArrayToObject(req, "nodes"))) {
+		cJSON_Delete(req);
+		return 2;
+	}
+	if (cli->clear)
+		cJSON_AddBoolToObject(req, "clear", 1);
+	return print_reply(cli, call(cli, req, false), print_cap_fine);
+}
+
 static void print_revoke_all(const cJSON *r)
 {
 	const cJSON *vms = cJSON_GetObjectItemCaseSensitive(r, "vms"), *v;
@@ -977,7 +1106,8 @@ static void print_revoke_all(const cJSON *r)
 }
 
 /* cap grant|revoke ID CAP | grant-temp ID CAP [--expires D | --until T] |
- * list ID | revoke-all [--temporary] [--vm LIST | --group NAME] */
+ * list ID | revoke-all [--temporary] [--vm LIST | --group NAME] |
+ * fine-grain ID CAP ... */
 static int cmd_cap(struct cli *cli, int argc, char **argv)
 {
 	const char *sub = argc ? argv[0] : "";
@@ -993,6 +1123,8 @@ static int cmd_cap(struct cli *cli, int argc, char **argv)
 	}
 	if (!strcmp(sub, "delegate") || !strcmp(sub, "undelegate") || !strcmp(sub, "tree"))
 		return cmd_cap_deleg(cli, argc, argv);
+	if (!strcmp(sub, "fine-grain") && argc == 3)
+		return cmd_cap_fine(cli, argv[1], argv[2]);
 	if (!strcmp(sub, "grant-temp") && argc == 3) {
 		if (parse_vm_id(argv[1], &id))
 			return 2;
@@ -1026,6 +1158,18 @@ static int cmd_cap(struct cli *cli, int argc, char **argv)
 	cJSON_AddNumberToObject(req, "id", id);
 	cJSON_AddStringToObject(req, "cap", argv[2]);
 	return print_reply(cli, call(cli, req, false), NULL);
+}
+
+/* audit [--vm ID] [--since T] [--json] | audit verify [--log PATH]: reads
+ * the log and the TPM itself, so it works with the agent stopped. */
+static int cmd_audit(struct cli *cli, int argc, char **argv)
+{
+	struct audittrail_cli o = {
+		.state_dir = cli->ao.state_dir, .run_dir = cli->ao.run_dir, .log = cli->log,
+		.vm = cli->vm, .since = cli->since, .json = cli->json, .no_tpm = cli->ao.no_tpm,
+	};
+
+	return audittrail_cli(&o, argc, argv);
 }
 
 static int cmd_device(struct cli *cli, int argc, char **argv)
@@ -1166,6 +1310,8 @@ int main(int argc, char **argv)
 		return cmd_cap(&cli, argc, argv);
 	if (!strcmp(cmd, "device"))
 		return cmd_device(&cli, argc, argv);
+	if (!strcmp(cmd, "audit"))
+		return cmd_audit(&cli, argc, argv);
 	if (!strcmp(cmd, "dhcp"))
 		return cmd_dhcp(&cli, argc, argv);
 	if (!strcmp(cmd, "perf") && !argc)

@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "agent/agent_internal.h"
-#include "agent/audit/audit.h"
+#include "agent/audittrail.h"
 #include "agent/caps/caps.h"
 #include "agent/control/control.h"
 #include "agent/core/degraded.h"
@@ -43,26 +43,51 @@ void vmcaps_wall_of(uint64_t until_boot, char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static void audit_path(const struct agent *a, char *buf, size_t len)
+/* Append one record: 0, or -errno with why filled in. */
+int audit_write(const struct agent *a, cJSON *j, char *why, size_t len)
 {
-	snprintf(buf, len, "%s/audit.log", a->opts->state_dir);
+	return audittrail_write(a, j, why, len);
 }
 
-/* Append one record: 0, or -errno with why filled in. */
-int vmcaps_audit(const struct agent *a, cJSON *j, char *why, size_t len)
+cJSON *req_vm_cap(const cJSON *req, uint32_t *id, int *bit)
 {
-	char path[PATH_MAX];
-	int ret;
+	if (req_vm_id(req, id))
+		return control_error("\"id\" must be a VM id (1..4294967295)");
+	return req_cap(req, bit);
+}
 
-	audit_path(a, path, sizeof(path));
-	ret = j ? audit_probe(path, why, len) : -ENOMEM;
-	if (!ret) {
-		ret = audit_append(path, j);
-		if (ret)
-			snprintf(why, len, "%s: %s", path, strerror(-ret));
+cJSON *req_expiry(const cJSON *req, uint64_t *delta)
+{
+	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(req, "expires");
+	const cJSON *until = cJSON_GetObjectItemCaseSensitive(req, "until");
+	char err[256];
+
+	if ((exp && !cJSON_IsString(exp)) || (until && !cJSON_IsString(until)))
+		return control_error("\"expires\" and \"until\" are strings");
+	if (exp && until)
+		return control_error("give --expires or --until, not both");
+	if (exp && caps_parse_duration(exp->valuestring, delta, err, sizeof(err)))
+		return control_error("--expires: %s; nothing changed", err);
+	if (until && caps_parse_until(until->valuestring, clock_ns(CLOCK_REALTIME), delta, err,
+				      sizeof(err)))
+		return control_error("%s; nothing changed", err);
+	return NULL;
+}
+
+void vmcaps_undo(struct agent *a, cJSON *f, const char *of, const char *err,
+		 const struct vm_runtime *prev, uint32_t id)
+{
+	char why[PATH_MAX + 64];
+
+	if (f) {
+		cJSON_AddStringToObject(f, "of", of);
+		cJSON_AddStringToObject(f, "error", err);
 	}
-	cJSON_Delete(j);
-	return ret;
+	audit_write(a, f, why, sizeof(why));
+	if (prev)
+		registry_put(a->reg, prev);
+	else
+		registry_del(a->reg, id);
 }
 
 static cJSON *temp_record(const char *event, uint32_t vm, int cap, uint64_t until_boot,
@@ -98,24 +123,6 @@ int vmcaps_apply(struct agent *a, const struct vm_runtime *vr)
 	return loader_vm_set_grants(a->ld, vr->id, caps, vr->cap_until);
 }
 
-cJSON *req_expiry(const cJSON *req, uint64_t *delta)
-{
-	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(req, "expires");
-	const cJSON *until = cJSON_GetObjectItemCaseSensitive(req, "until");
-	char err[256];
-
-	if ((exp && !cJSON_IsString(exp)) || (until && !cJSON_IsString(until)))
-		return control_error("\"expires\" and \"until\" are strings");
-	if (exp && until)
-		return control_error("give --expires or --until, not both");
-	if (exp && caps_parse_duration(exp->valuestring, delta, err, sizeof(err)))
-		return control_error("--expires: %s; nothing changed", err);
-	if (until && caps_parse_until(until->valuestring, clock_ns(CLOCK_REALTIME), delta, err,
-				      sizeof(err)))
-		return control_error("%s; nothing changed", err);
-	return NULL;
-}
-
 /* cap.grant_temp {"id", "cap", "expires" | "until"}: a grant with a
  * deadline; audited before it happens. */
 cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
@@ -130,9 +137,8 @@ cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
 	int bit, ret;
 	cJSON *r;
 
-	if (req_vm_id(req, &vr.id))
-		return control_error("\"id\" must be a VM id (1..4294967295)");
-	if ((r = req_cap(req, &bit)))
+	r = req_vm_cap(req, &vr.id, &bit);
+	if (r)
 		return r;
 	if ((r = req_expiry(req, &delta)))
 		return r;
@@ -151,7 +157,7 @@ cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
 	 * later neither stretch nor shorten it. */
 	deadline = clock_ns(CLOCK_BOOTTIME) + delta;
 
-	ret = vmcaps_audit(a, temp_record("cap_grant_temp", vr.id, bit, deadline, "control socket"),
+	ret = audit_write(a, temp_record("cap_grant_temp", vr.id, bit, deadline, "control socket"),
 			  why, sizeof(why));
 	if (ret) {
 		degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "%s", why);
@@ -172,15 +178,9 @@ cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
 		snprintf(err, sizeof(err), "VM %u: cannot update its record: %s", vr.id,
 			 strerror(-ret));
 	if (ret) {
-		cJSON *f = temp_record("cap_change_failed", vr.id, bit, deadline, "control socket");
-
-		cJSON_AddStringToObject(f, "of", "cap_grant_temp");
-		cJSON_AddStringToObject(f, "error", err);
-		vmcaps_audit(a, f, why, sizeof(why));
-		if (had)
-			registry_put(a->reg, &prev);
-		else
-			registry_del(a->reg, vr.id);
+		vmcaps_undo(a, temp_record("cap_change_failed", vr.id, bit, deadline,
+					   "control socket"), "cap_grant_temp", err,
+			    had ? &prev : NULL, vr.id);
 		return control_error("%s", err);
 	}
 	vmcaps_wall_of(deadline, wall, sizeof(wall));
@@ -234,6 +234,7 @@ cJSON *vmcaps_list(struct agent *a, const cJSON *req)
 		}
 		cJSON_AddItemToArray(arr, o);
 	}
+	cJSON_AddItemToObject(r, "limits", vmfine_json(a, policy_vm(a, id)) ?: cJSON_CreateObject());
 	return r;
 }
 
@@ -283,7 +284,7 @@ void vmcaps_policy(struct agent *a)
 					 pv->id, pv->source, policy_cap_name(c),
 					 pv->temp_until_wall_ns[c] <= wall ? "past"
 									: "beyond 366 days");
-			if (deadline && vmcaps_audit(a, temp_record("cap_grant_temp", pv->id, c,
+			if (deadline && audit_write(a, temp_record("cap_grant_temp", pv->id, c,
 								  deadline, by), why, sizeof(why))) {
 				/* Write-ahead: no record, no grant; retried next publish. */
 				degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "%s", why);
@@ -320,7 +321,7 @@ void vmcaps_tidy(struct agent *a)
 			log_info("VM %u: temporary %s expired %.1f s ago (the kernel ended it at its "
 				 "deadline)", vr.id, policy_cap_name(c),
 				 (double)(now - vr.cap_until[c]) / 1e9);
-			if (vmcaps_audit(a, temp_record("cap_expired", vr.id, c, vr.cap_until[c],
+			if (audit_write(a, temp_record("cap_expired", vr.id, c, vr.cap_until[c],
 						       "deadline"), why, sizeof(why)))
 				log_warn("VM %u: cannot audit the expiry of %s: %s", vr.id,
 					 policy_cap_name(c), why);

@@ -179,7 +179,7 @@ static void end_links(struct agent *a, uint32_t to, uint32_t cap, const char *ev
 
 		cJSON_AddStringToObject(j, "reason", i ? "a link above it ended" : reason);
 		cJSON_AddStringToObject(j, "chain", chain);
-		if (vmcaps_audit(a, j, why, sizeof(why)))
+		if (audit_write(a, j, why, sizeof(why)))
 			log_warn("cannot audit the end of delegation %u -> %u %s: %s",
 				 ended[i].from, ended[i].to, policy_cap_name(cap), why);
 		log_info("delegation %u -> %u %s ended: %s", ended[i].from, ended[i].to,
@@ -249,7 +249,7 @@ cJSON *vmdeleg_delegate(struct agent *a, const cJSON *req)
 	if (delta)
 		l.until = clock_ns(CLOCK_BOOTTIME) + delta;
 
-	ret = vmcaps_audit(a, link_record("cap_delegate", &l, BY_CLI), why, sizeof(why));
+	ret = audit_write(a, link_record("cap_delegate", &l, BY_CLI), why, sizeof(why));
 	if (ret) {
 		degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "%s", why);
 		return control_error("refused: the audit record cannot be written and synced (%s); "
@@ -269,7 +269,7 @@ cJSON *vmdeleg_delegate(struct agent *a, const cJSON *req)
 			 strerror(-ret));
 		cJSON_AddStringToObject(f, "of", "cap_delegate");
 		cJSON_AddStringToObject(f, "error", err);
-		vmcaps_audit(a, f, why, sizeof(why));
+		audit_write(a, f, why, sizeof(why));
 		return control_error("%s", err);
 	}
 	deleg_chain(&a->deleg, l.to, l.cap, chain, sizeof(chain));
@@ -460,7 +460,7 @@ void vmdeleg_policy(struct agent *a)
 			if (cur && !cur->spent)
 				log_warn("VM %u's %s from VM %u is replaced by %s's entry", d->to,
 					 policy_cap_name(d->cap), cur->from, pv->source);
-			if (!l.spent && vmcaps_audit(a, link_record("cap_delegate", &l, by), why,
+			if (!l.spent && audit_write(a, link_record("cap_delegate", &l, by), why,
 						     sizeof(why))) {
 				/* Write-ahead: no record, no link; retried next publish. */
 				degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "%s", why);

@@ -6,11 +6,13 @@
  *
  *   1. choose the VMs and what each holds now (nothing changes on a bad
  *      selection: unknown VM, unknown or empty group, empty list);
- *   2. write and sync the audit record (write-ahead, as every capability
- *      change; a state dir that cannot take it refuses the revoke);
+ *   2. append the audit record (write-ahead, as every capability change; a
+ *      state dir that cannot take it refuses the revoke), not yet synced;
  *   3. loader_caps_switch(): each slot's mask under the next epoch, then the
  *      one store that puts all of them in force for every program
- *      (bpf/abi/policy.h) -- "enforced" is measured here;
+ *      (bpf/abi/policy.h) -- "enforced" is measured here -- then sync the
+ *      record: a killed agent loses nothing after 2 (the record is in the
+ *      file), a crashed host loses the maps too;
  *   4. the runtime registry (restart, reload) and the VM records, then
  *      loader_caps_settle() folds the switch away.
  *
@@ -26,6 +28,7 @@
 #include <time.h>
 
 #include "agent/agent_internal.h"
+#include "agent/audittrail.h"
 #include "agent/audit/audit.h"
 #include "agent/caps/caps.h"
 #include "agent/caps/vmlist.h"
@@ -199,15 +202,18 @@ static cJSON *audit_record(const struct pick *p, size_t n, bool temporary, const
 	return j;
 }
 
-static int write_ahead(struct agent *a, cJSON *rec, char *why, size_t len)
+/* Write-ahead without waiting for the disk: the record is in the file
+ * before the switch (an agent killed after it loses nothing), and synced
+ * before the request is answered. */
+static int write_ahead(struct agent *a, cJSON *rec, char *path, size_t path_len, char *why,
+		       size_t len)
 {
-	char path[PATH_MAX];
 	int ret;
 
-	snprintf(path, sizeof(path), "%s/audit.log", a->opts->state_dir);
+	audittrail_path(a, path, path_len);
 	ret = rec ? audit_probe(path, why, len) : -ENOMEM;
 	if (!ret) {
-		ret = audit_append(path, rec);
+		ret = audit_append_nosync(path, rec);
 		if (ret)
 			snprintf(why, len, "%s: %s", path, strerror(-ret));
 	}
@@ -239,7 +245,7 @@ cJSON *vmrevoke_all(struct agent *a, const cJSON *req)
 	size_t n = 0, nr_sel = 0;
 	bool temporary = cJSON_IsTrue(temp);
 	double enforced_ms = 0;
-	char why[PATH_MAX + 64], selection[96];
+	char why[PATH_MAX + 64], selection[96], audit[PATH_MAX];
 	cJSON *r, *arr, *rec;
 	int err;
 
@@ -277,7 +283,7 @@ cJSON *vmrevoke_all(struct agent *a, const cJSON *req)
 
 	/* 2: write-ahead. */
 	rec = audit_record(p, n, temporary, selection);
-	err = write_ahead(a, rec, why, sizeof(why));
+	err = write_ahead(a, rec, audit, sizeof(audit), why, sizeof(why));
 	cJSON_Delete(rec);
 	if (err) {
 		degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "%s", why);
@@ -287,7 +293,7 @@ cJSON *vmrevoke_all(struct agent *a, const cJSON *req)
 		goto out;
 	}
 	degraded_clear(&a->deg, DEG_AUDIT_UNWRITABLE);
-	log_debug("revoke-all: audit record synced at %.3f ms", ms_since(t0));
+	log_debug("revoke-all: audit record written at %.3f ms", ms_since(t0));
 
 	/* 3: the step. */
 	if (nr_sel) {
@@ -300,6 +306,12 @@ cJSON *vmrevoke_all(struct agent *a, const cJSON *req)
 		}
 	}
 	enforced_ms = ms_since(t0);
+	err = audit_sync(audit);
+	if (err) {
+		degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "%s: %s", audit, strerror(-err));
+		log_err("revoke-all: in force, but its audit record in %s cannot be synced: %s",
+			audit, strerror(-err));
+	}
 
 	/* 4: keep it (restart, reload), then fold and settle. */
 	err = registry_put_many(a->reg, vrs, n);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "agent/agent_internal.h"
+#include "agent/audittrail.h"
 #include "agent/control/control.h"
 #include "agent/core/digest.h"
 #include "agent/core/log.h"
@@ -541,6 +542,19 @@ static void release_vm(struct agent *a, uint32_t id, const char *why, bool exite
 	int err;
 
 	unwatch(a, id);
+	if (exited) {
+		/* No one asked: recorded as it happens, not write-ahead. */
+		char msg[PATH_MAX + 512];
+		cJSON *j = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(j, "event", "vm_exited");
+		cJSON_AddNumberToObject(j, "vm", id);
+		if (vr && vr->pid)
+			cJSON_AddNumberToObject(j, "pid", vr->pid);
+		cJSON_AddStringToObject(j, "by", why);
+		if (audittrail_write(a, j, msg, sizeof(msg)))
+			log_err("VM %u: cannot record that its process exited: %s", id, msg);
+	}
 	if (vr && vr->pid) {
 		if (vr->cgroup[0])
 			snprintf(cg, sizeof(cg), "%s", vr->cgroup);
@@ -628,6 +642,29 @@ static int parse_confinement(const cJSON *c, struct vm_runtime *vr)
 		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, bools[i].key)))
 			vr->conf_flags |= bools[i].flag;
 	return 0;
+}
+
+/* The audit record of a registration (pid: with a process) or an
+ * unregistration; error: why it failed after its record. */
+static cJSON *vm_record(const char *event, const struct vm_runtime *vr, bool pid, bool keep,
+			const char *error)
+{
+	cJSON *j = cJSON_CreateObject();
+
+	if (!j)
+		return NULL;
+	cJSON_AddStringToObject(j, "event", event);
+	cJSON_AddNumberToObject(j, "vm", vr->id);
+	if (vr->iface[0])
+		cJSON_AddStringToObject(j, "interface", vr->iface);
+	if (pid) {
+		cJSON_AddNumberToObject(j, "pid", vr->pid);
+		cJSON_AddStringToObject(j, "cgroup", keep ? "keep" : "rayos");
+	}
+	cJSON_AddStringToObject(j, "by", "control socket");
+	if (error)
+		cJSON_AddStringToObject(j, "error", error);
+	return j;
 }
 
 /*
@@ -718,6 +755,7 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 		vr.cap_grant = old->cap_grant;
 		vr.cap_revoke = old->cap_revoke;
 		memcpy(vr.cap_until, old->cap_until, sizeof(vr.cap_until));
+		vr.limits = old->limits;
 		if (!ifc)
 			memcpy(vr.iface, old->iface, sizeof(vr.iface));
 		if (!pidj) {
@@ -732,11 +770,26 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 	if (ifc)
 		snprintf(vr.iface, sizeof(vr.iface), "%s", ifc->valuestring);
 
+	/* Write-ahead, as capability changes: no registration without its
+	 * record. */
+	if (audittrail_write(a, vm_record("vm_register", &vr, pidj != NULL, keep, NULL), msg,
+			     sizeof(msg)))
+		return control_error("refused: the audit record of VM %u's registration cannot "
+				     "be written and synced (%s); nothing changed; make the state "
+				     "dir writable or free space in it, then retry", vr.id, msg);
 	if (pidj) {
 		err = confine(a, vm, vr.pid, keep, &vr, &moved, msg, sizeof(msg));
-		if (err)
-			return control_error("VM %u: cannot confine process %d: %s", vr.id, vr.pid,
-					     msg[0] ? msg : strerror(-err));
+		if (err) {
+			char why[256];
+
+			snprintf(why, sizeof(why), "cannot confine process %d: %.200s", vr.pid,
+				 msg[0] ? msg : strerror(-err));
+			if (audittrail_write(a, vm_record("vm_register_failed", &vr, true, keep, why),
+					     msg, sizeof(msg)))
+				log_err("VM %u: cannot record that its registration failed: %s",
+					vr.id, msg);
+			return control_error("VM %u: %s", vr.id, why);
+		}
 		err = watch(a, vr.id, vr.pid);
 		if (err)
 			log_warn("VM %u: cannot watch process %d (%s): unregister it by hand",
@@ -779,10 +832,20 @@ cJSON *vms_register(struct agent *a, const cJSON *req)
 
 cJSON *vms_unregister(struct agent *a, const cJSON *req)
 {
+	char msg[PATH_MAX + 512];
+	struct vm_runtime vr = {};
 	uint32_t id;
 
 	if (req_vm_id(req, &id))
 		return control_error("\"id\" must be a VM id (1..4294967295)");
+	if (!registry_get(a->reg, id) && !quarantine_get(a, id))
+		return control_error("VM %u is not registered", id);
+	vr.id = id;
+	if (audittrail_write(a, vm_record("vm_unregister", &vr, false, false, NULL), msg,
+			     sizeof(msg)))
+		return control_error("refused: the audit record of VM %u's unregistration cannot "
+				     "be written and synced (%s); nothing changed; make the state "
+				     "dir writable or free space in it, then retry", id, msg);
 	if (!registry_get(a->reg, id)) {
 		/* A quarantined VM that only the policy had put on its tap:
 		 * the admin takes it out of RayOS's hands. */
@@ -854,6 +917,7 @@ cJSON *vms_info(struct agent *a, const cJSON *req)
 		cJSON_AddStringToObject(r, "ipv4", ip);
 	}
 	cJSON_AddItemToObject(r, "disks", disks_json(a, vm));
+	cJSON_AddItemToObject(r, "capability_limits", vmfine_json(a, vm) ?: cJSON_CreateObject());
 	cJSON_AddItemToObject(r, "confinement", vmconfine_json(a, id));
 	return r;
 }

@@ -43,6 +43,7 @@ static const char *const reason_names[RAYOS_RSN_MAX] = {
 	[RAYOS_RSN_ICMP_QUOTE]		= "drop_icmp_quote",
 	[RAYOS_RSN_QUARANTINE]		= "drop_quarantine",
 	[RAYOS_RSN_NO_CAP_NETWORK]	= "drop_no_cap_network",
+	[RAYOS_RSN_CAP_PORTS]		= "drop_cap_ports",
 };
 
 static const char *const netc_names[RAYOS_NETC_MAX] = {

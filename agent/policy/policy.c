@@ -1805,6 +1805,123 @@ static int deleg_elem(struct pctx *c, const cJSON *j, int i, void *arg)
 	return 0;
 }
 
+/* ---- capability_limits --------------------------------------------------- */
+
+/* "allow_ports": "443,80" or [443, 80, "8000-8100"]. */
+static int limit_ports_elem(struct pctx *c, const cJSON *j, int i, void *arg)
+{
+	struct caps_ports *all = arg, one;
+	char buf[32], err[256];
+
+	(void)i;
+	if (cJSON_IsNumber(j)) {
+		if (j->valuedouble != (double)(int)j->valuedouble || j->valuedouble < 1 ||
+		    j->valuedouble > 65535)
+			return fail(c, "port %g is out of range: ports are 1..65535", j->valuedouble);
+		snprintf(buf, sizeof(buf), "%d", (int)j->valuedouble);
+	} else if (cJSON_IsString(j)) {
+		snprintf(buf, sizeof(buf), "%s", j->valuestring);
+		if (strlen(j->valuestring) >= sizeof(buf) || strchr(buf, ','))
+			return fail(c, "\"%s\" is not one port or range lo-hi", j->valuestring);
+	} else {
+		return fail(c, "expected a port (integer) or a range \"lo-hi\", got %s",
+			    type_name(j));
+	}
+	if (caps_parse_ports(buf, &one, err, sizeof(err)))
+		return fail(c, "%s", err);
+	if (caps_ports_add(all, one.r[0].lo, one.r[0].hi) || all->nr > CAPS_MAX_LIST_RANGES)
+		return fail(c, "more than %d separate port ranges; merge some",
+			    CAPS_MAX_LIST_RANGES);
+	return 0;
+}
+
+static int limit_field(struct pctx *c, const cJSON *it, void *arg)
+{
+	struct caps_limits *l = arg;
+	const char *k = it->string, *v;
+	char err[256];
+	int ret;
+
+	if (!strcmp(k, "allow_ports")) {
+		l->has_ports = true;
+		if (cJSON_IsString(it))
+			return caps_parse_ports(it->valuestring, &l->ports, err, sizeof(err))
+			       ? fail(c, "%s", err) : 0;
+		if (cJSON_IsArray(it) && !cJSON_GetArraySize(it))
+			return fail(c, "empty port list: list ports, or remove \"allow_ports\" "
+				    "(to refuse every port, revoke CAP_NETWORK)");
+		return for_each_elem(c, it, limit_ports_elem, &l->ports);
+	}
+	if (!strcmp(k, "max_bandwidth")) {
+		ret = want_string(c, it, &v);
+		if (!ret && caps_parse_rate(v, &l->rate_bytes, err, sizeof(err)))
+			ret = fail(c, "%s", err);
+		return ret;
+	}
+	if (!strcmp(k, "nodes")) {
+		const cJSON *n;
+
+		if (!cJSON_IsArray(it) || !cJSON_GetArraySize(it))
+			return fail(c, "\"nodes\" is a non-empty array of \"MAJOR:MINOR\" DRI "
+				    "nodes such as \"226:128\"");
+		l->has_nodes = true;
+		cJSON_ArrayForEach(n, it) {
+			struct caps_node node;
+
+			if (!cJSON_IsString(n))
+				return fail(c, "node: expected a string \"226:MINOR\", got %s",
+					    type_name(n));
+			if (caps_parse_node(n->valuestring, &node, err, sizeof(err)))
+				return fail(c, "%s", err);
+			if (node.major != 226)
+				return fail(c, "node \"%s\" is not a DRI node (major 226): CAP_GPU "
+					    "grants nothing else", n->valuestring);
+			if (caps_nodes_add(l, node))
+				return fail(c, "more than %d nodes", CAPS_MAX_NODES);
+		}
+		return 0;
+	}
+	return unknown_key(c, k, "allow_ports, max_bandwidth, nodes");
+}
+
+/* "capability_limits": {"CAP_NETWORK": {"allow_ports", "max_bandwidth"},
+ * "CAP_GPU": {"nodes"}}. */
+static int limits_cap_field(struct pctx *c, const cJSON *it, void *arg)
+{
+	struct caps_limits *l = arg, one = { 0 };
+	int cap = policy_cap_from_name(it->string), ret;
+	const cJSON *k;
+
+	if (cap < 0)
+		return fail(c, "unknown capability \"%s\"", it->string);
+	if (cap != RAYOS_CAP_NETWORK && cap != RAYOS_CAP_GPU)
+		return fail(c, "%s takes no limits (CAP_NETWORK: allow_ports, max_bandwidth; "
+			    "CAP_GPU: nodes)", it->string);
+	ret = for_each_field(c, it, limit_field, &one);
+	if (ret)
+		return ret;
+	if (caps_limits_empty(&one))
+		return fail(c, "no limits given for %s", it->string);
+	cJSON_ArrayForEach(k, it) {
+		bool net = !strcmp(k->string, "allow_ports") || !strcmp(k->string, "max_bandwidth");
+
+		if ((cap == RAYOS_CAP_NETWORK && !strcmp(k->string, "nodes")) ||
+		    (cap == RAYOS_CAP_GPU && net))
+			return fail(c, "\"%s\" does not limit %s (CAP_NETWORK: allow_ports, "
+				    "max_bandwidth; CAP_GPU: nodes)", k->string, it->string);
+	}
+	if (cap == RAYOS_CAP_NETWORK) {
+		l->has_ports = one.has_ports;
+		l->ports = one.ports;
+		l->rate_bytes = one.rate_bytes;
+	} else {
+		l->has_nodes = one.has_nodes;
+		l->nr_nodes = one.nr_nodes;
+		memcpy(l->nodes, one.nodes, sizeof(l->nodes));
+	}
+	return 0;
+}
+
 static int vm_field(struct pctx *c, const cJSON *it, void *arg)
 {
 	struct raw_vm *rv = arg;
@@ -1821,11 +1938,17 @@ static int vm_field(struct pctx *c, const cJSON *it, void *arg)
 		return description_field(c, it);
 	if (!strcmp(k, "temporary_capabilities"))
 		return for_each_elem(c, it, temp_elem, &rv->vm);
+	if (!strcmp(k, "capability_limits")) {
+		ret = for_each_field(c, it, limits_cap_field, &rv->vm.policy_limits);
+		rv->vm.limits = rv->vm.policy_limits;
+		return ret;
+	}
 	if (!strcmp(k, "delegations"))
 		return for_each_elem(c, it, deleg_elem, &rv->vm);
 	return unknown_key(c, k, "id, name, group, interface, bridge, mac, ipv4, ipv6, "
 			   "ipv6_link_local, description, capabilities, temporary_capabilities, "
-			   "delegations, firewall, host, bandwidth, control_rates, devices, disks");
+			   "capability_limits, delegations, firewall, host, bandwidth, "
+			   "control_rates, devices, disks");
 }
 
 static int vm_elem(struct pctx *c, const cJSON *j, int i, void *arg)

@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "agent/policy/limits.h"
 #include "bpf/abi/dev.h"
 #include "bpf/abi/net.h"
 #include "bpf/abi/policy.h"
@@ -136,11 +137,33 @@ struct policy_vm {
 	 * once (agent/vmdeleg.c). */
 	size_t nr_deleg;
 	struct policy_deleg deleg[POLICY_MAX_DELEG];
+	/* "capability_limits" (VM level only): the policy's fine-grained
+	 * limits.  limits is what is enforced: the policy's and those of
+	 * `cap fine-grain` together (agent/vmfine.c merges them before each
+	 * compile; the parser sets it to the policy's). */
+	struct caps_limits policy_limits;
+	struct caps_limits limits;
 	char source[PATH_MAX];		/* file that defined the VM */
 	/* Not from a file: the agent keeps a running VM that left the policy
 	 * set under a deny-all record (policy_set_add_quarantined). */
 	bool quarantined;
 };
+
+/* The byte rate (and burst) enforced in direction dir (RAYOS_DIR_IN/OUT):
+ * the policy's "bandwidth" and the CAP_NETWORK limit's, the lower one; 0 =
+ * unlimited.  The burst is the policy's when its rate wins, else 10 ms of
+ * the limit's rate and at least 64 KiB, as a "bandwidth" without one. */
+static inline uint64_t policy_vm_rate(const struct policy_vm *vm, int dir, uint64_t *burst)
+{
+	uint64_t pol = vm->fw[dir].rate_bytes, lim = vm->limits.rate_bytes;
+
+	if (!lim || (pol && pol <= lim)) {
+		*burst = vm->fw[dir].burst_bytes;
+		return pol;
+	}
+	*burst = lim / 100 > 65536 ? lim / 100 : 65536;
+	return lim;
+}
 
 /* Files larger than this are refused before parsing. */
 #define POLICY_MAX_FILE_SIZE	(1U << 20)

@@ -536,6 +536,24 @@ static struct compiled_dev *dev_entry(struct compiled_vm *cvm, size_t *cap, uint
 	return e;
 }
 
+/* CAP_GPU limited to nodes: mark each listed node's entry. */
+static int limit_nodes(const struct policy_vm *vm, struct compiled_vm *cvm, size_t *cap)
+{
+	if (!vm->limits.has_nodes)
+		return 0;
+	cvm->vm.flags |= RAYOS_VMF_GPU_NODES;
+	for (uint32_t i = 0; i < vm->limits.nr_nodes; i++) {
+		struct compiled_dev *e = dev_entry(cvm, cap, RAYOS_DEV_CHAR,
+						   vm->limits.nodes[i].major,
+						   vm->limits.nodes[i].minor);
+
+		if (!e)
+			return -ENOMEM;
+		e->val.limit |= RAYOS_DEV_LIMIT_GPU;
+	}
+	return 0;
+}
+
 /* Explicit rules and block disks -> rayos_dev_rules entries, sorted.  Image
  * files are not here: the agent resolves them when the VM is registered. */
 static int compile_devices(const struct policy_vm *vm, struct compiled_vm *cvm)
@@ -569,6 +587,8 @@ static int compile_devices(const struct policy_vm *vm, struct compiled_vm *cvm)
 			return -ENOMEM;
 		e->val.disk |= d->mode;
 	}
+	if (limit_nodes(vm, cvm, &cap))
+		return -ENOMEM;
 	if (cvm->nr_dev)
 		qsort(cvm->dev, cvm->nr_dev, sizeof(*cvm->dev), cmp_dev);
 	return 0;
@@ -638,23 +658,105 @@ static int tabulate(struct compiled_vm *cvm, int dir)
 	return 0;
 }
 
-static int compile_vm(const struct policy_vm *vm, struct compiled_vm *cvm,
+/* ---- fine-grained CAP_NETWORK ------------------------------------------------ */
+
+/* Protocols a port limit covers: those whose ports the data path reads
+ * (bpf/include/parse.bpf.h) get a deny for the ports outside the list;
+ * SCTP, whose ports it does not read, is refused whole.  ICMP, ICMPv6 and
+ * other IP protocols have no ports: the firewall alone judges them. */
+static const uint8_t limit_protos[] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP };
+#define LIMIT_RULES	(sizeof(limit_protos) / sizeof(limit_protos[0]))
+
+/* The rules of direction d with the port limit's denies after them: the
+ * kernel lets those win over every rule before them (rayos_dir_policy.
+ * cap_rules), so a new flow must pass the firewall and the list.  *out gets
+ * a rule array to free (NULL when the VM has no port limit); complement
+ * holds the ranges the denies point at. */
+static int limit_rules(const struct policy_vm *vm, int d, struct fw_dir *out,
+		       struct fw_port_range *complement, size_t nr_complement,
+		       struct policy_error *err)
+{
+	const struct fw_dir *fd = &vm->fw[d];
+	struct fw_rule *rules;
+	size_t i;
+
+	*out = *fd;
+	if (!vm->limits.has_ports || d == RAYOS_FW_HOST || !nr_complement)
+		return 0;	/* HOST is passed on to OUT, which has them */
+	if (fd->nr_rules + LIMIT_RULES > RAYOS_MAX_RULES) {
+		memset(err, 0, sizeof(*err));
+		snprintf(err->file, sizeof(err->file), "%s", vm->source);
+		snprintf(err->msg, sizeof(err->msg), "VM %u \"%s\" has %zu \"%s\" rules and its "
+			 "CAP_NETWORK port limit adds %zu; at most %d", vm->id, vm->name,
+			 fd->nr_rules, d == RAYOS_DIR_IN ? "in" : "out", LIMIT_RULES,
+			 RAYOS_MAX_RULES);
+		return -EINVAL;
+	}
+	rules = calloc(fd->nr_rules + LIMIT_RULES, sizeof(*rules));
+	if (!rules)
+		return -ENOMEM;
+	if (fd->nr_rules)
+		memcpy(rules, fd->rules, fd->nr_rules * sizeof(*rules));
+	for (i = 0; i < LIMIT_RULES; i++) {
+		struct fw_rule *r = &rules[fd->nr_rules + i];
+
+		r->action = RAYOS_ACT_DENY;
+		r->proto = limit_protos[i];
+		if (limit_protos[i] != IPPROTO_SCTP) {
+			r->nr_ports = nr_complement;
+			r->ports = complement;
+		}
+		r->comment = (char *)"CAP_NETWORK port limit";
+	}
+	/* The complement is never empty (port 0 is in no list), so no deny
+	 * ends up without ports, which would mean every port. */
+	out->nr_rules = fd->nr_rules + LIMIT_RULES;
+	out->rules = rules;
+	return 0;
+}
+
+static int compile_vm(const struct policy_vm *pvm, struct compiled_vm *cvm,
 		      struct policy_error *err)
 {
+	struct fw_port_range complement[CAPS_MAX_PORT_RANGES + 1];
+	struct caps_port_range cr[CAPS_MAX_PORT_RANGES + 1];
 	struct builder b = { .cvm = cvm };
+	struct policy_vm *vm;
+	size_t nr_cr = 0;
 	int d, ret = 0;
 
 	for (d = 0; d < RAYOS_FW_DIRS; d++)
-		if (vm->fw[d].nr_rules > RAYOS_MAX_RULES) {
+		if (pvm->fw[d].nr_rules > RAYOS_MAX_RULES) {
 			memset(err, 0, sizeof(*err));
-			snprintf(err->file, sizeof(err->file), "%s", vm->source);
+			snprintf(err->file, sizeof(err->file), "%s", pvm->source);
 			snprintf(err->msg, sizeof(err->msg), "VM %u \"%s\" has %zu \"%s\" rules; at "
-				 "most %d", vm->id, vm->name, vm->fw[d].nr_rules,
+				 "most %d", pvm->id, pvm->name, pvm->fw[d].nr_rules,
 				 d == RAYOS_DIR_IN ? "in" : d == RAYOS_DIR_OUT ? "out" : "host",
 				 RAYOS_MAX_RULES);
 			return -EINVAL;
 		}
+	/* The VM as enforced: its rules with the limit's, its rates the lower
+	 * of the policy's and the limit's. */
+	vm = malloc(sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	*vm = *pvm;
+	if (pvm->limits.has_ports) {
+		nr_cr = caps_ports_complement(&pvm->limits.ports, cr, CAPS_MAX_PORT_RANGES + 1);
+		for (size_t i = 0; i < nr_cr; i++)
+			complement[i] = (struct fw_port_range){ cr[i].lo, cr[i].hi };
+	}
+	for (d = 0; d < RAYOS_FW_DIRS; d++)
+		vm->fw[d].rules = NULL;
+	for (d = 0; !ret && d < RAYOS_FW_DIRS; d++)
+		ret = limit_rules(pvm, d, &vm->fw[d], complement, nr_cr, err);
+	if (ret)
+		goto out;
+	for (d = 0; d < RAYOS_DIR_MAX; d++)
+		vm->fw[d].rate_bytes = policy_vm_rate(pvm, d, &vm->fw[d].burst_bytes);
 	fill_record(cvm, vm);
+	for (d = 0; d < RAYOS_FW_DIRS; d++)
+		cvm->vm.dir[d].cap_rules = (uint8_t)(vm->fw[d].nr_rules - pvm->fw[d].nr_rules);
 	for (d = 0; !ret && d < RAYOS_FW_DIRS; d++) {
 		ret = compile_port_dim(&b, &vm->fw[d], d);
 		if (!ret)
@@ -663,7 +765,7 @@ static int compile_vm(const struct policy_vm *vm, struct compiled_vm *cvm,
 	if (!ret)
 		ret = compile_devices(vm, cvm);
 	if (ret)
-		return ret;
+		goto out;
 	if (cvm->nr_ports)
 		qsort(cvm->ports, cvm->nr_ports, sizeof(*cvm->ports), cmp_port);
 	if (cvm->nr_ranges)
@@ -674,9 +776,14 @@ static int compile_vm(const struct policy_vm *vm, struct compiled_vm *cvm,
 		qsort(cvm->cidr6, cvm->nr_cidr6, sizeof(*cvm->cidr6), cmp_cidr6);
 	for (d = 0; !ret && d < RAYOS_FW_DIRS; d++)
 		ret = tabulate(cvm, d);
-	if (ret)
-		return ret;
-	return digest_vm(cvm);
+	if (!ret)
+		ret = digest_vm(cvm);
+out:
+	for (d = 0; d < RAYOS_FW_DIRS; d++)
+		if (vm->fw[d].rules != pvm->fw[d].rules)
+			free(vm->fw[d].rules);
+	free(vm);
+	return ret;
 }
 
 int policy_compile(const struct policy_set *set, struct compiled_policy **out,

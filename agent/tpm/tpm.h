@@ -37,6 +37,7 @@
 #define TPM_EV_VM_LAUNCH	"rayos/vm-launch"	/* content has "id" (number) */
 #define TPM_EV_VM_STOP		"rayos/vm-stop"
 #define TPM_EV_VM_DISK		"rayos/vm-disk"		/* content: id, path, sha256 */
+#define TPM_EV_AUDIT_HEAD	"rayos/audit-head"	/* content: seq, sha256, log */
 
 struct tpm_opts {
 	const char *state_dir;	/* embedded swtpm state, the TPM secret, AK public */
@@ -89,6 +90,15 @@ void tpm_close(struct tpm *t);
  * (-EBADMSG: verification failed, the report names what does not match).
  */
 int tpm_verify(const char *run_dir, const char *state_dir, char *report, size_t len);
+
+/* For readers of the measurements (audit verify): the event log, every
+ * record checked (sequence, index, digests, MACs when the seed is read),
+ * and *confirmed = how many of its first records the NV index replays to
+ * (the rest: extends still pending, or failed).  0, or -errno / -EBADMSG
+ * with report; the caller frees log with tpm_log_free (tpm_log.h). */
+struct tpm_log;
+int tpm_read_verified(const char *run_dir, const char *state_dir, struct tpm_log *log,
+		      size_t *confirmed, char *report, size_t len);
 
 /* Sign the measurement index (NV_Certify) and PCRs 0-7 (Quote) with the AK
  * over nonce; write them, the AK public and the log they cover to out_dir.

@@ -136,17 +136,23 @@ static int check_index_owner(struct tpm_esys *e, const struct tpm_secret *s, cha
 	return 0;
 }
 
-int tpm_verify(const char *run_dir, const char *state_dir, char *report, size_t len)
+/* What verification reads: the NV index value (the index first, then the
+ * log: a record appended in between shows as "not in the TPM yet", never
+ * as a false mismatch in the past), the MAC seed when RayOS's auth reads
+ * it (seed_why otherwise), and the event log. */
+static int load_index_and_log(const char *run_dir, const char *state_dir,
+			      uint8_t val[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN],
+			      uint8_t seed[TPM_NV_SEED_LEN], bool *have_seed, char *seed_why,
+			      size_t seed_why_len, struct tpm_log *log, char *report, size_t len)
 {
-	uint8_t val[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN], seed[TPM_NV_SEED_LEN];
 	char path[PATH_MAX], why[300] = "";
-	struct tpm_log log = { 0 };
 	struct tpm_esys *e = NULL;
 	struct tpm_secret s;
 	struct cli_conf c;
-	bool have_seed = false, written;
+	bool written;
 	int err;
 
+	*have_seed = false;
 	snprintf(report, len, "?");
 	err = cli_begin(run_dir, state_dir, "to verify against", &c, &s, report, len);
 	if (err)
@@ -159,24 +165,38 @@ int tpm_verify(const char *run_dir, const char *state_dir, char *report, size_t 
 			snprintf(report, len, "%s", why);
 		goto out;
 	}
-	/* The index first, then the log: a record appended in between shows
-	 * as "not in the TPM yet", never as a false mismatch in the past. */
-	memset(val, 0, sizeof(val));
+	memset(val, 0, sizeof(uint8_t[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN]));
 	err = tpm_log_index_read(e, val[TPM_BANK_SHA256], &written, why, sizeof(why));
 	if (err) {
 		snprintf(report, len, "cannot read NV index 0x%08x: %s", TPM_NV_LOG_INDEX, why);
 		goto out;
 	}
-	have_seed = !tpm_esys_nv_read(e, c.seed_index, s.auth, sizeof(s.auth), seed,
-				      sizeof(seed), why, sizeof(why));
+	*have_seed = !tpm_esys_nv_read(e, c.seed_index, s.auth, sizeof(s.auth), seed,
+				       TPM_NV_SEED_LEN, seed_why, seed_why_len);
 	tpm_esys_close(e);
 	e = NULL;
 	snprintf(path, sizeof(path), "%s/%s", run_dir, TPM_LOG_FILE);
-	err = tpm_log_load(path, &log);
-	if (err) {
+	err = tpm_log_load(path, log);
+	if (err)
 		snprintf(report, len, "cannot read %.200s: %s", path, strerror(-err));
+out:
+	tpm_esys_close(e);
+	tpm_secret_wipe(&s);
+	return err;
+}
+
+int tpm_verify(const char *run_dir, const char *state_dir, char *report, size_t len)
+{
+	uint8_t val[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN], seed[TPM_NV_SEED_LEN];
+	struct tpm_log log = { 0 };
+	char why[300] = "";
+	bool have_seed;
+	int err;
+
+	err = load_index_and_log(run_dir, state_dir, val, seed, &have_seed, why, sizeof(why),
+				 &log, report, len);
+	if (err)
 		goto out;
-	}
 	err = tpm_log_verify(&log, TPM_NV_LOG_INDEX, SHA256_BANK,
 			     (const uint8_t(*)[TPM_MAX_DIGEST_LEN])val,
 			     have_seed ? seed : NULL, sizeof(seed), report, len);
@@ -186,10 +206,52 @@ int tpm_verify(const char *run_dir, const char *state_dir, char *report, size_t 
 		snprintf(report + used, len - used, " (MACs not checked: %s)", why);
 	}
 out:
-	tpm_esys_close(e);
 	memset(seed, 0, sizeof(seed));
-	tpm_secret_wipe(&s);
 	tpm_log_free(&log);
+	return err;
+}
+
+int tpm_read_verified(const char *run_dir, const char *state_dir, struct tpm_log *log,
+		      size_t *confirmed, char *report, size_t len)
+{
+	uint8_t val[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN], seed[TPM_NV_SEED_LEN];
+	uint8_t all[TPM_NR_BANKS][TPM_MAX_DIGEST_LEN];
+	char why[300] = "";
+	bool have_seed;
+	long k;
+	int err;
+
+	*confirmed = 0;
+	memset(log, 0, sizeof(*log));
+	err = load_index_and_log(run_dir, state_dir, val, seed, &have_seed, why, sizeof(why),
+				 log, report, len);
+	if (err)
+		goto out;
+	/* Every record checked alone (against the log's own replay), then
+	 * how far the index vouches for it. */
+	tpm_log_replay(log, log->nr, SHA256_BANK, all);
+	err = tpm_log_verify(log, TPM_NV_LOG_INDEX, SHA256_BANK,
+			     (const uint8_t(*)[TPM_MAX_DIGEST_LEN])all,
+			     have_seed ? seed : NULL, sizeof(seed), report, len);
+	if (err)
+		goto out;
+	k = tpm_log_matching_prefix(log, SHA256_BANK, (const uint8_t(*)[TPM_MAX_DIGEST_LEN])val);
+	if (k < 0) {
+		err = tpm_log_verify(log, TPM_NV_LOG_INDEX, SHA256_BANK,
+				     (const uint8_t(*)[TPM_MAX_DIGEST_LEN])val,
+				     have_seed ? seed : NULL, sizeof(seed), report, len);
+		goto out;
+	}
+	*confirmed = (size_t)k;
+	snprintf(report, len, "%zu of %zu event-log records replay to NV index 0x%08x%s%s",
+		 *confirmed, log->nr, TPM_NV_LOG_INDEX, have_seed ? "" : " (MACs not checked: ",
+		 have_seed ? "" : why);
+	if (!have_seed && strlen(report) + 2 < len)
+		strcat(report, ")");
+out:
+	memset(seed, 0, sizeof(seed));
+	if (err)
+		tpm_log_free(log);
 	return err;
 }
 

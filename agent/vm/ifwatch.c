@@ -88,10 +88,8 @@ static void attach_vm(struct ifwatch *w, const struct policy_vm *vm)
 			 "appears", vm->id, vm->name, vm->iface);
 		return;
 	}
-	for (int d = 0; d < RAYOS_DIR_MAX; d++) {
-		rates.rate[d] = vm->fw[d].rate_bytes;
-		rates.burst[d] = vm->fw[d].burst_bytes;
-	}
+	for (int d = 0; d < RAYOS_DIR_MAX; d++)	/* the policy's or CAP_NETWORK's, the lower */
+		rates.rate[d] = policy_vm_rate(vm, d, &rates.burst[d]);
 	sv = shaped_find(w, vm->id, true);
 	if (!sv)
 		return;
@@ -138,6 +136,11 @@ static void detach_strays(struct ifwatch *w, const struct policy_set *set)
 void ifwatch_detach_all(struct ifwatch *w)
 {
 	detach_strays(w, NULL);
+}
+
+void ifwatch_attach(struct ifwatch *w, const struct policy_vm *vm)
+{
+	attach_vm(w, vm);
 }
 
 void ifwatch_reconcile(struct ifwatch *w, const struct policy_set *set)

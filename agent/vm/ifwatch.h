@@ -16,6 +16,8 @@ void ifwatch_close(struct ifwatch *w);
 /* Attach (and shape) every VM of set whose interface exists; detach VMs
  * not in set. */
 void ifwatch_reconcile(struct ifwatch *w, const struct policy_set *set);
+/* The same for one VM (its rates changed, say), if its interface exists. */
+void ifwatch_attach(struct ifwatch *w, const struct policy_vm *vm);
 
 /* Drain the socket; attach VMs whose interface (re)appeared. */
 void ifwatch_event(struct ifwatch *w, const struct policy_set *set);

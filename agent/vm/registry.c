@@ -77,6 +77,69 @@ static void cap_map_save(cJSON *o, const char *key, const uint64_t v[RAYOS_CAP_C
 	}
 }
 
+/* {"allow_ports": "80,443", "max_bandwidth": bytes/s, "nodes": ["226:0"]}:
+ * the spellings the parsers read back. */
+static void limits_save(cJSON *o, const struct caps_limits *l)
+{
+	cJSON *j = cJSON_AddObjectToObject(o, "limits"), *nodes;
+	char buf[CAPS_MAX_PORT_RANGES * 12 + 8];
+
+	if (l->has_ports) {
+		if (l->ports.nr)
+			caps_ports_format(&l->ports, buf, sizeof(buf));
+		else
+			buf[0] = '\0';	/* an empty set: none allowed */
+		cJSON_AddStringToObject(j, "allow_ports", buf);
+	}
+	if (l->rate_bytes)
+		cJSON_AddNumberToObject(j, "max_bandwidth", (double)l->rate_bytes);
+	if (l->has_nodes) {
+		nodes = cJSON_AddArrayToObject(j, "nodes");
+		for (uint32_t i = 0; i < l->nr_nodes; i++) {
+			snprintf(buf, sizeof(buf), "%u:%u", l->nodes[i].major, l->nodes[i].minor);
+			cJSON_AddItemToArray(nodes, cJSON_CreateString(buf));
+		}
+	}
+}
+
+/* Only we write the file: an entry that does not read back is dropped
+ * with a warning rather than half applied. */
+static void limits_load(const cJSON *j, struct vm_runtime *vr)
+{
+	const cJSON *ports = cJSON_GetObjectItemCaseSensitive(j, "allow_ports");
+	const cJSON *rate = cJSON_GetObjectItemCaseSensitive(j, "max_bandwidth");
+	const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(j, "nodes"), *n;
+	struct caps_limits l = { 0 };
+	char err[256];
+
+	if (!j)
+		return;
+	if (cJSON_IsString(ports)) {
+		l.has_ports = true;
+		if (ports->valuestring[0] &&
+		    caps_parse_ports(ports->valuestring, &l.ports, err, sizeof(err)))
+			goto bad;
+	}
+	if (cJSON_IsNumber(rate)) {
+		if (rate->valuedouble < CAPS_RATE_MIN_BYTES ||
+		    rate->valuedouble > (double)CAPS_RATE_MAX_BYTES)
+			goto bad;
+		l.rate_bytes = (uint64_t)rate->valuedouble;
+	}
+	cJSON_ArrayForEach(n, nodes) {
+		struct caps_node node;
+
+		l.has_nodes = true;
+		if (!cJSON_IsString(n) || caps_parse_node(n->valuestring, &node, err, sizeof(err)) ||
+		    caps_nodes_add(&l, node))
+			goto bad;
+	}
+	vr->limits = l;
+	return;
+bad:
+	log_warn("VM %u: its saved capability limits do not read back: dropped", vr->id);
+}
+
 static int save(const struct registry *r)
 {
 	cJSON *root = cJSON_CreateObject(), *arr;
@@ -111,6 +174,8 @@ static int save(const struct registry *r)
 		}
 		cap_map_save(o, "cap_until", g->cap_until);
 		cap_map_save(o, "policy_temp", g->policy_spec);
+		if (!caps_limits_empty(&g->limits))
+			limits_save(o, &g->limits);
 		cJSON_AddItemToArray(arr, o);
 	}
 	text = cJSON_Print(root);
@@ -211,6 +276,7 @@ int registry_open(const char *path, struct registry **out)
 			}
 			vr.cap_until[c] = strtoull(u->valuestring, NULL, 16);
 		}
+		limits_load(cJSON_GetObjectItemCaseSensitive(it, "limits"), &vr);
 		cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(it, "policy_temp")) {
 			int c = policy_cap_from_name(u->string);
 

@@ -39,6 +39,9 @@ struct vm_runtime {
 	 * entry already applied is not applied again: a reload keeps the
 	 * deadline, and an expired entry stays expired until it changes. */
 	uint64_t policy_spec[RAYOS_CAP_COUNT];
+	/* `cap fine-grain` limits (agent/vmfine.c); they apply together with
+	 * the policy's "capability_limits" and outlive restarts and reboots. */
+	struct caps_limits limits;
 };
 #define REGISTRY_SPEC_UNTIL	(1ULL << 63)
 

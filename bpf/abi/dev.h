@@ -53,8 +53,12 @@ struct rayos_dev_rule {
 	__u8  allow;		/* RAYOS_DEV_ACC_* explicitly allowed */
 	__u8  deny;		/* RAYOS_DEV_ACC_* explicitly denied */
 	__u8  disk;		/* RAYOS_DEV_ACC_READ/WRITE of a listed disk */
-	__u8  pad[5];
+	__u8  limit;		/* RAYOS_DEV_LIMIT_*: listed in a capability's limit */
+	__u8  pad[4];
 };
+/* rayos_dev_rule.limit: the node is one a fine-grained capability lists
+ * (with RAYOS_VMF_GPU_NODES, CAP_GPU grants only such DRI nodes). */
+#define RAYOS_DEV_LIMIT_GPU	(1U << 0)
 
 /*
  * rayos_cgroups (HASH): key __u64 cgroup v2 id (the cgroup directory's inode

@@ -92,6 +92,7 @@ enum rayos_reason {
 	RAYOS_RSN_ICMP_QUOTE = 27,	/* ICMP error about a flow, longer than RFC 1812/4443 allow */
 	RAYOS_RSN_QUARANTINE = 28,	/* the VM lost its policy: everything drops */
 	RAYOS_RSN_NO_CAP_NETWORK = 29,	/* the VM does not hold CAP_NETWORK */
+	RAYOS_RSN_CAP_PORTS = 30,	/* a new flow to a port its CAP_NETWORK limit does not list */
 	RAYOS_RSN_MAX = 32,		/* power of two: programs index with a mask */
 };
 

@@ -83,7 +83,12 @@ struct rayos_dir_policy {
 	__u8  default_action;	/* enum rayos_action */
 	__u8  flags;		/* RAYOS_DIRF_* */
 	__u8  nr_rules;
-	__u8  pad[5];
+	/* The last cap_rules rules (numbers nr_rules - cap_rules ..) are the
+	 * CAP_NETWORK port limit's denies (agent/policy/policy_compile.c): a
+	 * packet any of them matches drops as RAYOS_RSN_CAP_PORTS, whatever
+	 * a lower-numbered rule says, so the verdict is firewall ∩ limit. */
+	__u8  cap_rules;
+	__u8  pad[4];
 };
 
 /* rayos_vm.flags */
@@ -93,6 +98,9 @@ struct rayos_dir_policy {
  * always-allowed devices only, until it gets a policy again or is stopped
  * or unregistered.  A record flag, so that it holds with the agent dead. */
 #define RAYOS_VMF_QUARANTINE	(1U << 1)
+/* CAP_GPU is limited to listed nodes: it grants only DRI nodes whose
+ * rayos_dev_rules entry carries RAYOS_DEV_LIMIT_GPU (bpf/abi/dev.h). */
+#define RAYOS_VMF_GPU_NODES	(1U << 2)
 
 /* Link-control messages a guest sends outside the firewall, each kind with
  * its own per-VM packet bucket (rayos_vm.ctl, rayos_ctl_rate). */

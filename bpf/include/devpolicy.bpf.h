@@ -13,7 +13,8 @@
  *   1. an explicit "devices.deny" entry (exact minor or major:*) denies;
  *   2. an explicit "devices.allow" entry allows;
  *   3. the capability table below, and the VM's listed disks (read with
- *      CAP_DISK_READ, write with CAP_DISK_WRITE), allow;
+ *      CAP_DISK_READ, write with CAP_DISK_WRITE), allow; a VM whose CAP_GPU
+ *      is limited to nodes (RAYOS_VMF_GPU_NODES) has it for those only;
  *   4. the always-allowed basics (kvm, null, zero, full, random, urandom)
  *      allow;
  *   5. everything else is denied.
@@ -152,6 +153,10 @@ static __always_inline int rayos_dev_verdict(const struct rayos_vm *vm,
 		return 1;
 	}
 	caps = rayos_vm_caps_now(vm);	/* temporary grants: compared to their deadline */
+	/* CAP_GPU limited to listed nodes: the others are as if not held. */
+	if (cls == RAYOS_DEVC_DRI && (vm->flags & RAYOS_VMF_GPU_NODES) &&
+	    !(exact && (exact->limit & RAYOS_DEV_LIMIT_GPU)))
+		caps &= ~(1ULL << RAYOS_CAP_GPU);
 	cap = rayos_dev_cap_bits(caps, cls) | rayos_dev_disk_bits(caps, disk);
 	if (!(access & ~(allow | cap))) {
 		*reason = RAYOS_DEVR_CAP;

@@ -182,6 +182,11 @@ static __always_inline int fw_eval(__u32 vm_id, const struct rayos_vm *vm, __u8 
 	 * and only the lowest surviving bit decides). */
 	if (match && !(match & -match & dp->cidr_wild_bits))
 		match &= fw_cidr_bits(vm_id, vm, dir, p, tab);
+	/* The CAP_NETWORK port limit's denies sit above the policy's rules
+	 * and win over them (bpf/abi/policy.h): firewall ∩ limit.  Their
+	 * drops are no rule's: the reason says it. */
+	if (dp->cap_rules && (match & (~0ULL << ((dp->nr_rules - dp->cap_rules) & 63))))
+		return RAYOS_RSN_CAP_PORTS;
 	if (!match)
 		return dp->default_action == RAYOS_ACT_ALLOW ? RAYOS_RSN_PASS_DEFAULT
 							     : RAYOS_RSN_DROP_DEFAULT;

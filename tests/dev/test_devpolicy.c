@@ -220,7 +220,40 @@ static const struct vcase vcases[] = {
 
 static bool empty(const struct rayos_dev_rule *r)
 {
-	return !r->allow && !r->deny && !r->disk;
+	return !r->allow && !r->deny && !r->disk && !r->limit;
+}
+
+/* CAP_GPU limited to nodes (RAYOS_VMF_GPU_NODES): a DRI node whose entry is
+ * marked RAYOS_DEV_LIMIT_GPU is granted, every other DRI node is as if the
+ * VM did not hold CAP_GPU; explicit rules and other classes are untouched. */
+static void test_gpu_nodes(void)
+{
+	const struct rayos_dev_rule listed = { .limit = RAYOS_DEV_LIMIT_GPU };
+	const struct rayos_dev_rule allow_rw = { .allow = R | W };
+	struct rayos_vm vm = { .vm_id = 1, .caps = CAP(GPU) | CAP(NETWORK),
+			       .flags = RAYOS_VMF_GPU_NODES };
+	__u32 dri = rayos_dev_class_of(C, 226, 0), reason = 99;
+
+	ASSERT_TRUE(rayos_dev_verdict(&vm, &listed, NULL, dri, R | W, &reason) &&
+		    reason == RAYOS_DEVR_CAP, "GPU nodes: a listed node is granted by CAP_GPU");
+	ASSERT_TRUE(!rayos_dev_verdict(&vm, NULL, NULL, dri, R, &reason) &&
+		    reason == RAYOS_DEVR_DEFAULT_DENY, "GPU nodes: an unlisted node is denied");
+	ASSERT_TRUE(!rayos_dev_verdict(&vm, NULL, &listed, dri, R, &reason),
+		    "GPU nodes: a mark on the major:* entry does not list every minor");
+	ASSERT_TRUE(!rayos_dev_verdict(&vm, &listed, NULL, dri, M, &reason),
+		    "GPU nodes: listing gives no mknod");
+	ASSERT_TRUE(rayos_dev_verdict(&vm, &allow_rw, NULL, dri, R | W, &reason) &&
+		    reason == RAYOS_DEVR_EXPLICIT_ALLOW,
+		    "GPU nodes: the policy's explicit allow stays the policy's");
+	ASSERT_TRUE(rayos_dev_verdict(&vm, NULL, NULL, rayos_dev_class_of(C, 10, 200), R | W,
+				      &reason), "GPU nodes: other classes (tun) unaffected");
+	vm.caps = CAP(NETWORK);
+	ASSERT_TRUE(!rayos_dev_verdict(&vm, &listed, NULL, dri, R, &reason),
+		    "GPU nodes: a listed node without CAP_GPU is denied (a limit never grants)");
+	vm.caps = CAP(GPU);
+	vm.flags = 0;
+	ASSERT_TRUE(rayos_dev_verdict(&vm, NULL, NULL, dri, R, &reason),
+		    "no GPU limit: every DRI node with CAP_GPU");
 }
 
 static void test_verdicts(void)
@@ -582,6 +615,7 @@ static void test_walk(void)
 int main(void)
 {
 	test_verdicts();
+	test_gpu_nodes();
 	test_temporary();
 	test_walk();
 	test_revoke_all();

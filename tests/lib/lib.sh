@@ -252,6 +252,23 @@ spawn() {
 	printf -v "$_var" '%s' "$pid"
 }
 
+# start_swtpm DIR: a swtpm of the test's own (state in DIR, errors in
+# DIR/swtpm.err) on a free 127.0.0.1 port pair, killed at exit; sets PORT.
+start_swtpm() {
+	local dir=$1 try
+	for try in 1 2 3 4 5; do
+		PORT=$((30000 + (RANDOM % 10000) * 2))
+		swtpm socket --tpm2 --tpmstate dir="$dir" --flags not-need-init,startup-clear \
+			--server type=tcp,port=$PORT,bindaddr=127.0.0.1 \
+			--ctrl type=tcp,port=$((PORT + 1)),bindaddr=127.0.0.1 \
+			--pid file="$dir/pid" --daemon 2>>"$dir/swtpm.err" || continue
+		on_exit "kill -9 $(cat "$dir/pid" 2>/dev/null || echo 0)"
+		wait_for 5 tpm2_getcap properties-fixed -T "swtpm:host=127.0.0.1,port=$PORT" \
+			>/dev/null 2>&1 && return 0
+	done
+	return 1
+}
+
 # need_cmds NAME CMD...: skip the whole test (one SKIP line naming NAME and
 # the missing commands) unless every CMD is on PATH.
 need_cmds() {

@@ -42,7 +42,8 @@ struct tdir {
 	uint8_t default_action;
 	uint64_t rate, burst;
 	int nr;
-	struct trule r[8];
+	struct trule r[12];
+	uint8_t cap_rules;	/* the last cap_rules of r are a CAP_NETWORK port limit's */
 };
 
 struct tpolicy {
@@ -135,6 +136,7 @@ static uint8_t compile_dir(uint8_t dir, const struct tdir *d, struct rayos_dir_p
 	dp->rate_bytes = d->rate;
 	dp->burst_bytes = d->burst;
 	dp->nr_rules = d->nr;
+	dp->cap_rules = d->cap_rules;
 	for (int i = 0; i < d->nr; i++) {
 		const struct trule *r = &d->r[i];
 
@@ -313,6 +315,9 @@ static bool tabulate(struct rayos_vm *vm)
 	return moved;
 }
 
+/* Set: the next policy_apply keeps the flow table, as a publish does. */
+static bool fx_keep_flows;
+
 /* Replace the VM's whole state: rules, record (new policy_version), binding,
  * and forget flows, fragments, buckets and the event limiter.  With
  * with_tabs, ranges and CIDRs go to interval tables; returns whether any
@@ -330,8 +335,10 @@ static bool policy_apply_tabs(const struct tpolicy *pol, bool with_tabs)
 	map_clear(fx.map[RAYOS_MAP_FW_CIDR4], sizeof(struct rayos_fw_cidr4_key));
 	map_clear(fx.map[RAYOS_MAP_FW_CIDR6], sizeof(struct rayos_fw_cidr6_key));
 	map_clear(fx.map[RAYOS_MAP_FW_TAB], sizeof(struct rayos_fw_tab_key));
-	map_clear(fx.map[RAYOS_MAP_CT4], sizeof(struct rayos_ct4_key));
-	map_clear(fx.map[RAYOS_MAP_CT6], sizeof(struct rayos_ct6_key));
+	if (!fx_keep_flows) {
+		map_clear(fx.map[RAYOS_MAP_CT4], sizeof(struct rayos_ct4_key));
+		map_clear(fx.map[RAYOS_MAP_CT6], sizeof(struct rayos_ct6_key));
+	}
 	map_clear(fx.map[RAYOS_MAP_FRAG], sizeof(struct rayos_frag_key));
 	for (int d = 0; d < RAYOS_DIR_MAX; d++)
 		array_zero(fx.map[RAYOS_MAP_TBF], VM_SLOT * RAYOS_DIR_MAX + d,
@@ -673,6 +680,34 @@ static const struct tpolicy pol_no_cap_network = {
 	.dir = { [IN] = { RAYOS_ACT_ALLOW }, [OUT] = { RAYOS_ACT_ALLOW } },
 };
 
+/* A CAP_NETWORK port limit of 443 (as agent/policy/policy_compile.c builds
+ * it: TCP and UDP outside the list denied, SCTP whole) after the firewall's
+ * rules.  OUT allows tcp 22, tcp 443 and all of UDP, default deny; IN has
+ * no rules of its own, default allow. */
+#define LIMIT_443	DENY(TCP, 0, 442), DENY(TCP, 444, 65535), DENY(UDP, 0, 442), \
+			DENY(UDP, 444, 65535), DENY(132, 0, 0)
+static const struct tpolicy pol_cap_ports = {
+	.vm_flags = RAYOS_VMF_MAC,
+	.bind = RAYOS_BINDF_IPV4 | RAYOS_BINDF_IPV6,
+	.dir = {
+		[IN] = { RAYOS_ACT_ALLOW, .nr = 5, .r = { LIMIT_443 }, .cap_rules = 5 },
+		[OUT] = { RAYOS_ACT_DENY, .nr = 8, .r = { ALLOW(TCP, 22, 22), ALLOW(TCP, 443, 443),
+							  ALLOW(UDP, 0, 0), LIMIT_443 },
+			  .cap_rules = 5 },
+	},
+};
+
+/* The firewall allows tcp 22 only: a limit of 443 leaves nothing. */
+static const struct tpolicy pol_cap_ports_narrow = {
+	.vm_flags = RAYOS_VMF_MAC,
+	.bind = RAYOS_BINDF_IPV4 | RAYOS_BINDF_IPV6,
+	.dir = {
+		[IN] = { RAYOS_ACT_DENY },
+		[OUT] = { RAYOS_ACT_DENY, .nr = 6, .r = { ALLOW(TCP, 22, 22), LIMIT_443 },
+			  .cap_rules = 5 },
+	},
+};
+
 static const struct tpolicy pol_in_deny_raw = {
 	.vm_flags = RAYOS_VMF_MAC,
 	.bind = RAYOS_BINDF_IPV4,
@@ -949,6 +984,32 @@ static const struct fw_case cases[] = {
 		{ OUT, { .kind = K_RAW, .ethertype = 0x88cc }, DROP(NO_CAP_NETWORK), NO_RULE },
 		{ OUT, { .kind = K_ND, V4("::", "ff02::1:ff12:3456"), .dport = 135, .target = VM_LL }, DROP(NO_CAP_NETWORK), NO_RULE } } },
 
+	/* ---- CAP_NETWORK port limit: firewall ∩ limit ---- */
+	{ "port limit 443: tcp 443 the firewall allows passes; tcp 22 it allows drops as cap_ports", &pol_cap_ports, {
+		{ OUT, VMOUT(.proto = TCP, .sport = 40000, .dport = 443, .tcp_flags = SYN), PASS(PASS_RULE), 1 },
+		{ OUT, VMOUT(.proto = TCP, .sport = 40000, .dport = 22, .tcp_flags = SYN), DROP(CAP_PORTS), NO_RULE },
+		{ OUT, VMOUT(.proto = UDP, .sport = 40000, .dport = 53), DROP(CAP_PORTS), NO_RULE },
+		{ OUT, VMOUT(.proto = UDP, .sport = 40000, .dport = 443), PASS(PASS_RULE), 2 } } },
+	{ "port limit 443: the flow's reply to an unlisted port passes; a new one there drops", &pol_cap_ports, {
+		{ OUT, VMOUT(.proto = TCP, .sport = 40001, .dport = 443, .tcp_flags = SYN), PASS(PASS_RULE), 1 },
+		{ IN, VMIN(.proto = TCP, .sport = 443, .dport = 40001, .tcp_flags = SYN | ACK), PASS(PASS_FLOW), NO_RULE },
+		{ IN, VMIN(.proto = TCP, .sport = 443, .dport = 40002, .tcp_flags = SYN), DROP(CAP_PORTS), NO_RULE },
+		{ IN, VMIN(.proto = TCP, .sport = 5555, .dport = 443, .tcp_flags = SYN), PASS(PASS_DEFAULT), NO_RULE } } },
+	{ "port limit 443: IPv6 alike; SCTP refused whole, both ways", &pol_cap_ports, {
+		{ OUT, { .kind = K_IP, V4(VM_IP6, "2001:db8:53::53"), .proto = TCP, .sport = 1, .dport = 443, .tcp_flags = SYN }, PASS(PASS_RULE), 1 },
+		{ OUT, { .kind = K_IP, V4(VM_IP6, "2001:db8:53::53"), .proto = TCP, .sport = 1, .dport = 22, .tcp_flags = SYN }, DROP(CAP_PORTS), NO_RULE },
+		{ OUT, VMOUT(.proto = 132, .sport = 0, .dport = 0), DROP(CAP_PORTS), NO_RULE },
+		{ IN, VMIN(.proto = 132, .sport = 0, .dport = 0), DROP(CAP_PORTS), NO_RULE } } },
+	{ "port limit 443 on a firewall of tcp 22: 443 is still the firewall's to refuse", &pol_cap_ports_narrow, {
+		{ OUT, VMOUT(.proto = TCP, .sport = 40000, .dport = 443, .tcp_flags = SYN), DROP(DROP_DEFAULT), NO_RULE },
+		{ OUT, VMOUT(.proto = TCP, .sport = 40000, .dport = 22, .tcp_flags = SYN), DROP(CAP_PORTS), NO_RULE },
+		{ IN, VMIN(.proto = TCP, .sport = 40000, .dport = 443, .tcp_flags = SYN), DROP(DROP_DEFAULT), NO_RULE } } },
+	{ "port limit 443: ICMP is the firewall's alone; ARP and DHCP keep passing", &pol_cap_ports, {
+		{ OUT, VMOUT(.proto = ICMP, .dport = 8, .sport = 1), DROP(DROP_DEFAULT), NO_RULE },
+		{ IN, VMIN(.proto = ICMP, .dport = 8, .sport = 1), PASS(PASS_DEFAULT), NO_RULE },
+		{ OUT, { .kind = K_ARP, .op = 1, V4(VM_IP, HOST_IP) }, PASS(PASS_CTRL), NO_RULE },
+		{ OUT, { .kind = K_DHCP, V4("0.0.0.0", "255.255.255.255"), .sport = 68, .dport = 67, .dhcp_op = 1, .dhcp_type = 1 }, PASS(PASS_CTRL), NO_RULE } } },
+
 	/* ---- fragments ---- */
 	{ "IPv4 fragments take the first fragment's ports", &pol_ct, {
 		{ OUT, { .kind = K_IP, V4(VM_IP, "192.0.2.53"), .proto = UDP, .sport = 5353, .dport = 53, .frag = 0x2000, .frag_id = 77 }, PASS(PASS_RULE), 1 },
@@ -1004,6 +1065,7 @@ static const char *reason_name(int r)
 		[RAYOS_RSN_RATE] = "RATE", [RAYOS_RSN_NO_VM] = "NO_VM",
 		[RAYOS_RSN_QUARANTINE] = "QUARANTINE",
 		[RAYOS_RSN_NO_CAP_NETWORK] = "NO_CAP_NETWORK",
+		[RAYOS_RSN_CAP_PORTS] = "CAP_PORTS",
 	};
 
 	return r >= 0 && r < RAYOS_RSN_MAX && names[r] ? names[r] : "?";
@@ -1121,8 +1183,10 @@ static void test_lease_expiry(void)
 	run_one(OUT, &d, 1, &retval);
 	ASSERT_EQ(retval, TC_ACT_OK, "lease in the future: bound address passes");
 	bind_set(RAYOS_BINDF_IPV4, now_boot_ns() - 1);
-	map_clear(fx.map[RAYOS_MAP_CT4], sizeof(struct rayos_ct4_key));
-	map_clear(fx.map[RAYOS_MAP_CT6], sizeof(struct rayos_ct6_key));
+	if (!fx_keep_flows) {
+		map_clear(fx.map[RAYOS_MAP_CT4], sizeof(struct rayos_ct4_key));
+		map_clear(fx.map[RAYOS_MAP_CT6], sizeof(struct rayos_ct6_key));
+	}
 	run_one(OUT, &d, 1, &retval);
 	ASSERT_EQ(retval, TC_ACT_SHOT, "lease expired: address no longer honoured");
 }
@@ -1423,6 +1487,59 @@ static void test_cap_network_revoke(void)
 	vm_bump_version_caps(0, net, ~net & ((1ULL << RAYOS_CAP_COUNT) - 1));
 	run_one(IN, &back, 1, &retval);
 	ASSERT_EQ(retval, TC_ACT_SHOT, "every capability but CAP_NETWORK: dropped");
+}
+
+/* The limit added to a running VM (a publish: new policy version, flow
+ * table kept): a flow already open to an unlisted port ends with its next
+ * packet either way; one to a listed port resumes when the VM sends. */
+static void test_cap_ports_republish(void)
+{
+	static const struct tpolicy pol_off = {
+		.vm_flags = RAYOS_VMF_MAC,
+		.bind = RAYOS_BINDF_IPV4 | RAYOS_BINDF_IPV6,
+		.dir = {
+			[IN] = { RAYOS_ACT_ALLOW },
+			[OUT] = { RAYOS_ACT_DENY, .nr = 3, .r = { ALLOW(TCP, 22, 22),
+				  ALLOW(TCP, 443, 443), ALLOW(UDP, 0, 0) } },
+		},
+	};
+	const struct pd ssh = { .kind = K_IP, V4(VM_IP, "192.0.2.10"), .proto = TCP, .sport = 40022, .dport = 22, .tcp_flags = ACK };
+	const struct pd ssh_back = { .kind = K_IP, V4("192.0.2.10", VM_IP), .proto = TCP, .sport = 22, .dport = 40022, .tcp_flags = ACK };
+	const struct pd web = { .kind = K_IP, V4(VM_IP, "192.0.2.10"), .proto = TCP, .sport = 40443, .dport = 443, .tcp_flags = ACK };
+	const struct pd web_back = { .kind = K_IP, V4("192.0.2.10", VM_IP), .proto = TCP, .sport = 443, .dport = 40443, .tcp_flags = ACK };
+	struct rayos_ctr before;
+	uint32_t retval;
+
+	policy_apply(&pol_off);
+	run_one(OUT, &ssh, 1, &retval);
+	run_one(IN, &ssh_back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "no limit: an ssh flow is open both ways");
+	run_one(OUT, &web, 1, &retval);
+	run_one(IN, &web_back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "no limit: a 443 flow is open both ways");
+
+	fx_keep_flows = true;
+	policy_apply(&pol_cap_ports);
+	fx_keep_flows = false;
+	before = vm_ctr(IN, RAYOS_RSN_CAP_PORTS);
+	run_one(IN, &ssh_back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "limit 443 published: the open ssh flow's reply drops");
+	ASSERT_EQ(vm_ctr(IN, RAYOS_RSN_CAP_PORTS).packets, before.packets + 1,
+		  "counted as cap_ports");
+	run_one(OUT, &ssh, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_SHOT, "limit 443 published: the ssh flow's next packet from the "
+		  "VM drops");
+	run_one(OUT, &web, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "limit 443 published: the 443 flow's packet from the VM passes");
+	run_one(IN, &web_back, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "and its reply passes as the flow's");
+
+	/* Cleared (republished without it): ssh opens again. */
+	fx_keep_flows = true;
+	policy_apply(&pol_off);
+	fx_keep_flows = false;
+	run_one(OUT, &ssh, 1, &retval);
+	ASSERT_EQ(retval, TC_ACT_OK, "limit cleared: ssh from the VM passes again");
 }
 
 /* A temporary CAP_NETWORK: the boot-clock deadline in the record (and its
@@ -1805,6 +1922,7 @@ int main(void)
 	test_cap_network_revoke();
 	test_cap_network_temporary();
 	test_cap_delegation();
+	test_cap_ports_republish();
 	test_cap_network_revoke_all();
 	test_icmp_related();
 	test_dhcp_mark();

@@ -991,6 +991,186 @@ static void test_compile_random(void)
 	tap_diag("  %d random policies, %zu packets compared", NR_POLICIES, checked);
 }
 
+/* ---- CAP_NETWORK port limits: firewall ∩ limit ------------------------------ */
+
+#define V_CAP_PORTS	(-1)	/* dropped by the limit (RAYOS_RSN_CAP_PORTS) */
+
+/* rayos_fw_eval() with the limit's check (bpf/include/fw.bpf.h). */
+static int limit_verdict(const struct compiled_vm *cvm, const struct packet *p)
+{
+	const struct rayos_dir_policy *dp = &cvm->vm.dir[p->dir];
+	uint64_t match = kernel_port_bits(cvm, p) & kernel_cidr_bits(cvm, p);
+
+	if (dp->cap_rules && (match & (~0ULL << ((dp->nr_rules - dp->cap_rules) & 63))))
+		return V_CAP_PORTS;
+	if (!match)
+		return dp->default_action;
+	return (dp->allow_bits >> __builtin_ctzll(match)) & 1;
+}
+
+/* What a limit means: TCP and UDP to a listed port and every protocol
+ * without ports keep the firewall's verdict; other ports and SCTP drop. */
+static int limit_expected(const struct caps_ports *lim, const struct packet *p, int fw)
+{
+	if (p->dir == RAYOS_FW_HOST)
+		return fw;
+	if (p->proto == IPPROTO_SCTP)
+		return V_CAP_PORTS;
+	if ((p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) && !caps_ports_has(lim, p->port))
+		return V_CAP_PORTS;
+	return fw;
+}
+
+static void random_limit(struct caps_ports *lim)
+{
+	size_t n = rnd() % 6;
+
+	memset(lim, 0, sizeof(*lim));
+	if (!n) {	/* everything but a few ports */
+		caps_ports_add(lim, 1, 21);
+		caps_ports_add(lim, 23, 65535);
+		return;
+	}
+	while (n--) {
+		uint32_t a = 1 + rnd() % 65535, b = rnd() % 2 ? a : 1 + rnd() % 65535;
+
+		caps_ports_add(lim, a < b ? a : b, a < b ? b : a);
+	}
+}
+
+/* Random policies with and without a random port limit: on every packet
+ * the limited maps answer exactly firewall ∩ limit. */
+static void test_cap_limit_random(void)
+{
+	enum { NR_POLICIES = 80 };
+	static const uint8_t protos[] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_ICMP, 47 };
+	static struct fw_rule rules[RAYOS_FW_DIRS][RAYOS_MAX_RULES];
+	static struct fw_port_range ports[RAYOS_FW_DIRS][RAYOS_MAX_RULES][4];
+	static struct fw_cidr cidrs[RAYOS_FW_DIRS][RAYOS_MAX_RULES][3];
+	static struct sampler smp;
+	struct policy_vm vm;
+	struct policy_set set = { .nr_vms = 1, .vms = &vm };
+	struct compiled_policy *plain, *lim;
+	struct policy_error err;
+	size_t n, bad = 0, checked = 0, capped = 0, failed = 0, too_many = 0;
+
+	for (n = 0; n < NR_POLICIES; n++) {
+		bool full = n % 10 == 9;	/* 62+ rules: the limit's cannot fit */
+
+		memset(&vm, 0, sizeof(vm));
+		vm.id = 2000 + (uint32_t)n;
+		for (int d = 0; d < RAYOS_FW_DIRS; d++) {
+			size_t i, nr = full ? RAYOS_MAX_RULES - 1 : 1 + rnd() % 24;
+
+			vm.fw[d].default_action = rnd() & 1;
+			vm.fw[d].nr_rules = nr;
+			vm.fw[d].rules = rules[d];
+			for (i = 0; i < nr; i++)
+				random_rule(&rules[d][i], ports[d][i], cidrs[d][i]);
+		}
+		if (policy_compile(&set, &plain, &err)) {
+			failed++;
+			continue;
+		}
+		vm.limits.has_ports = true;
+		random_limit(&vm.limits.ports);
+		if (policy_compile(&set, &lim, &err)) {
+			too_many += full && strstr(err.msg, "port limit adds");
+			failed += !full;
+			compiled_policy_free(plain);
+			continue;
+		}
+		failed += full;
+		collect_samples(&vm, &smp);
+		for (uint32_t i = 0; i < vm.limits.ports.nr; i++) {
+			add_sample_port(&smp, (long)vm.limits.ports.r[i].lo - 1);
+			add_sample_port(&smp, vm.limits.ports.r[i].lo);
+			add_sample_port(&smp, vm.limits.ports.r[i].hi);
+			add_sample_port(&smp, (long)vm.limits.ports.r[i].hi + 1);
+		}
+		for (int d = 0; d < RAYOS_FW_DIRS; d++)
+			for (size_t pi = 0; pi < smp.nr_ports; pi++)
+				for (size_t k = 0; k < sizeof(protos); k++) {
+					const struct fw_cidr *a = &smp.addrs[rnd() % (smp.nr_addrs ?: 1)];
+					struct packet p = { .dir = (uint8_t)d, .proto = protos[k],
+							    .port = smp.ports[pi],
+							    .family = smp.nr_addrs ? a->family : AF_INET };
+					int fw, got, want;
+
+					if (smp.nr_addrs)
+						memcpy(p.addr, a->addr, 16);
+					fw = kernel_verdict(&plain->vms[0], &p);
+					want = limit_expected(&vm.limits.ports, &p, fw);
+					got = limit_verdict(&lim->vms[0], &p);
+					checked++;
+					capped += want == V_CAP_PORTS;
+					if (got != want && bad++ < 5)
+						tap_diag("  VM %u dir %d proto %u port %u: got %d, want %d "
+							 "(firewall %d)", vm.id, d, p.proto, p.port, got,
+							 want, fw);
+				}
+		compiled_policy_free(plain);
+		compiled_policy_free(lim);
+	}
+	ASSERT_EQ(failed, 0, "random policies with a port limit compile (and 63 rules + limit "
+		  "do not)");
+	ASSERT_EQ(too_many, NR_POLICIES / 10, "a direction with no room for the limit's rules "
+		  "is refused, naming the limit");
+	if (!ASSERT_EQ(bad, 0, "port limit: the maps give firewall ∩ limit on every packet"))
+		tap_diag("  %zu of %zu packets disagree", bad, checked);
+	tap_ok(capped > 0 && capped < checked, "port limit: some packets dropped by it (%zu of "
+	       "%zu), the rest judged by the firewall", capped, checked);
+}
+
+/* The issue's example: a firewall allowing tcp 22, 80, 443 and a limit of
+ * 443,80 -> 443 and 80 pass, 22 drops as the limit's, 8080 (listed by the
+ * limit, refused by the firewall) stays refused; rates: the lower wins. */
+static void test_cap_limit_example(void)
+{
+	static const char json[] =
+		"{ \"version\": 1, \"vms\": [ { \"id\": 5, \"name\": \"web\","
+		"  \"firewall\": { \"out\": { \"default\": \"deny\", \"rules\": ["
+		"    { \"action\": \"allow\", \"protocol\": \"tcp\", \"ports\": [22, 80, 443] } ] } },"
+		"  \"bandwidth\": { \"out\": { \"rate\": \"100mbit\" }, \"in\": { \"rate\": \"10mbit\" } },"
+		"  \"capability_limits\": { \"CAP_NETWORK\": { \"allow_ports\": [443, 80, \"8080\"],"
+		"    \"max_bandwidth\": \"50Mbps\" }, \"CAP_GPU\": { \"nodes\": [\"226:128\"] } } } ] }";
+	static const struct { uint16_t port; int want; } cases[] = {
+		{ 443, 1 }, { 80, 1 }, { 22, V_CAP_PORTS }, { 8080, 0 }, { 8081, V_CAP_PORTS },
+	};
+	struct policy_error err;
+	struct compiled_policy *cp;
+	struct policy_set *set = parse(json, &err);
+	uint64_t burst;
+	bool marked = false;
+
+	if (!tap_ok(set != NULL, "capability_limits example parses: %s", set ? "" : err.msg))
+		return;
+	if (!ASSERT_EQ(policy_compile(set, &cp, &err), 0, "capability_limits example compiles"))
+		goto out;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct packet p = { .dir = RAYOS_DIR_OUT, .proto = IPPROTO_TCP, .family = AF_INET,
+				    .port = cases[i].port };
+
+		tap_ok(limit_verdict(&cp->vms[0], &p) == cases[i].want, "fw tcp 22,80,443 ∩ limit "
+		       "80,443,8080: tcp %u -> %s", cases[i].port, cases[i].want == 1 ? "pass" :
+		       cases[i].want ? "cap_ports" : "firewall drop");
+	}
+	ASSERT_EQ(cp->vms[0].vm.dir[RAYOS_DIR_OUT].rate_bytes, 50000000 / 8,
+		  "out: limit 50Mbps below the policy's 100mbit wins");
+	ASSERT_EQ(cp->vms[0].vm.dir[RAYOS_DIR_IN].rate_bytes, 10000000 / 8,
+		  "in: the policy's 10mbit below the limit's 50Mbps wins");
+	ASSERT_EQ(policy_vm_rate(&set->vms[0], RAYOS_DIR_OUT, &burst), 50000000 / 8,
+		  "policy_vm_rate (the shapers' figure) agrees");
+	for (size_t i = 0; i < cp->vms[0].nr_dev; i++)
+		marked |= cp->vms[0].dev[i].key.major == 226 && cp->vms[0].dev[i].key.minor == 128 &&
+			  (cp->vms[0].dev[i].val.limit & RAYOS_DEV_LIMIT_GPU);
+	ASSERT_TRUE(marked && (cp->vms[0].vm.flags & RAYOS_VMF_GPU_NODES),
+		    "CAP_GPU nodes: the record says limited, node 226:128 is marked");
+	compiled_policy_free(cp);
+out:
+	policy_set_free(set);
+}
+
 static void test_compile_overlap(void)
 {
 	struct policy_error err;
@@ -1392,6 +1572,8 @@ int main(void)
 	test_units();
 	test_compile_overlap();
 	test_compile_random();
+	test_cap_limit_random();
+	test_cap_limit_example();
 	test_compiled_record();
 	test_digest();
 	test_devices();

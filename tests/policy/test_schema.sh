@@ -33,6 +33,8 @@ disk-block-without-device disk-bad-mode disk-relative-path disk-image-with-devic
 host-unknown-key host-rule-no-action ll6-global ll6-three control-rates-unknown
 cap-audit-removed deleg-unknown-cap deleg-bad-expiry deleg-both-deadlines
 control-rates-negative
+limits-port-garbage limits-port-empty
+limits-rate-unit limits-cap-mismatch limits-cap-none limits-node-not-dri
 """.split()
 
 n = failed = 0

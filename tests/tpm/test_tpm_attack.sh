@@ -22,22 +22,6 @@ on_exit "rm -rf '$T'"
 unset RAYOS_TCTI TPM2TOOLS_TCTI
 export TSS2_LOG=all+none
 
-# start_swtpm DIR: a swtpm on a free 127.0.0.1 port pair; sets PORT.
-start_swtpm() {
-	local dir=$1 try
-	for try in 1 2 3 4 5; do
-		PORT=$((30000 + (RANDOM % 10000) * 2))
-		swtpm socket --tpm2 --tpmstate dir="$dir" --flags not-need-init,startup-clear \
-			--server type=tcp,port=$PORT,bindaddr=127.0.0.1 \
-			--ctrl type=tcp,port=$((PORT + 1)),bindaddr=127.0.0.1 \
-			--pid file="$dir/pid" --daemon 2>>"$T/swtpm.err" || continue
-		on_exit "kill -9 $(cat "$dir/pid" 2>/dev/null || echo 0)"
-		wait_for 5 tpm2_getcap properties-fixed -T "swtpm:host=127.0.0.1,port=$PORT" \
-			>/dev/null 2>&1 && return 0
-	done
-	return 1
-}
-
 # TPM A: EK and EK certificate from swtpm_setup, signed by a CA made here.
 mkdir -p "$T/a/tpm" "$T/a/state" "$T/a/run" "$T/b/tpm" "$T/b/state" "$T/b/run" "$T/ca"
 cat >"$T/ca/localca.conf" <<EOF
