@@ -146,6 +146,13 @@ void vmdeleg_policy(struct agent *a);
 void vmdeleg_apply_all(struct agent *a);
 /* Health tick: log, audit and remove links the kernel already ended. */
 void vmdeleg_tidy(struct agent *a);
+/* The capabilities vm holds now through a delegation link (only those
+ * whose link has a deadline of its own when temporary). */
+uint64_t vmdeleg_held(struct agent *a, uint32_t vm, bool temporary);
+/* revoke-all took mask from vm: its links for those capabilities end (with
+ * everything below them), logged and audited, kernel first.  Returns how
+ * many links ended. */
+size_t vmdeleg_revoked(struct agent *a, uint32_t vm, uint64_t mask);
 /* Append one audit record j (taken over) to the state dir's log, synced:
  * 0, or -errno with why filled in. */
 int audit_write(const struct agent *a, cJSON *j, char *why, size_t len);

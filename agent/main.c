@@ -1098,7 +1098,11 @@ static void print_revoke_all(const cJSON *r)
 				strncat(line, ", ", sizeof(line) - strlen(line) - 1);
 			strncat(line, c->valuestring, sizeof(line) - strlen(line) - 1);
 		}
-		printf("VM %-10.0f %s\n", jnum(v, "id"), *line ? line : "(held nothing to revoke)");
+		printf("VM %-10.0f %s", jnum(v, "id"), *line ? line : "(held nothing to revoke)");
+		if (jnum(v, "delegations_ended") > 0)
+			printf(" (and %.0f delegation link(s) to it and below it)",
+			       jnum(v, "delegations_ended"));
+		putchar('\n');
 	}
 	printf("revoked from %.0f of %.0f selected VMs in one step (epoch %.0f), in force "
 	       "%.3f ms after the request arrived\n", jnum(r, "revoked_vms"), jnum(r, "selected"),

@@ -376,6 +376,35 @@ void vmdeleg_tidy(struct agent *a)
 	}
 }
 
+uint64_t vmdeleg_held(struct agent *a, uint32_t vm, bool temporary)
+{
+	uint64_t mask = 0, now = clock_ns(CLOCK_BOOTTIME);
+
+	for (uint32_t c = 0; c < RAYOS_CAP_COUNT; c++) {
+		const struct deleg_link *l = deleg_find(&a->deleg, vm, c);
+
+		if (!l || (temporary && !l->until) || (l->until && l->until <= now))
+			continue;
+		if (holds(a, l->from, c))
+			mask |= 1ULL << c;
+	}
+	return mask;
+}
+
+size_t vmdeleg_revoked(struct agent *a, uint32_t vm, uint64_t mask)
+{
+	size_t idx[64], n = 0;
+
+	for (uint32_t c = 0; c < RAYOS_CAP_COUNT; c++) {
+		if (!(mask & (1ULL << c)) || !deleg_find(&a->deleg, vm, c))
+			continue;
+		n += 1 + deleg_below(&a->deleg, vm, c, idx, 64);
+		end_links(a, vm, c, "cap_delegation_revoked", "revoke-all",
+			  "revoke-all took it from the delegate");
+	}
+	return n;
+}
+
 /* The link a policy entry asks for, as its spec (deleg_link.policy_spec). */
 static uint64_t entry_spec(const struct policy_deleg *d)
 {

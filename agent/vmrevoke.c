@@ -48,6 +48,7 @@
 struct pick {
 	uint32_t id, slot;
 	uint64_t mask;			/* held now and taken */
+	size_t links;			/* delegation links that ended with it */
 	struct vm_runtime vr;
 };
 
@@ -64,13 +65,17 @@ static double ms_since(uint64_t t0)
 	return (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e6;
 }
 
-/* What the VM holds now (record caps and live temporary grants) and what
- * revoke-all takes: everything, or with temporary only the capabilities
- * held through a deadline alone.  Fills p->vr with the entry after. */
+/* What the VM holds now (record caps, live temporary grants, delegated
+ * capabilities) and what revoke-all takes: everything, or with temporary
+ * only the capabilities held through a deadline alone (a temporary grant,
+ * or a delegation link with a deadline of its own; a link without one
+ * counts as permanent).  Fills p->vr with the entry after. */
 static void plan(struct agent *a, const struct rayos_vm *rec, bool temporary, uint64_t boot,
 		 struct pick *p)
 {
 	const struct vm_runtime *old = registry_get(a->reg, rec->vm_id);
+	uint64_t deleg = vmdeleg_held(a, rec->vm_id, false);
+	uint64_t deleg_tmp = vmdeleg_held(a, rec->vm_id, true);
 	uint64_t live = 0;
 
 	memset(&p->vr, 0, sizeof(p->vr));
@@ -86,7 +91,8 @@ static void plan(struct agent *a, const struct rayos_vm *rec, bool temporary, ui
 		p->mask = 0;	/* holds nothing already */
 		return;
 	}
-	p->mask = temporary ? live & ~rec->caps : (rec->caps | live) & ALL_CAPS;
+	p->mask = temporary ? ((live & ~(deleg & ~deleg_tmp)) | deleg_tmp) & ~rec->caps
+			    : (rec->caps | live | deleg) & ALL_CAPS;
 	/* A revoke ends the temporary grants in the selection either way. */
 	memset(p->vr.cap_until, 0, sizeof(p->vr.cap_until));
 	if (!temporary) {
@@ -220,11 +226,16 @@ static int write_ahead(struct agent *a, cJSON *rec, char *path, size_t path_len,
 	return ret;
 }
 
-/* Steps 4 for the picked VMs: records from the registry, then settle. */
-static void fold(struct agent *a, const struct pick *p, size_t n)
+/* Steps 4 for the picked VMs: delegation links to them for what they lost
+ * end (the switch ends them in the kernel until then), records from the
+ * registry, then settle. */
+static void fold(struct agent *a, struct pick *p, size_t n)
 {
 	int err;
 
+	for (size_t i = 0; i < n; i++)
+		if (p[i].mask)
+			p[i].links = vmdeleg_revoked(a, p[i].id, p[i].mask);
 	for (size_t i = 0; i < n; i++) {
 		const struct vm_runtime *vr = registry_get(a->reg, p[i].id);
 
@@ -338,6 +349,8 @@ cJSON *vmrevoke_all(struct agent *a, const cJSON *req)
 
 		cJSON_AddNumberToObject(o, "id", p[i].id);
 		cJSON_AddItemToObject(o, "revoked", cap_names(p[i].mask));
+		if (p[i].links)
+			cJSON_AddNumberToObject(o, "delegations_ended", (double)p[i].links);
 		cJSON_AddItemToArray(arr, o);
 	}
 	log_info("revoke-all%s: %zu of %zu selected VMs lost capabilities in one step "
@@ -395,6 +408,7 @@ void vmrevoke_recover(struct agent *a)
 			free(pend);
 			return;
 		}
+		vmdeleg_revoked(a, id, pend[i].mask);
 		vmcaps_apply(a, &vr);
 		log_info("VM %u: revoke-all %llu (from before the restart) kept", id,
 			 (unsigned long long)epoch);

@@ -10,7 +10,9 @@
 # traffic and GPU open work at depth 3; undelegating the middle link ends
 # the leaf at once; the root's grant expiring with the agent SIGKILLed ends
 # the whole chain (no_cap_network, EPERM); delegations survive restart and
-# reload; the restarted agent audits the cascade.
+# reload; the restarted agent audits the cascade; revoke-all takes delegated
+# capabilities (with --temporary only links with a deadline) and ends the
+# links below, also after the switch settles.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/lib/lib.sh
 need_root "capability delegation"
@@ -166,6 +168,36 @@ ok "$(passes; echo $?)" "and the leaf's traffic passes"
 reload "reloaded"
 ok $? "the policy reloads"
 ok "$([[ $(tree_json) == "$t0" ]] && passes && gpu_ok; echo $?)" "after a reload: unchanged, traffic and GPU pass"
+
+# ---- revoke-all ends the delegations it takes, and what hangs below --------
+out=$(agent cap revoke-all --temporary --vm "$D")
+ok "$([[ $out == *"VM $D"*"(held nothing to revoke)"* ]] && passes && gpu_ok; echo $?)" \
+	"revoke-all --temporary leaves a delegation without a deadline of its own ($out)"
+agent cap undelegate "$C" "$D" CAP_NETWORK >/dev/null &&
+	agent cap delegate "$C" "$D" CAP_NETWORK --expires 1h >/dev/null
+ok $? "the leaf's CAP_NETWORK link now has a deadline"
+out=$(agent cap revoke-all --temporary --vm "$D")
+ok "$([[ $out == *"VM $D"*"CAP_NETWORK (and 1 delegation link"* ]]; echo $?)" \
+	"revoke-all --temporary takes a delegation with a deadline ($out)"
+ok "$(refused && gpu_ok; echo $?)" "the leaf's traffic is refused, its permanent CAP_GPU link stays"
+agent cap delegate "$C" "$D" CAP_NETWORK >/dev/null
+ok "$(passes; echo $?)" "delegated again: traffic passes"
+n0=$(grep -c '"cap_delegation_revoked"' "$T/state/audit.log")
+out=$(agent cap revoke-all --vm "$C")
+ok "$([[ $out == *"VM $C"*"CAP_NETWORK"*"CAP_GPU"*"CAP_ADMIN"*"(and 4 delegation link"* ]]; echo $?)" \
+	"revoke-all --vm $C takes its own and its delegated capabilities ($out)"
+ok "$(refused && gpu_denied; echo $?)" "the leaf below it loses both at once"
+ok "$([[ $(agent status --json | jq .cap_switch.armed) == false ]]; echo $?)" "the switch has settled"
+ok "$(refused && gpu_denied; echo $?)" "and after the settle the delegated capabilities stay gone"
+want="[{\"cap\":\"CAP_GPU\",\"vm\":$A,\"kids\":[\"$A>$B\"]},{\"cap\":\"CAP_NETWORK\",\"vm\":$A,\"kids\":[\"$A>$B\"]}]"
+ok "$([[ $(tree_json) == "$want" ]]; echo $?)" "cap tree: the links to $C and below are gone ($(tree_json))"
+ok "$(( $(grep -c '"cap_delegation_revoked"' "$T/state/audit.log") == n0 + 2 ? 0 : 1 ))" \
+	"each link revoke-all took is audited"
+agent cap grant "$C" CAP_ADMIN >/dev/null
+for cap in CAP_NETWORK CAP_GPU; do
+	agent cap delegate "$B" "$C" $cap >/dev/null && agent cap delegate "$C" "$D" $cap >/dev/null
+done
+ok "$(passes && gpu_ok; echo $?)" "granted and delegated again: the leaf passes traffic and opens the GPU"
 
 # ---- the cascade: the root's grant expires with the agent dead -------------------
 agent cap grant-temp "$A" CAP_NETWORK --expires 4s >/dev/null &&
