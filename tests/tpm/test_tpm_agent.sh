@@ -62,9 +62,10 @@ ok "$([[ $? != 0 ]]; echo $?)" "the seed does not read with owner auth"
 
 # A clean stop ends the embedded swtpm; the next one starts with a TPM
 # Reset (its reset count grows), which empties the index like a reboot:
-# a new log begins and the old one is kept.
-cp "$LOG" "$T/log.before"
+# a new log begins and the old one is kept.  The copy is taken once the
+# agent has stopped: its last act measures the audit trail's head.
 agent stop >/dev/null; wait "$AGENT_PID" 2>/dev/null
+cp "$LOG" "$T/log.before"
 check "agent restarts" -- agent_start
 wait_for 20 bash -c "'$AGENT' status --json --run-dir '$T/run' | jq -e '.tpm.state == \"ready\"' >/dev/null"
 ok $? "TPM ready after the restart ($(agent status --json | jq -r .tpm.state))"
