@@ -68,6 +68,7 @@ struct agent {
 	struct degraded deg;		/* what status and /metrics report as degraded */
 	struct quarantine quarantine;	/* VMs isolated for want of a policy */
 	struct deleg_set deleg;		/* capability delegations (vmdeleg.c) */
+	bool fine_stale;		/* links ended: limits taken through them to lift */
 	struct audit_head audit_measured;	/* last audit head queued for the TPM */
 	bool audit_measured_valid;
 };
@@ -171,8 +172,25 @@ void measure_policy(struct agent *a, const struct compiled_policy *cp, uint64_t 
 /* vmfine.c: fine-grained capability limits (cap fine-grain). */
 cJSON *vmfine_request(struct agent *a, const cJSON *req);
 /* Before each compile: every VM of set gets its policy's limits merged
- * with those `cap fine-grain` gave it. */
-void vmfine_overlay(const struct agent *a, struct policy_set *set);
+ * with those `cap fine-grain` gave it, and, for each capability it takes
+ * by delegation (a link, or one of set's "delegations"), those its givers
+ * hold it under.  -ENOMEM: not to be published. */
+int vmfine_overlay(const struct agent *a, struct policy_set *set);
+/* A link about to be made: the delegate and the VMs below it whose limits
+ * it narrows, compiled (an error here refuses the link, msg says why). */
+struct fine_plan;
+struct deleg_link;
+int vmfine_plan_link(struct agent *a, const struct deleg_link *l, struct fine_plan **out,
+		     char *msg, size_t len);
+size_t vmfine_plan_size(const struct fine_plan *p);
+/* Publish a plan's VMs (one switch; none: nothing to do), before the link
+ * reaches the kernel. */
+int vmfine_plan_publish(struct agent *a, struct fine_plan *p, const char *by, char *msg,
+			size_t len);
+void vmfine_plan_free(struct fine_plan *p);
+/* Health tick, after links ended (a->fine_stale): lift the limits VMs took
+ * through them. */
+void vmfine_refresh(struct agent *a);
 /* The VM's limits and the figures they make effective, for cap list and
  * vm info; NULL when it has none and the policy sets no rate. */
 cJSON *vmfine_json(const struct agent *a, const struct policy_vm *vm);

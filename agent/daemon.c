@@ -269,7 +269,13 @@ int agent_apply_policy_ex(struct agent *a, const char *why, bool allow_mass)
 	}
 	if (err)
 		goto rejected;
-	vmfine_overlay(a, set);	/* `cap fine-grain` limits join the policy's */
+	/* `cap fine-grain` limits join the policy's, and delegates take their
+	 * givers' */
+	err = vmfine_overlay(a, set);
+	if (err) {
+		snprintf(msg, sizeof(msg), "capability limits: %s", strerror(-err));
+		goto rejected;
+	}
 	err = policy_compile(set, &cp, &perr);
 	if (err) {
 		policy_error_format(&perr, msg, sizeof(msg));
@@ -419,6 +425,7 @@ static void health_check(struct agent *a)
 	quarantine_check(a);
 	vmcaps_tidy(a);
 	vmdeleg_tidy(a);
+	vmfine_refresh(a);	/* after links ended: lift what came through them */
 }
 
 static void on_health(struct ev_source *src, uint32_t events)

@@ -890,6 +890,9 @@ static void print_cap_limits(const cJSON *limits)
 			printf(" ports %s", jstr(c, "allow_ports"));
 		cJSON_ArrayForEach(n, cJSON_GetObjectItemCaseSensitive(c, "nodes"))
 			printf(" node %s", n->valuestring);
+		d = cJSON_GetObjectItemCaseSensitive(c, "from_delegation");
+		if (d)
+			printf(" (with what VM %.0f delegated it under)", jnum(d, "from"));
 		printf("\n");
 		bw = cJSON_GetObjectItemCaseSensitive(c, "bandwidth");
 		cJSON_ArrayForEach(d, bw)
@@ -962,6 +965,9 @@ static void print_cap_delegate(const cJSON *r)
 	if (jstr(r, "until")[0])
 		printf(" until %s (%.0f s, on the boot clock)", jstr(r, "until"),
 		       jnum(r, "seconds_left"));
+	if (jnum(r, "limited") > 0)
+		printf("; %.0f VM%s now under VM %.0f's limits on it", jnum(r, "limited"),
+		       jnum(r, "limited") == 1 ? "" : "s", jnum(r, "from"));
 	printf("\n");
 }
 
@@ -1057,6 +1063,10 @@ static void print_cap_fine(const cJSON *r)
 	printf("VM %.0f: %s %s (policy version %.0f); limits now: %s\n", jnum(r, "id"),
 	       jstr(r, "cap"), cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "cleared"))
 	       ? "limit cleared" : "limited", jnum(r, "version"), text ? text : "{}");
+	if (jnum(r, "delegates_changed") > 0)
+		printf("%.0f VM%s holding %s by delegation from it re-limited\n",
+		       jnum(r, "delegates_changed"), jnum(r, "delegates_changed") == 1 ? "" : "s",
+		       jstr(r, "cap"));
 	free(text);
 }
 

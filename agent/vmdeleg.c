@@ -174,6 +174,7 @@ static void end_links(struct agent *a, uint32_t to, uint32_t cap, const char *ev
 	for (size_t i = 0; i < n; i++)
 		ended[i + 1] = a->deleg.v[idx[i]];
 	deleg_chain(&a->deleg, to, cap, chain, sizeof(chain));
+	a->fine_stale = true;	/* limits taken through them: lifted (vmfine_refresh) */
 	for (size_t i = 0; i <= n; i++) {
 		cJSON *j = link_record(i ? "cap_delegation_cascade" : event, &ended[i], by);
 
@@ -219,11 +220,25 @@ static cJSON *parse_req(struct agent *a, const cJSON *req, struct deleg_link *l)
 	return NULL;
 }
 
+/* A delegation that failed after its audit record: audit the failure. */
+static cJSON *delegate_failed(struct agent *a, const struct deleg_link *l, const char *err)
+{
+	cJSON *f = link_record("cap_change_failed", l, BY_CLI);
+	char why[PATH_MAX + 64];
+
+	cJSON_AddStringToObject(f, "of", "cap_delegate");
+	cJSON_AddStringToObject(f, "error", err);
+	audit_write(a, f, why, sizeof(why));
+	return control_error("%s", err);
+}
+
 /* cap.delegate {"from", "to", "cap", "expires" | "until"} */
 cJSON *vmdeleg_delegate(struct agent *a, const cJSON *req)
 {
-	char err[512], why[PATH_MAX + 64], chain[160], wall[32];
+	char err[PATH_MAX + 512], why[PATH_MAX + 64], chain[160], wall[32];
+	struct fine_plan *plan = NULL;
 	uint64_t delta = 0;
+	size_t limited;
 	struct deleg_link l;
 	cJSON *r;
 	int ret;
@@ -248,12 +263,28 @@ cJSON *vmdeleg_delegate(struct agent *a, const cJSON *req)
 				     policy_cap_name(l.cap), l.from, l.to, err);
 	if (delta)
 		l.until = clock_ns(CLOCK_BOOTTIME) + delta;
+	/* The delegate takes the capability under the giver's limits: the VMs
+	 * whose limits narrow are compiled now and published before the link
+	 * reaches the kernel, so it never holds the capability wider. */
+	if (vmfine_plan_link(a, &l, &plan, err, sizeof(err)))
+		return control_error("cannot delegate %s from %u to %u: with %u's limits: %s; "
+				     "nothing changed", policy_cap_name(l.cap), l.from, l.to,
+				     l.from, err);
+	limited = vmfine_plan_size(plan);
 
 	ret = audit_write(a, link_record("cap_delegate", &l, BY_CLI), why, sizeof(why));
 	if (ret) {
+		vmfine_plan_free(plan);
 		degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "%s", why);
 		return control_error("refused: the audit record cannot be written and synced (%s); "
 				     "nothing changed", why);
+	}
+	ret = vmfine_plan_publish(a, plan, "cap delegate", why, sizeof(why));
+	vmfine_plan_free(plan);
+	if (ret) {
+		snprintf(err, sizeof(err), "cannot publish the delegate's limits: %s; nothing "
+			 "changed", why);
+		return delegate_failed(a, &l, err);
 	}
 	ret = deleg_put(&a->deleg, &l);
 	if (!ret && (ret = save(a)))
@@ -263,14 +294,10 @@ cJSON *vmdeleg_delegate(struct agent *a, const cJSON *req)
 		save(a);
 	}
 	if (ret) {
-		cJSON *f = link_record("cap_change_failed", &l, BY_CLI);
-
 		snprintf(err, sizeof(err), "cannot record the delegation: %s; nothing changed",
 			 strerror(-ret));
-		cJSON_AddStringToObject(f, "of", "cap_delegate");
-		cJSON_AddStringToObject(f, "error", err);
-		audit_write(a, f, why, sizeof(why));
-		return control_error("%s", err);
+		a->fine_stale |= limited > 0;	/* the next tick lifts the limits */
+		return delegate_failed(a, &l, err);
 	}
 	deleg_chain(&a->deleg, l.to, l.cap, chain, sizeof(chain));
 	log_info("delegated %s: %s%s", policy_cap_name(l.cap), chain,
@@ -281,6 +308,8 @@ cJSON *vmdeleg_delegate(struct agent *a, const cJSON *req)
 	cJSON_AddNumberToObject(r, "to", l.to);
 	cJSON_AddStringToObject(r, "cap", policy_cap_name(l.cap));
 	cJSON_AddStringToObject(r, "chain", chain);
+	/* VMs whose limits narrowed: the delegate, and those below it. */
+	cJSON_AddNumberToObject(r, "limited", (double)limited);
 	if (l.until) {
 		vmcaps_wall_of(l.until, wall, sizeof(wall));
 		cJSON_AddStringToObject(r, "until", wall);
@@ -306,6 +335,7 @@ cJSON *vmdeleg_undelegate(struct agent *a, const cJSON *req)
 				     "changed", l.to, policy_cap_name(l.cap), l.from);
 	below = deleg_below(&a->deleg, l.to, l.cap, idx, 64);
 	end_links(a, l.to, l.cap, "cap_undelegate", BY_CLI, "undelegated");
+	vmfine_refresh(a);	/* what came with the link goes with it, now */
 	r = cJSON_CreateObject();
 	cJSON_AddBoolToObject(r, "ok", 1);
 	cJSON_AddNumberToObject(r, "from", l.from);

@@ -9,8 +9,16 @@
  * policy's and the limit's (agent/policy/policy_compile.c).  So the kernel
  * enforces firewall ∩ limit with the lookups it already does, and a limit
  * lives through restarts (registrations.json) and reloads (the overlay).
- * A change compiles and publishes that one VM (publish_one), so it costs
+ * A change compiles and publishes that one VM (plan_publish), so it costs
  * the same on a host of 4096 VMs as on a host of one.
+ *
+ * A capability taken by delegation comes with its giver's limits: a VM
+ * that holds CAP_NETWORK (or CAP_GPU) through a link is under its own
+ * limits and those its giver holds the capability under, up the chain
+ * (effective_limits).  Neither side of a link can widen what the other
+ * side allows.  A link, or a giver's new limit, publishes the VMs below it
+ * with their narrower limits before the link reaches the kernel; a link
+ * that ends lifts them at the next health tick (vmfine_refresh).
  */
 #include <errno.h>
 #include <limits.h>
@@ -21,6 +29,7 @@
 
 #include "agent/agent_internal.h"
 #include "agent/audittrail.h"
+#include "agent/caps/deleg.h"
 #include "agent/control/control.h"
 #include "agent/core/degraded.h"
 #include "agent/core/log.h"
@@ -40,15 +49,156 @@ static const struct caps_limits *runtime_limits(const struct agent *a, uint32_t 
 	return vr ? &vr->limits : &no_limits;
 }
 
-void vmfine_overlay(const struct agent *a, struct policy_set *set)
+/* ---- limits taken by delegation ------------------------------------------ */
+
+/* A policy "delegations" entry, as the link it becomes after the publish. */
+struct giver_entry {
+	uint32_t to, cap, from;
+};
+
+/*
+ * What limits are computed against: the agent's links, a set's entries (a
+ * publish: they become links after it), one link about to be made, and one
+ * VM's run-time limits about to change.
+ */
+struct fine_ctx {
+	const struct agent *a;
+	const struct policy_set *set;
+	const struct giver_entry *entries;	/* sorted by (to, cap) */
+	size_t nr_entries;
+	const struct deleg_link *extra;		/* NULL: none */
+	uint32_t rt_id;				/* 0: none */
+	const struct caps_limits *rt;
+};
+
+static unsigned int cap_part(uint32_t cap)
 {
-	for (size_t i = 0; set && i < set->nr_vms; i++) {
+	return cap == RAYOS_CAP_NETWORK ? CAPS_PART_NETWORK :
+	       cap == RAYOS_CAP_GPU ? CAPS_PART_GPU : 0;
+}
+
+/* VM id's own limits: its policy's and those of cap fine-grain. */
+static void own_limits(const struct fine_ctx *c, uint32_t id, struct caps_limits *out)
+{
+	const struct policy_vm *pv = policy_set_find(c->set, id);
+
+	if (!pv || pv->quarantined) {
+		*out = no_limits;
+		return;
+	}
+	caps_limits_merge(&pv->policy_limits, id == c->rt_id ? c->rt : runtime_limits(c->a, id),
+			  out);
+}
+
+static int entry_cmp(const void *x, const void *y)
+{
+	const struct giver_entry *a = x, *b = y;
+
+	if (a->to != b->to)
+		return a->to < b->to ? -1 : 1;
+	return a->cap < b->cap ? -1 : a->cap > b->cap;
+}
+
+/*
+ * The VMs vm takes cap from, into out (at most max): its link (also one
+ * the kernel has ended and the health tick not yet tidied: narrower is the
+ * safe side), the link about to be made, and the set's entries.
+ */
+static size_t givers(const struct fine_ctx *c, uint32_t vm, uint32_t cap, uint32_t *out,
+		     size_t max)
+{
+	const struct deleg_link *l = deleg_find(&c->a->deleg, vm, cap);
+	size_t n = 0, lo = 0, hi = c->nr_entries;
+
+	if (l && n < max)
+		out[n++] = l->from;
+	if (c->extra && c->extra->to == vm && c->extra->cap == cap && n < max)
+		out[n++] = c->extra->from;
+	while (lo < hi) {	/* the first entry not below (vm, cap) */
+		size_t mid = lo + (hi - lo) / 2;
+		const struct giver_entry *e = &c->entries[mid];
+
+		if (e->to < vm || (e->to == vm && e->cap < cap))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < c->nr_entries && c->entries[lo].to == vm && c->entries[lo].cap == cap &&
+	       n < max; lo++)
+		out[n++] = c->entries[lo].from;
+	return n;
+}
+
+/* acc ∩= what cap is limited to for `from`: its own limits and, in turn,
+ * those it takes cap under, at most RAYOS_CAP_MAX_DEPTH links up (the
+ * kernel's walk). */
+static void take_from(const struct fine_ctx *c, uint32_t from, uint32_t cap, int depth,
+		      struct caps_limits *acc)
+{
+	struct caps_limits own, part;
+	uint32_t g[8];
+	size_t n;
+
+	own_limits(c, from, &own);
+	caps_limits_part(&own, cap_part(cap), &part);
+	caps_limits_merge(acc, &part, acc);
+	if (depth >= RAYOS_CAP_MAX_DEPTH)
+		return;
+	n = givers(c, from, cap, g, 8);
+	for (size_t i = 0; i < n; i++)
+		take_from(c, g[i], cap, depth + 1, acc);
+}
+
+static const uint32_t limited_caps[] = { RAYOS_CAP_NETWORK, RAYOS_CAP_GPU };
+#define NR_LIMITED_CAPS (sizeof(limited_caps) / sizeof(limited_caps[0]))
+
+/* The limits VM id is under: its own and, for each capability it takes by
+ * delegation, those of its givers. */
+static void effective_limits(const struct fine_ctx *c, uint32_t id, struct caps_limits *out)
+{
+	own_limits(c, id, out);
+	for (size_t k = 0; k < NR_LIMITED_CAPS; k++) {
+		uint32_t g[8];
+		size_t n = givers(c, id, limited_caps[k], g, 8);
+
+		for (size_t i = 0; i < n; i++)
+			take_from(c, g[i], limited_caps[k], 1, out);
+	}
+}
+
+int vmfine_overlay(const struct agent *a, struct policy_set *set)
+{
+	struct fine_ctx c = { .a = a, .set = set };
+	struct giver_entry *e = NULL;
+	size_t n = 0;
+
+	if (!set)
+		return 0;
+	for (size_t i = 0; i < set->nr_vms; i++)
+		n += set->vms[i].nr_deleg;
+	if (n && !(e = calloc(n, sizeof(*e))))
+		return -ENOMEM;	/* not published: a delegate would go unlimited */
+	n = 0;
+	for (size_t i = 0; i < set->nr_vms; i++)
+		for (size_t k = 0; k < set->vms[i].nr_deleg; k++)
+			e[n++] = (struct giver_entry){ set->vms[i].deleg[k].to,
+						       set->vms[i].deleg[k].cap, set->vms[i].id };
+	if (n)
+		qsort(e, n, sizeof(*e), entry_cmp);
+	c.entries = e;
+	c.nr_entries = n;
+	for (size_t i = 0; i < set->nr_vms; i++) {
 		struct policy_vm *pv = &set->vms[i];
 
 		if (pv->quarantined)
 			continue;	/* deny-all already */
-		caps_limits_merge(&pv->policy_limits, runtime_limits(a, pv->id), &pv->limits);
+		if (!a->deleg.n && !n)
+			caps_limits_merge(&pv->policy_limits, runtime_limits(a, pv->id), &pv->limits);
+		else
+			effective_limits(&c, pv->id, &pv->limits);
 	}
+	free(e);
+	return 0;
 }
 
 /* The part of l that limits cap, in the spellings of the CLI. */
@@ -104,6 +254,21 @@ cJSON *vmfine_json(const struct agent *a, const struct policy_vm *vm)
 		if (cap_limited(rt, c)) {
 			part = cJSON_AddObjectToObject(o, "from_cap_fine_grain");
 			limits_of_cap(part, rt, c);
+		}
+		{
+			/* What the VMs it takes c from hold c under. */
+			struct fine_ctx ctx = { .a = a, .set = a->set };
+			struct caps_limits took = no_limits;
+			uint32_t g[8];
+			size_t n = givers(&ctx, vm->id, c, g, 8);
+
+			for (size_t k = 0; k < n; k++)
+				take_from(&ctx, g[k], c, 1, &took);
+			if (n && cap_limited(&took, c)) {
+				part = cJSON_AddObjectToObject(o, "from_delegation");
+				cJSON_AddNumberToObject(part, "from", g[0]);
+				limits_of_cap(part, &took, c);
+			}
 		}
 		if (c != RAYOS_CAP_NETWORK)
 			continue;
@@ -222,109 +387,256 @@ static cJSON *parse_params(const cJSON *req, int cap, const char *cap_name,
 	return NULL;
 }
 
-/* Does the VM compile with these limits?  Catches what only the compiler
- * knows (a direction with too many rules once the limit's are added)
- * before anything is written. */
-static int try_compile(const struct policy_vm *pv, const struct caps_limits *rt, char *msg,
-		       size_t len)
-{
-	struct policy_set one = { .nr_vms = 1 };
-	struct compiled_policy *cp = NULL;
-	struct policy_error perr;
-	struct policy_vm copy = *pv;
-	int ret;
+/* ---- plans: the VMs whose limits change, compiled, then published -------- */
 
-	caps_limits_merge(&pv->policy_limits, rt, &copy.limits);
-	one.vms = &copy;
-	ret = policy_compile(&one, &cp, &perr);
-	if (ret)
-		policy_error_format(&perr, msg, len);
-	compiled_policy_free(cp);
-	return ret;
+struct fine_plan {
+	size_t n;
+	struct policy_vm **pv;		/* the VMs, in id order */
+	struct caps_limits *limits;	/* their new limits */
+	struct compiled_policy *cp;	/* them, compiled with those */
+};
+
+void vmfine_plan_free(struct fine_plan *p)
+{
+	if (!p)
+		return;
+	compiled_policy_free(p->cp);
+	free(p->pv);
+	free(p->limits);
+	free(p);
+}
+
+static int pv_cmp(const void *x, const void *y)
+{
+	const struct policy_vm *a = *(struct policy_vm *const *)x;
+	const struct policy_vm *b = *(struct policy_vm *const *)y;
+
+	return a->id < b->id ? -1 : a->id > b->id;
 }
 
 /*
- * Publish VM id with its new limits (already merged into a->set) alone:
- * compile that one VM and hand the publisher every other VM in the form it
- * published last, which it finds unchanged by digest.  So the edit costs
- * one VM's compile and entries however many VMs the host has, and never
- * picks up a policy file edited meanwhile (that is the watcher's job).
+ * The VMs of ids (those of the applied set, once each) whose effective
+ * limits under c differ from what they have, and `force` whatever it
+ * finds, compiled together: what only the compiler knows (a direction with
+ * too many rules once a limit's are added) fails here, before anything is
+ * written.  0 with *out (maybe of no VM), or an error with msg.
  */
-static int publish_one(struct agent *a, const struct policy_vm *pv, char *msg, size_t len)
+static int plan_build(const struct fine_ctx *c, const uint32_t *ids, size_t nr, uint32_t force,
+		      struct fine_plan **out, char *msg, size_t len)
 {
-	struct policy_set one_set = { .nr_vms = 1, .vms = (struct policy_vm *)pv };
-	size_t n = publish_nr_vms(a->ld), k = 0;
-	struct compiled_policy *one = NULL, all = { 0 };
-	struct publish_stats st;
+	struct fine_plan *p = calloc(1, sizeof(*p));
+	struct policy_set part = { 0 };
 	struct policy_error perr;
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (!p || !(p->pv = calloc(nr ?: 1, sizeof(*p->pv))))
+		goto fail;
+	for (size_t i = 0; i < nr; i++) {
+		struct policy_vm *pv = (struct policy_vm *)policy_set_find(c->set, ids[i]);
+		struct caps_limits l;
+		bool seen = false;
+
+		if (!pv || pv->quarantined)
+			continue;
+		for (size_t k = 0; k < p->n; k++)
+			seen |= p->pv[k] == pv;
+		effective_limits(c, pv->id, &l);
+		if (!seen && (pv->id == force || !caps_limits_equal(&l, &pv->limits)))
+			p->pv[p->n++] = pv;
+	}
+	if (!p->n) {
+		*out = p;
+		return 0;
+	}
+	qsort(p->pv, p->n, sizeof(*p->pv), pv_cmp);
+	p->limits = calloc(p->n, sizeof(*p->limits));
+	part.vms = calloc(p->n, sizeof(*part.vms));
+	if (!p->limits || !part.vms)
+		goto fail;
+	part.nr_vms = p->n;
+	for (size_t i = 0; i < p->n; i++) {
+		effective_limits(c, p->pv[i]->id, &p->limits[i]);
+		part.vms[i] = *p->pv[i];	/* shallow: the compiler copies what it keeps */
+		part.vms[i].limits = p->limits[i];
+	}
+	ret = policy_compile(&part, &p->cp, &perr);
+	if (ret)
+		policy_error_format(&perr, msg, len);
+	free(part.vms);
+	if (!ret) {
+		*out = p;
+		return 0;
+	}
+	vmfine_plan_free(p);
+	return ret;
+fail:
+	free(part.vms);
+	vmfine_plan_free(p);
+	snprintf(msg, len, "out of memory");
+	return ret;
+}
+
+size_t vmfine_plan_size(const struct fine_plan *p)
+{
+	return p ? p->n : 0;
+}
+
+/*
+ * Publish the plan's VMs with their new limits, the others as they are:
+ * hand the publisher every other VM in the form it published last, which
+ * it finds unchanged by digest.  So an edit costs the compile and entries
+ * of the VMs it changes however many VMs the host has, and never picks up a
+ * policy file edited meanwhile (that is the watcher's job).  One publish:
+ * every VM of the plan switches at once.
+ */
+int vmfine_plan_publish(struct agent *a, struct fine_plan *p, const char *by, char *msg,
+			size_t len)
+{
+	size_t n = publish_nr_vms(a->ld), k = 0, j = 0, matched = 0;
+	struct compiled_policy all = { 0 };
+	uint32_t missing = 0;
+	struct caps_limits *was = NULL;
+	struct publish_stats st;
 	struct sha256_ctx ctx;
 	struct timespec t0, t1;
 	cJSON *arec = NULL;
-	bool found = false;
-	int ret;
+	int ret = -ENOMEM;
 
+	if (!p->n)
+		return 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ret = policy_compile(&one_set, &one, &perr);
-	if (ret) {
-		policy_error_format(&perr, msg, len);
-		return ret;
-	}
-	/* The record as the VM holds it now: the policy's capabilities with
+	/* The records as the VMs hold them now: the policy's capabilities with
 	 * the run-time grants and revokes (vmcaps_apply's rule), so that the
 	 * flip never shows the policy's alone, not even for a moment. */
-	{
-		const struct vm_runtime *vr = registry_get(a->reg, pv->id);
+	for (size_t i = 0; i < p->n; i++) {
+		const struct vm_runtime *vr = registry_get(a->reg, p->cp->vms[i].vm.vm_id);
 
 		if (vr)
-			one->vms[0].vm.caps = (one->vms[0].vm.caps | vr->cap_grant) & ~vr->cap_revoke;
+			p->cp->vms[i].vm.caps = (p->cp->vms[i].vm.caps | vr->cap_grant) &
+						~vr->cap_revoke;
 	}
 	/* Shallow copies: publish_policy copies what it keeps before it
 	 * releases its old state, and nothing here frees their arrays. */
 	all.vms = calloc(n ?: 1, sizeof(*all.vms));
-	if (!all.vms) {
-		ret = -ENOMEM;
+	was = calloc(p->n, sizeof(*was));
+	if (!all.vms || !was) {
+		snprintf(msg, len, "out of memory");
 		goto out;
 	}
 	sha256_init(&ctx);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {	/* both in id order */
 		const struct compiled_vm *cv = publish_vm_at(a->ld, i);
 
 		if (!cv)
 			continue;
-		found |= cv->vm.vm_id == pv->id;
-		all.vms[k] = cv->vm.vm_id == pv->id ? one->vms[0] : *cv;
+		while (j < p->n && p->cp->vms[j].vm.vm_id < cv->vm.vm_id)
+			missing = missing ?: p->cp->vms[j++].vm.vm_id;
+		if (j < p->n && p->cp->vms[j].vm.vm_id == cv->vm.vm_id) {
+			all.vms[k] = p->cp->vms[j++];
+			matched++;
+		} else {
+			all.vms[k] = *cv;
+		}
 		sha256_update(&ctx, all.vms[k].digest, sizeof(all.vms[k].digest));
 		k++;
 	}
 	sha256_final(&ctx, all.digest);	/* over the VMs' digests, in id order */
 	all.nr_vms = k;
-	if (!found) {
-		snprintf(msg, len, "VM %u is not in the maps", pv->id);
+	if (matched != p->n) {
+		snprintf(msg, len, "VM %u is not in the maps",
+			 missing ?: p->cp->vms[j < p->n ? j : 0].vm.vm_id);
 		ret = -ENOENT;
 		goto out;
+	}
+	for (size_t i = 0; i < p->n; i++) {
+		was[i] = p->pv[i]->limits;
+		p->pv[i]->limits = p->limits[i];
 	}
 	arec = audittrail_publish_begin(a, &all);	/* the policy_publish record, as any publish */
 	ret = publish_policy(a->ld, &all, &st);
 	if (ret) {
+		for (size_t i = 0; i < p->n; i++)
+			p->pv[i]->limits = was[i];
 		snprintf(msg, len, "publishing to the maps failed: %s", strerror(-ret));
 		goto out;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	a->applied_version = st.version;
 	a->applied_at = time(NULL);
-	audittrail_publish_done(a, arec, (unsigned long long)st.version, "cap fine-grain");
+	audittrail_publish_done(a, arec, (unsigned long long)st.version, by);
 	arec = NULL;
 	measure_policy(a, &all, st.version);
-	log_info("policy version %llu applied (cap fine-grain of VM %u): %u changed, %u "
+	log_info("policy version %llu applied (%s: %zu VM%s, first %u): %u changed, %u "
 		 "unchanged, %llu entries written, %llu deleted, %.2f ms",
-		 (unsigned long long)st.version, pv->id, st.changed, st.unchanged,
-		 (unsigned long long)st.entries_written, (unsigned long long)st.entries_deleted,
+		 (unsigned long long)st.version, by, p->n, p->n == 1 ? "" : "s", p->pv[0]->id,
+		 st.changed, st.unchanged, (unsigned long long)st.entries_written,
+		 (unsigned long long)st.entries_deleted,
 		 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	/* The shapers follow the rates in force; run-time grants are put back. */
+	for (size_t i = 0; i < p->n; i++) {
+		const struct vm_runtime *vr = registry_get(a->reg, p->pv[i]->id);
+
+		if (vr)
+			vmcaps_apply(a, vr);
+		ifwatch_attach(a->ifw, p->pv[i]);
+	}
 out:
 	cJSON_Delete(arec);
 	free(all.vms);
-	compiled_policy_free(one);
+	free(was);
 	return ret;
+}
+
+int vmfine_plan_link(struct agent *a, const struct deleg_link *l, struct fine_plan **out,
+		     char *msg, size_t len)
+{
+	struct fine_ctx c = { .a = a, .set = a->set, .extra = l };
+	size_t nr = 1 + a->deleg.n, n;
+	size_t *idx = calloc(nr, sizeof(*idx));
+	uint32_t *ids = calloc(nr, sizeof(*ids));
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (idx && ids) {
+		ids[0] = l->to;
+		n = deleg_below(&a->deleg, l->to, l->cap, idx, a->deleg.n);
+		for (size_t i = 0; i < n; i++)
+			ids[1 + i] = a->deleg.v[idx[i]].to;
+		ret = plan_build(&c, ids, 1 + n, 0, out, msg, len);
+	} else {
+		snprintf(msg, len, "out of memory");
+	}
+	free(idx);
+	free(ids);
+	return ret;
+}
+
+void vmfine_refresh(struct agent *a)
+{
+	struct fine_ctx c = { .a = a, .set = a->set };
+	struct fine_plan *p = NULL;
+	char msg[PATH_MAX + 256];
+	uint32_t *ids;
+	int ret;
+
+	if (!a->fine_stale || !a->set)
+		return;
+	ids = calloc(a->set->nr_vms ?: 1, sizeof(*ids));
+	if (!ids)
+		return;		/* stale still: the next tick tries again */
+	for (size_t i = 0; i < a->set->nr_vms; i++)
+		ids[i] = a->set->vms[i].id;
+	ret = plan_build(&c, ids, a->set->nr_vms, 0, &p, msg, sizeof(msg));
+	if (!ret && p->n)
+		ret = vmfine_plan_publish(a, p, "delegation ended", msg, sizeof(msg));
+	if (ret)
+		log_err("the limits delegates took from links that ended are not lifted: %s; the "
+			"next health tick tries again", msg);
+	else
+		a->fine_stale = false;
+	vmfine_plan_free(p);
+	free(ids);
 }
 
 /* cap.fine_grain {"id", "cap", "allow_ports"?, "max_bandwidth"?, "nodes"?,
@@ -336,8 +648,10 @@ cJSON *vmfine_request(struct agent *a, const cJSON *req)
 	char err[PATH_MAX + 512], why[PATH_MAX + 64];
 	struct vm_runtime vr = {}, prev = {};
 	const struct vm_runtime *old;
+	struct fine_plan *plan = NULL;
 	struct policy_vm *pv;
 	bool had = false, clear;
+	size_t below;
 	cJSON *r;
 	int bit, ret;
 
@@ -364,13 +678,35 @@ cJSON *vmfine_request(struct agent *a, const cJSON *req)
 				     cap_limited(&pv->policy_limits, bit)
 				     ? " (its policy's \"capability_limits\" stay: edit the policy)"
 				     : "");
-	if (try_compile(pv, &vr.limits, err, sizeof(err)))
-		return control_error("refused: %s; nothing changed", err);
+	/* This VM and, for this capability, every VM below it in the
+	 * delegation forest: they hold it under this VM's limits. */
+	{
+		struct fine_ctx c = { .a = a, .set = a->set, .rt_id = vr.id, .rt = &vr.limits };
+		size_t *idx = calloc(a->deleg.n + 1, sizeof(*idx));
+		uint32_t *ids = calloc(a->deleg.n + 1, sizeof(*ids));
+		size_t n = 0;
+
+		if (!idx || !ids) {
+			free(idx);
+			free(ids);
+			return control_error("out of memory; nothing changed");
+		}
+		ids[0] = vr.id;
+		n = deleg_below(&a->deleg, vr.id, (uint32_t)bit, idx, a->deleg.n);
+		for (size_t i = 0; i < n; i++)
+			ids[1 + i] = a->deleg.v[idx[i]].to;
+		ret = plan_build(&c, ids, 1 + n, vr.id, &plan, err, sizeof(err));
+		free(idx);
+		free(ids);
+		if (ret)
+			return control_error("refused: %s; nothing changed", err);
+	}
 
 	ret = audit_write(a, fine_record(clear ? "cap_fine_grain_clear" : "cap_fine_grain", vr.id,
 					 bit, clear ? NULL : &vr.limits, "control socket"),
 			  why, sizeof(why));
 	if (ret) {
+		vmfine_plan_free(plan);
 		degraded_set(&a->deg, DEG_AUDIT_UNWRITABLE, "%s", why);
 		return control_error("refused: the audit record cannot be written and synced (%s); "
 				     "nothing changed", why);
@@ -379,26 +715,17 @@ cJSON *vmfine_request(struct agent *a, const cJSON *req)
 	if (ret) {
 		snprintf(err, sizeof(err), "refused: cannot save the limit in %s/registrations.json: "
 			 "%s; nothing changed", a->opts->state_dir, strerror(-ret));
-	} else {
-		struct caps_limits was = pv->limits;
-
-		caps_limits_merge(&pv->policy_limits, &vr.limits, &pv->limits);
-		ret = publish_one(a, pv, why, sizeof(why));
-		if (ret) {
-			pv->limits = was;
-			snprintf(err, sizeof(err), "VM %u: the limit could not be published: %s",
-				 vr.id, why);
-		}
+	} else if ((ret = vmfine_plan_publish(a, plan, "cap fine-grain", why, sizeof(why)))) {
+		snprintf(err, sizeof(err), "VM %u: the limit could not be published: %s", vr.id,
+			 why);
 	}
+	below = plan->n - 1;
+	vmfine_plan_free(plan);
 	if (ret) {
 		vmcaps_undo(a, fine_record("cap_change_failed", vr.id, bit, NULL, "control socket"),
 			    "cap_fine_grain", err, had ? &prev : NULL, vr.id);
 		return control_error("%s", err);
 	}
-	/* The record came from the policy: put back run-time grants and
-	 * revokes; the shapers follow the rate in force. */
-	vmcaps_apply(a, &vr);
-	ifwatch_attach(a->ifw, pv);
 	log_info("VM %u: %s %s (policy version %llu)", vr.id, cap->valuestring,
 		 clear ? "limit from cap fine-grain cleared" : "limited by cap fine-grain",
 		 (unsigned long long)a->applied_version);
@@ -408,6 +735,8 @@ cJSON *vmfine_request(struct agent *a, const cJSON *req)
 	cJSON_AddStringToObject(r, "cap", cap->valuestring);
 	cJSON_AddBoolToObject(r, "cleared", clear);
 	cJSON_AddNumberToObject(r, "version", (double)a->applied_version);
+	/* VMs holding the capability by delegation from this one, re-limited. */
+	cJSON_AddNumberToObject(r, "delegates_changed", (double)below);
 	if (pv)
 		cJSON_AddItemToObject(r, "limits", vmfine_json(a, pv) ?: cJSON_CreateObject());
 	return r;

@@ -397,3 +397,32 @@ bool caps_limits_empty(const struct caps_limits *l)
 {
 	return !l->has_ports && !l->rate_bytes && !l->has_nodes;
 }
+
+bool caps_limits_equal(const struct caps_limits *a, const struct caps_limits *b)
+{
+	if (a->has_ports != b->has_ports || a->rate_bytes != b->rate_bytes ||
+	    a->has_nodes != b->has_nodes)
+		return false;
+	if (a->has_ports && (a->ports.nr != b->ports.nr ||
+			     memcmp(a->ports.r, b->ports.r, a->ports.nr * sizeof(a->ports.r[0]))))
+		return false;
+	return !a->has_nodes || (a->nr_nodes == b->nr_nodes &&
+				 !memcmp(a->nodes, b->nodes, a->nr_nodes * sizeof(a->nodes[0])));
+}
+
+void caps_limits_part(const struct caps_limits *l, unsigned int parts, struct caps_limits *out)
+{
+	struct caps_limits o = { 0 };
+
+	if (parts & CAPS_PART_NETWORK) {
+		o.has_ports = l->has_ports;
+		o.ports = l->ports;
+		o.rate_bytes = l->rate_bytes;
+	}
+	if (parts & CAPS_PART_GPU) {
+		o.has_nodes = l->has_nodes;
+		o.nr_nodes = l->nr_nodes;
+		memcpy(o.nodes, l->nodes, sizeof(o.nodes));
+	}
+	*out = o;
+}

@@ -100,5 +100,13 @@ bool caps_nodes_has(const struct caps_limits *l, uint32_t major, uint32_t minor)
 void caps_limits_merge(const struct caps_limits *a, const struct caps_limits *b,
 		       struct caps_limits *out);
 bool caps_limits_empty(const struct caps_limits *l);
+bool caps_limits_equal(const struct caps_limits *a, const struct caps_limits *b);
+
+/* The parts of a limit, by the capability they narrow. */
+#define CAPS_PART_NETWORK	0x1u	/* ports and rate */
+#define CAPS_PART_GPU		0x2u	/* nodes */
+/* out = the parts of l named by parts (the others absent): what a
+ * delegate takes with one capability from its giver's limits. */
+void caps_limits_part(const struct caps_limits *l, unsigned int parts, struct caps_limits *out);
 
 #endif

@@ -188,6 +188,50 @@ static void test_merge(void)
 	ASSERT_STREQ(buf, "50Mbit/s", "rate format");
 }
 
+/* A delegate takes its giver's limits for one capability only, and
+ * merging them can only narrow what it has. */
+static void test_part(void)
+{
+	struct caps_limits giver = { 0 }, own = { 0 }, part, out;
+	char buf[256];
+
+	giver.has_ports = true;
+	giver.ports = ports_of("443,8000-8100");
+	giver.rate_bytes = 2500000;
+	caps_nodes_add(&giver, (struct caps_node){ 226, 0 });
+	caps_limits_part(&giver, CAPS_PART_NETWORK, &part);
+	ASSERT_TRUE(part.has_ports && part.rate_bytes == 2500000 && !part.has_nodes,
+		    "part NETWORK: ports and rate, not the GPU nodes");
+	caps_limits_part(&giver, CAPS_PART_GPU, &part);
+	ASSERT_TRUE(!part.has_ports && !part.rate_bytes && part.has_nodes && part.nr_nodes == 1,
+		    "part GPU: the nodes alone");
+	caps_limits_part(&giver, CAPS_PART_NETWORK | CAPS_PART_GPU, &part);
+	ASSERT_TRUE(caps_limits_equal(&part, &giver), "both parts: the whole limit");
+
+	own.has_ports = true;
+	own.ports = ports_of("22,443,8080");
+	own.rate_bytes = 12500000;
+	caps_limits_part(&giver, CAPS_PART_NETWORK, &part);
+	caps_limits_merge(&own, &part, &out);
+	caps_ports_format(&out.ports, buf, sizeof(buf));
+	ASSERT_STREQ(buf, "443,8080", "own ∩ giver's ports");
+	ASSERT_EQ(out.rate_bytes, 2500000, "the giver's lower rate wins");
+	ASSERT_TRUE(!out.has_nodes, "no node limit taken with CAP_NETWORK");
+
+	ASSERT_TRUE(caps_limits_equal(&out, &out), "equal: itself");
+	part = out;
+	part.ports.r[part.ports.nr] = (struct caps_port_range){ 9, 9 };	/* past nr: ignored */
+	ASSERT_TRUE(caps_limits_equal(&out, &part), "equal: only the ranges in use count");
+	part.rate_bytes++;
+	ASSERT_TRUE(!caps_limits_equal(&out, &part), "equal: a rate differs");
+	part = out;
+	part.ports.nr--;
+	ASSERT_TRUE(!caps_limits_equal(&out, &part), "equal: a port range differs");
+	part = out;
+	part.has_nodes = true;
+	ASSERT_TRUE(!caps_limits_equal(&out, &part), "equal: an empty node limit is a limit");
+}
+
 static void test_limits_bounds(void)
 {
 	struct caps_ports p = { 0 };
@@ -257,6 +301,7 @@ int main(void)
 	}
 	test_set_ops();
 	test_merge();
+	test_part();
 	test_limits_bounds();
 	return tap_done();
 }
