@@ -51,20 +51,21 @@ static const struct caps_limits *runtime_limits(const struct agent *a, uint32_t 
 
 /* ---- limits taken by delegation ------------------------------------------ */
 
-/* A policy "delegations" entry, as the link it becomes after the publish. */
+/* A link (the agent's, or a policy "delegations" entry as the link it
+ * becomes after the publish): `to` takes cap from `from`. */
 struct giver_entry {
 	uint32_t to, cap, from;
 };
 
 /*
- * What limits are computed against: the agent's links, a set's entries (a
- * publish: they become links after it), one link about to be made, and one
- * VM's run-time limits about to change.
+ * What limits are computed against: the agent's links and maybe a set's
+ * entries (a publish: they become links after it), indexed; one link about
+ * to be made; one VM's run-time limits about to change.
  */
 struct fine_ctx {
 	const struct agent *a;
 	const struct policy_set *set;
-	const struct giver_entry *entries;	/* sorted by (to, cap) */
+	struct giver_entry *entries;		/* sorted by (to, cap) */
 	size_t nr_entries;
 	const struct deleg_link *extra;		/* NULL: none */
 	uint32_t rt_id;				/* 0: none */
@@ -100,18 +101,45 @@ static int entry_cmp(const void *x, const void *y)
 }
 
 /*
- * The VMs vm takes cap from, into out (at most max): its link (also one
- * the kernel has ended and the health tick not yet tidied: narrower is the
- * safe side), the link about to be made, and the set's entries.
+ * Index the agent's links (also those the kernel has ended and the health
+ * tick not yet tidied: narrower is the safe side) and, with set_entries,
+ * the "delegations" entries of c->set: one sort, then a binary search per
+ * lookup, so a publish of 4096 VMs with as many links stays linear-ish.
  */
+static int ctx_index(struct fine_ctx *c, bool set_entries)
+{
+	const struct deleg_set *d = &c->a->deleg;
+	size_t n = d->n;
+
+	if (set_entries)
+		for (size_t i = 0; i < c->set->nr_vms; i++)
+			n += c->set->vms[i].nr_deleg;
+	c->nr_entries = 0;
+	if (!n)
+		return 0;
+	c->entries = calloc(n, sizeof(*c->entries));
+	if (!c->entries)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->n; i++)
+		if (!d->v[i].spent)
+			c->entries[c->nr_entries++] = (struct giver_entry){ d->v[i].to, d->v[i].cap,
+									    d->v[i].from };
+	for (size_t i = 0; set_entries && i < c->set->nr_vms; i++)
+		for (size_t k = 0; k < c->set->vms[i].nr_deleg; k++)
+			c->entries[c->nr_entries++] = (struct giver_entry){
+				c->set->vms[i].deleg[k].to, c->set->vms[i].deleg[k].cap,
+				c->set->vms[i].id };
+	qsort(c->entries, c->nr_entries, sizeof(*c->entries), entry_cmp);
+	return 0;
+}
+
+/* The VMs vm takes cap from, into out (at most max): the indexed links and
+ * the link about to be made. */
 static size_t givers(const struct fine_ctx *c, uint32_t vm, uint32_t cap, uint32_t *out,
 		     size_t max)
 {
-	const struct deleg_link *l = deleg_find(&c->a->deleg, vm, cap);
 	size_t n = 0, lo = 0, hi = c->nr_entries;
 
-	if (l && n < max)
-		out[n++] = l->from;
 	if (c->extra && c->extra->to == vm && c->extra->cap == cap && n < max)
 		out[n++] = c->extra->from;
 	while (lo < hi) {	/* the first entry not below (vm, cap) */
@@ -169,35 +197,19 @@ static void effective_limits(const struct fine_ctx *c, uint32_t id, struct caps_
 int vmfine_overlay(const struct agent *a, struct policy_set *set)
 {
 	struct fine_ctx c = { .a = a, .set = set };
-	struct giver_entry *e = NULL;
-	size_t n = 0;
 
 	if (!set)
 		return 0;
-	for (size_t i = 0; i < set->nr_vms; i++)
-		n += set->vms[i].nr_deleg;
-	if (n && !(e = calloc(n, sizeof(*e))))
+	if (ctx_index(&c, true))
 		return -ENOMEM;	/* not published: a delegate would go unlimited */
-	n = 0;
-	for (size_t i = 0; i < set->nr_vms; i++)
-		for (size_t k = 0; k < set->vms[i].nr_deleg; k++)
-			e[n++] = (struct giver_entry){ set->vms[i].deleg[k].to,
-						       set->vms[i].deleg[k].cap, set->vms[i].id };
-	if (n)
-		qsort(e, n, sizeof(*e), entry_cmp);
-	c.entries = e;
-	c.nr_entries = n;
 	for (size_t i = 0; i < set->nr_vms; i++) {
 		struct policy_vm *pv = &set->vms[i];
 
 		if (pv->quarantined)
 			continue;	/* deny-all already */
-		if (!a->deleg.n && !n)
-			caps_limits_merge(&pv->policy_limits, runtime_limits(a, pv->id), &pv->limits);
-		else
-			effective_limits(&c, pv->id, &pv->limits);
+		effective_limits(&c, pv->id, &pv->limits);
 	}
-	free(e);
+	free(c.entries);
 	return 0;
 }
 
@@ -233,13 +245,14 @@ static bool cap_limited(const struct caps_limits *l, int cap)
 
 cJSON *vmfine_json(const struct agent *a, const struct policy_vm *vm)
 {
-	static const int caps[] = { RAYOS_CAP_NETWORK, RAYOS_CAP_GPU };
 	const struct caps_limits *rt = runtime_limits(a, vm->id);
+	struct fine_ctx ctx = { .a = a, .set = a->set };
+	bool indexed = a->set && !ctx_index(&ctx, false);
 	cJSON *r = cJSON_CreateObject();
 	char buf[64];
 
-	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
-		int c = caps[i];
+	for (size_t i = 0; i < NR_LIMITED_CAPS; i++) {
+		int c = (int)limited_caps[i];
 		cJSON *o, *part;
 
 		if (!cap_limited(&vm->limits, c) && !(c == RAYOS_CAP_NETWORK &&
@@ -255,9 +268,8 @@ cJSON *vmfine_json(const struct agent *a, const struct policy_vm *vm)
 			part = cJSON_AddObjectToObject(o, "from_cap_fine_grain");
 			limits_of_cap(part, rt, c);
 		}
-		{
+		if (indexed) {
 			/* What the VMs it takes c from hold c under. */
-			struct fine_ctx ctx = { .a = a, .set = a->set };
 			struct caps_limits took = no_limits;
 			uint32_t g[8];
 			size_t n = givers(&ctx, vm->id, c, g, 8);
@@ -289,6 +301,7 @@ cJSON *vmfine_json(const struct agent *a, const struct policy_vm *vm)
 						eff == vm->fw[d].rate_bytes ? "policy" : "limit");
 		}
 	}
+	free(ctx.entries);
 	if (!r->child) {
 		cJSON_Delete(r);
 		return NULL;
@@ -588,28 +601,38 @@ out:
 	return ret;
 }
 
+/* plan_build for vm and every VM below it for cap (they hold it under
+ * vm's limits), c indexed here. */
+static int plan_below(struct fine_ctx *c, uint32_t vm, uint32_t cap, uint32_t force,
+		      struct fine_plan **out, char *msg, size_t len)
+{
+	const struct deleg_set *d = &c->a->deleg;
+	size_t *idx = calloc(d->n + 1, sizeof(*idx)), n;
+	uint32_t *ids = calloc(d->n + 1, sizeof(*ids));
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (idx && ids && !ctx_index(c, false)) {
+		ids[0] = vm;
+		n = deleg_below(d, vm, cap, idx, d->n);
+		for (size_t i = 0; i < n; i++)
+			ids[1 + i] = d->v[idx[i]].to;
+		ret = plan_build(c, ids, 1 + n, force, out, msg, len);
+	} else {
+		snprintf(msg, len, "out of memory");
+	}
+	free(c->entries);
+	free(idx);
+	free(ids);
+	return ret;
+}
+
 int vmfine_plan_link(struct agent *a, const struct deleg_link *l, struct fine_plan **out,
 		     char *msg, size_t len)
 {
 	struct fine_ctx c = { .a = a, .set = a->set, .extra = l };
-	size_t nr = 1 + a->deleg.n, n;
-	size_t *idx = calloc(nr, sizeof(*idx));
-	uint32_t *ids = calloc(nr, sizeof(*ids));
-	int ret = -ENOMEM;
 
-	*out = NULL;
-	if (idx && ids) {
-		ids[0] = l->to;
-		n = deleg_below(&a->deleg, l->to, l->cap, idx, a->deleg.n);
-		for (size_t i = 0; i < n; i++)
-			ids[1 + i] = a->deleg.v[idx[i]].to;
-		ret = plan_build(&c, ids, 1 + n, 0, out, msg, len);
-	} else {
-		snprintf(msg, len, "out of memory");
-	}
-	free(idx);
-	free(ids);
-	return ret;
+	return plan_below(&c, l->to, l->cap, 0, out, msg, len);
 }
 
 void vmfine_refresh(struct agent *a)
@@ -623,8 +646,10 @@ void vmfine_refresh(struct agent *a)
 	if (!a->fine_stale || !a->set)
 		return;
 	ids = calloc(a->set->nr_vms ?: 1, sizeof(*ids));
-	if (!ids)
+	if (!ids || ctx_index(&c, false)) {
+		free(ids);
 		return;		/* stale still: the next tick tries again */
+	}
 	for (size_t i = 0; i < a->set->nr_vms; i++)
 		ids[i] = a->set->vms[i].id;
 	ret = plan_build(&c, ids, a->set->nr_vms, 0, &p, msg, sizeof(msg));
@@ -636,6 +661,7 @@ void vmfine_refresh(struct agent *a)
 	else
 		a->fine_stale = false;
 	vmfine_plan_free(p);
+	free(c.entries);
 	free(ids);
 }
 
@@ -682,23 +708,8 @@ cJSON *vmfine_request(struct agent *a, const cJSON *req)
 	 * delegation forest: they hold it under this VM's limits. */
 	{
 		struct fine_ctx c = { .a = a, .set = a->set, .rt_id = vr.id, .rt = &vr.limits };
-		size_t *idx = calloc(a->deleg.n + 1, sizeof(*idx));
-		uint32_t *ids = calloc(a->deleg.n + 1, sizeof(*ids));
-		size_t n = 0;
 
-		if (!idx || !ids) {
-			free(idx);
-			free(ids);
-			return control_error("out of memory; nothing changed");
-		}
-		ids[0] = vr.id;
-		n = deleg_below(&a->deleg, vr.id, (uint32_t)bit, idx, a->deleg.n);
-		for (size_t i = 0; i < n; i++)
-			ids[1 + i] = a->deleg.v[idx[i]].to;
-		ret = plan_build(&c, ids, 1 + n, vr.id, &plan, err, sizeof(err));
-		free(idx);
-		free(ids);
-		if (ret)
+		if (plan_below(&c, vr.id, (uint32_t)bit, vr.id, &plan, err, sizeof(err)))
 			return control_error("refused: %s; nothing changed", err);
 	}
 
