@@ -117,6 +117,9 @@ int req_vm_id_at(const cJSON *req, const char *key, uint32_t *id);
  * removed capability, naming it). */
 cJSON *req_cap(const cJSON *req, int *bit);
 struct policy_vm *policy_vm(struct agent *a, uint32_t id);
+/* vm's disk images into the LSM's table, each in the mode its policy and
+ * its CAP_DISK_* limits leave (a registered VM's, again after a change). */
+int vms_set_images(struct agent *a, const struct policy_vm *vm);
 
 struct vm_runtime;
 

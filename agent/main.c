@@ -74,6 +74,7 @@ static void usage(FILE *f)
 "  cap list ID                 capabilities held now, with the time left, and limits\n"
 "  cap fine-grain ID CAP_NETWORK [--allow-ports 443,80,8000-8100] [--max-bandwidth 50Mbps]\n"
 "  cap fine-grain ID CAP_GPU --nodes 226:128,/dev/dri/card0 | cap fine-grain ID CAP --clear\n"
+"  cap fine-grain ID CAP_DISK_READ|CAP_DISK_WRITE --disks PATH[,PATH...]\n"
 "                              limit a capability (with the policy's limits and its\n"
 "                              firewall: the narrower wins); --clear lifts it\n"
 "  cap revoke-all [--temporary] [--vm ID|LIST | --group NAME]\n"
@@ -107,7 +108,7 @@ enum { OPT_POLICY_DIR = 256, OPT_STATE_DIR, OPT_RUN_DIR, OPT_PIN_ROOT, OPT_MAX_V
        OPT_EK, OPT_CHALLENGE, OPT_BANKS, OPT_EK_CERT, OPT_EK_CA, OPT_MASS_SHARE,
        OPT_ALLOW_MASS, OPT_KEEP_CGROUP, OPT_EXPIRES, OPT_UNTIL, OPT_TEMPORARY,
        OPT_VM, OPT_GROUP, OPT_LOG, OPT_SINCE, OPT_ALLOW_PORTS, OPT_MAX_BANDWIDTH,
-       OPT_NODES, OPT_CLEAR };
+       OPT_NODES, OPT_DISKS, OPT_CLEAR };
 
 static const struct option long_opts[] = {
 	{ "policy-dir", required_argument, NULL, OPT_POLICY_DIR },
@@ -149,6 +150,7 @@ static const struct option long_opts[] = {
 	{ "allow-ports", required_argument, NULL, OPT_ALLOW_PORTS },
 	{ "max-bandwidth", required_argument, NULL, OPT_MAX_BANDWIDTH },
 	{ "nodes", required_argument, NULL, OPT_NODES },
+	{ "disks", required_argument, NULL, OPT_DISKS },
 	{ "clear", no_argument, NULL, OPT_CLEAR },
 	{ "log", required_argument, NULL, OPT_LOG },
 	{ "since", required_argument, NULL, OPT_SINCE },
@@ -162,7 +164,7 @@ struct cli {
 	const char *iface;
 	const char *nonce, *out, *file, *pid;
 	const char *expires, *until;	/* cap grant-temp */
-	const char *allow_ports, *max_bw, *nodes;	/* cap fine-grain */
+	const char *allow_ports, *max_bw, *nodes, *disks;	/* cap fine-grain */
 	bool clear;
 	bool temporary;			/* cap revoke-all */
 	const char *vm, *group;		/* cap revoke-all selection; audit --vm */
@@ -252,6 +254,9 @@ static int parse_opts(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_NODES:
 			cli->nodes = optarg;
+			break;
+		case OPT_DISKS:
+			cli->disks = optarg;
 			break;
 		case OPT_CLEAR:
 			cli->clear = true;
@@ -890,6 +895,8 @@ static void print_cap_limits(const cJSON *limits)
 			printf(" ports %s", jstr(c, "allow_ports"));
 		cJSON_ArrayForEach(n, cJSON_GetObjectItemCaseSensitive(c, "nodes"))
 			printf(" node %s", n->valuestring);
+		cJSON_ArrayForEach(n, cJSON_GetObjectItemCaseSensitive(c, "disks"))
+			printf(" disk %s", n->valuestring);
 		d = cJSON_GetObjectItemCaseSensitive(c, "from_delegation");
 		if (d)
 			printf(" (with what VM %.0f delegated it under)", jnum(d, "from"));
@@ -1089,6 +1096,23 @@ static int cmd_cap_fine(struct cli *cli, const char *vm, const char *cap)
 	if (cli->nodes && nodes_json(cli->nodes, cJSON_AddArrayToObject(req, "nodes"))) {
 		cJSON_Delete(req);
 		return 2;
+	}
+	if (cli->disks) {
+		/* Paths as the policy's "disks" spell them: absolute and canonical
+		 * (a path that resolves is resolved; the daemon names one that is
+		 * not the VM's). */
+		cJSON *arr = cJSON_AddArrayToObject(req, "disks");
+		char buf[PATH_MAX], real[PATH_MAX], *save = NULL, *tok;
+
+		if (strlen(cli->disks) >= sizeof(buf)) {
+			fprintf(stderr, "rayos-agent: --disks: list too long\n");
+			cJSON_Delete(req);
+			return 2;
+		}
+		strcpy(buf, cli->disks);
+		for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+			cJSON_AddItemToArray(arr, cJSON_CreateString(realpath(tok, real) ? real
+									      : tok));
 	}
 	if (cli->clear)
 		cJSON_AddBoolToObject(req, "clear", 1);

@@ -213,10 +213,19 @@ int vmfine_overlay(const struct agent *a, struct policy_set *set)
 	return 0;
 }
 
-/* The part of l that limits cap, in the spellings of the CLI. */
-static void limits_of_cap(cJSON *o, const struct caps_limits *l, int cap)
+static int disk_kind(int cap)
+{
+	return cap == RAYOS_CAP_DISK_READ ? CAPS_DISK_READ :
+	       cap == RAYOS_CAP_DISK_WRITE ? CAPS_DISK_WRITE : -1;
+}
+
+/* The part of l that limits cap, in the spellings of the CLI; disks by
+ * their path among pv's (pv NULL, or a disk no longer listed: its id). */
+static void limits_of_cap(cJSON *o, const struct caps_limits *l, int cap,
+			  const struct policy_vm *pv)
 {
 	char buf[CAPS_MAX_PORT_RANGES * 12 + 8];
+	int k = disk_kind(cap);
 
 	if (cap == RAYOS_CAP_NETWORK) {
 		if (l->has_ports) {
@@ -228,19 +237,44 @@ static void limits_of_cap(cJSON *o, const struct caps_limits *l, int cap)
 			cJSON_AddStringToObject(o, "max_bandwidth", buf);
 			cJSON_AddNumberToObject(o, "max_bandwidth_bytes", (double)l->rate_bytes);
 		}
-	} else if (l->has_nodes) {
+	} else if (cap == RAYOS_CAP_GPU && l->has_nodes) {
 		cJSON *arr = cJSON_AddArrayToObject(o, "nodes");
 
 		for (uint32_t i = 0; i < l->nr_nodes; i++) {
 			snprintf(buf, sizeof(buf), "%u:%u", l->nodes[i].major, l->nodes[i].minor);
 			cJSON_AddItemToArray(arr, cJSON_CreateString(buf));
 		}
+	} else if (k >= 0 && l->has_disks[k]) {
+		cJSON *arr = cJSON_AddArrayToObject(o, "disks");
+
+		for (uint32_t i = 0; i < l->disks[k].nr; i++) {
+			const char *path = NULL;
+
+			for (size_t d = 0; pv && !path && d < pv->nr_disks; d++) {
+				struct caps_disk_id id;
+
+				caps_disk_id(pv->disks[d].path, &id);
+				if (!memcmp(&id, &l->disks[k].id[i], sizeof(id)))
+					path = pv->disks[d].path;
+			}
+			if (!path) {
+				strcpy(buf, "id:");
+				caps_disk_id_hex(&l->disks[k].id[i], buf + 3);
+			}
+			cJSON_AddItemToArray(arr, cJSON_CreateString(path ?: buf));
+		}
 	}
 }
 
 static bool cap_limited(const struct caps_limits *l, int cap)
 {
-	return cap == RAYOS_CAP_NETWORK ? l->has_ports || l->rate_bytes : l->has_nodes;
+	int k = disk_kind(cap);
+
+	if (cap == RAYOS_CAP_NETWORK)
+		return l->has_ports || l->rate_bytes;
+	if (cap == RAYOS_CAP_GPU)
+		return l->has_nodes;
+	return k >= 0 && l->has_disks[k];
 }
 
 cJSON *vmfine_json(const struct agent *a, const struct policy_vm *vm)
@@ -251,24 +285,27 @@ cJSON *vmfine_json(const struct agent *a, const struct policy_vm *vm)
 	cJSON *r = cJSON_CreateObject();
 	char buf[64];
 
-	for (size_t i = 0; i < NR_LIMITED_CAPS; i++) {
-		int c = (int)limited_caps[i];
+	static const int json_caps[] = { RAYOS_CAP_NETWORK, RAYOS_CAP_GPU, RAYOS_CAP_DISK_READ,
+					 RAYOS_CAP_DISK_WRITE };
+
+	for (size_t i = 0; i < sizeof(json_caps) / sizeof(json_caps[0]); i++) {
+		int c = json_caps[i];
 		cJSON *o, *part;
 
 		if (!cap_limited(&vm->limits, c) && !(c == RAYOS_CAP_NETWORK &&
 		    (vm->fw[RAYOS_DIR_IN].rate_bytes || vm->fw[RAYOS_DIR_OUT].rate_bytes)))
 			continue;
 		o = cJSON_AddObjectToObject(r, policy_cap_name(c));
-		limits_of_cap(o, &vm->limits, c);	/* effective */
+		limits_of_cap(o, &vm->limits, c, vm);	/* effective */
 		if (cap_limited(&vm->policy_limits, c)) {
 			part = cJSON_AddObjectToObject(o, "from_policy");
-			limits_of_cap(part, &vm->policy_limits, c);
+			limits_of_cap(part, &vm->policy_limits, c, vm);
 		}
 		if (cap_limited(rt, c)) {
 			part = cJSON_AddObjectToObject(o, "from_cap_fine_grain");
-			limits_of_cap(part, rt, c);
+			limits_of_cap(part, rt, c, vm);
 		}
-		if (indexed) {
+		if (indexed && cap_part((uint32_t)c)) {
 			/* What the VMs it takes c from hold c under. */
 			struct caps_limits took = no_limits;
 			uint32_t g[8];
@@ -279,7 +316,7 @@ cJSON *vmfine_json(const struct agent *a, const struct policy_vm *vm)
 			if (n && cap_limited(&took, c)) {
 				part = cJSON_AddObjectToObject(o, "from_delegation");
 				cJSON_AddNumberToObject(part, "from", g[0]);
-				limits_of_cap(part, &took, c);
+				limits_of_cap(part, &took, c, NULL);
 			}
 		}
 		if (c != RAYOS_CAP_NETWORK)
@@ -310,7 +347,7 @@ cJSON *vmfine_json(const struct agent *a, const struct policy_vm *vm)
 }
 
 static cJSON *fine_record(const char *event, uint32_t vm, int cap, const struct caps_limits *l,
-			  const char *by)
+			  const struct policy_vm *pv, const char *by)
 {
 	cJSON *j = cJSON_CreateObject();
 
@@ -320,49 +357,59 @@ static cJSON *fine_record(const char *event, uint32_t vm, int cap, const struct 
 	cJSON_AddNumberToObject(j, "vm", vm);
 	cJSON_AddStringToObject(j, "cap", policy_cap_name(cap));
 	if (l)
-		limits_of_cap(j, l, cap);
+		limits_of_cap(j, l, cap, pv);
 	cJSON_AddStringToObject(j, "by", by);
 	return j;
 }
 
 /* The request's parameters for cap: into *l (the cap's part replaced, the
- * rest kept).  NULL, or the error reply. */
+ * rest kept); disks must be pv's.  NULL, or the error reply. */
 static cJSON *parse_params(const cJSON *req, int cap, const char *cap_name,
-			   struct caps_limits *l, bool *clear)
+			   const struct policy_vm *pv, struct caps_limits *l, bool *clear)
 {
 	const cJSON *ports = cJSON_GetObjectItemCaseSensitive(req, "allow_ports");
 	const cJSON *rate = cJSON_GetObjectItemCaseSensitive(req, "max_bandwidth");
 	const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(req, "nodes");
+	const cJSON *disks = cJSON_GetObjectItemCaseSensitive(req, "disks");
 	const cJSON *clr = cJSON_GetObjectItemCaseSensitive(req, "clear"), *n;
+	bool net = ports || rate;
+	int k = disk_kind(cap);
 	char err[256];
 
 	*clear = cJSON_IsTrue(clr);
 	if ((ports && !cJSON_IsString(ports)) || (rate && !cJSON_IsString(rate)) ||
-	    (nodes && !cJSON_IsArray(nodes)) || (clr && !cJSON_IsBool(clr)))
+	    (nodes && !cJSON_IsArray(nodes)) || (disks && !cJSON_IsArray(disks)) ||
+	    (clr && !cJSON_IsBool(clr)))
 		return control_error("\"allow_ports\" and \"max_bandwidth\" are strings, \"nodes\" "
-				     "an array of strings, \"clear\" a boolean");
-	if (*clear && (ports || rate || nodes))
+				     "and \"disks\" arrays of strings, \"clear\" a boolean");
+	if (*clear && (net || nodes || disks))
 		return control_error("--clear takes no limits with it; nothing changed");
-	if (!*clear && !ports && !rate && !nodes)
+	if (!*clear && !net && !nodes && !disks)
 		return control_error("give --allow-ports and/or --max-bandwidth (CAP_NETWORK), "
-				     "--nodes (CAP_GPU), or --clear");
-	if (cap != RAYOS_CAP_NETWORK && cap != RAYOS_CAP_GPU)
+				     "--nodes (CAP_GPU), --disks (CAP_DISK_READ, CAP_DISK_WRITE), "
+				     "or --clear");
+	if (cap != RAYOS_CAP_NETWORK && cap != RAYOS_CAP_GPU && k < 0)
 		return control_error("%s has no fine-grained limits (CAP_NETWORK: --allow-ports, "
-				     "--max-bandwidth; CAP_GPU: --nodes); nothing changed", cap_name);
-	if (cap == RAYOS_CAP_GPU && (ports || rate))
-		return control_error("--allow-ports and --max-bandwidth limit CAP_NETWORK, not "
-				     "CAP_GPU (it takes --nodes); nothing changed");
-	if (cap == RAYOS_CAP_NETWORK && nodes)
-		return control_error("--nodes limits CAP_GPU, not CAP_NETWORK (it takes "
-				     "--allow-ports, --max-bandwidth); nothing changed");
+				     "--max-bandwidth; CAP_GPU: --nodes; CAP_DISK_READ, "
+				     "CAP_DISK_WRITE: --disks); nothing changed", cap_name);
+	if ((net && cap != RAYOS_CAP_NETWORK) || (nodes && cap != RAYOS_CAP_GPU) ||
+	    (disks && k < 0))
+		return control_error("%s limit%s %s, not %s; nothing changed",
+				     net ? "--allow-ports and --max-bandwidth" :
+				     nodes ? "--nodes" : "--disks", net ? "" : "s",
+				     net ? "CAP_NETWORK" : nodes ? "CAP_GPU" :
+				     "CAP_DISK_READ and CAP_DISK_WRITE", cap_name);
 	if (*clear) {
 		if (cap == RAYOS_CAP_NETWORK) {
 			l->has_ports = false;
 			memset(&l->ports, 0, sizeof(l->ports));
 			l->rate_bytes = 0;
-		} else {
+		} else if (cap == RAYOS_CAP_GPU) {
 			l->has_nodes = false;
 			l->nr_nodes = 0;
+		} else {
+			l->has_disks[k] = false;
+			memset(&l->disks[k], 0, sizeof(l->disks[k]));
 		}
 		return NULL;
 	}
@@ -396,6 +443,32 @@ static cJSON *parse_params(const cJSON *req, int cap, const char *cap_name,
 		l->has_nodes = true;
 		l->nr_nodes = tmp.nr_nodes;
 		memcpy(l->nodes, tmp.nodes, sizeof(l->nodes));
+	}
+	if (disks) {
+		struct caps_disks tmp = { 0 };
+
+		if (!cJSON_GetArraySize(disks))
+			return control_error("--disks: empty list (to refuse every disk, revoke %s); "
+					     "nothing changed", cap_name);
+		cJSON_ArrayForEach(n, disks) {
+			struct caps_disk_id id;
+			bool found = false;
+
+			if (!cJSON_IsString(n))
+				return control_error("--disks: items are disk paths (strings)");
+			for (size_t d = 0; d < pv->nr_disks && !found; d++)
+				found = !strcmp(pv->disks[d].path, n->valuestring);
+			if (!found)
+				return control_error("--disks: %.300s is not one of VM %u's disks (%zu "
+						     "in its policy's \"disks\"); nothing changed",
+						     n->valuestring, pv->id, pv->nr_disks);
+			caps_disk_id(n->valuestring, &id);
+			if (caps_disks_add(&tmp, &id))
+				return control_error("--disks: more than %d disks; nothing changed",
+						     CAPS_MAX_DISKS);
+		}
+		l->has_disks[k] = true;
+		l->disks[k] = tmp;
 	}
 	return NULL;
 }
@@ -592,6 +665,9 @@ int vmfine_plan_publish(struct agent *a, struct fine_plan *p, const char *by, ch
 
 		if (vr)
 			vmcaps_apply(a, vr);
+		if (vr && vr->cgroup[0] && vms_set_images(a, p->pv[i]))
+			log_warn("VM %u: its disk images' modes are not updated to its limits",
+				 p->pv[i]->id);
 		ifwatch_attach(a->ifw, p->pv[i]);
 	}
 out:
@@ -695,7 +771,7 @@ cJSON *vmfine_request(struct agent *a, const cJSON *req)
 		vr = prev = *old;
 		had = true;
 	}
-	r = parse_params(req, bit, cap->valuestring, &vr.limits, &clear);
+	r = parse_params(req, bit, cap->valuestring, pv, &vr.limits, &clear);
 	if (r)
 		return r;
 	if (clear && !cap_limited(&prev.limits, bit))
@@ -714,7 +790,7 @@ cJSON *vmfine_request(struct agent *a, const cJSON *req)
 	}
 
 	ret = audit_write(a, fine_record(clear ? "cap_fine_grain_clear" : "cap_fine_grain", vr.id,
-					 bit, clear ? NULL : &vr.limits, "control socket"),
+					 bit, clear ? NULL : &vr.limits, pv, "control socket"),
 			  why, sizeof(why));
 	if (ret) {
 		vmfine_plan_free(plan);
@@ -733,7 +809,8 @@ cJSON *vmfine_request(struct agent *a, const cJSON *req)
 	below = plan->n - 1;
 	vmfine_plan_free(plan);
 	if (ret) {
-		vmcaps_undo(a, fine_record("cap_change_failed", vr.id, bit, NULL, "control socket"),
+		vmcaps_undo(a, fine_record("cap_change_failed", vr.id, bit, NULL, NULL,
+						   "control socket"),
 			    "cap_fine_grain", err, had ? &prev : NULL, vr.id);
 		return control_error("%s", err);
 	}

@@ -467,10 +467,7 @@ static int confine(struct agent *a, const struct policy_vm *vm, pid_t pid, bool 
 		if (err)
 			goto fail;
 	}
-	for (size_t i = 0; !err && i < vm->nr_disks; i++)
-		if (!vm->disks[i].is_block)
-			err = loader_dev_set_image(a->ld, vm->id, vm->disks[i].path,
-						   vm->disks[i].mode);
+	err = vms_set_images(a, vm);
 	if (err) {
 		snprintf(msg, msglen, "cannot register the disk images: %s", strerror(-err));
 		goto fail;
@@ -862,6 +859,29 @@ cJSON *vms_unregister(struct agent *a, const cJSON *req)
 
 /* The VM's disks and what it may do to each now: the policy's mode and
  * the capabilities its record holds (run-time grants included). */
+/* The access a disk's mode leaves under vm's CAP_DISK_* limits. */
+static uint8_t disk_mode(const struct policy_vm *vm, const struct policy_disk *d)
+{
+	uint8_t m = d->mode;
+
+	if (!caps_disk_allowed(&vm->limits, CAPS_DISK_READ, d->path))
+		m &= (uint8_t)~RAYOS_DEV_ACC_READ;
+	if (!caps_disk_allowed(&vm->limits, CAPS_DISK_WRITE, d->path))
+		m &= (uint8_t)~RAYOS_DEV_ACC_WRITE;
+	return m;
+}
+
+int vms_set_images(struct agent *a, const struct policy_vm *vm)
+{
+	int err = 0;
+
+	for (size_t i = 0; !err && i < vm->nr_disks; i++)
+		if (!vm->disks[i].is_block)
+			err = loader_dev_set_image(a->ld, vm->id, vm->disks[i].path,
+						   disk_mode(vm, &vm->disks[i]));
+	return err;
+}
+
 static cJSON *disks_json(struct agent *a, const struct policy_vm *vm)
 {
 	cJSON *arr = cJSON_CreateArray();
@@ -873,11 +893,12 @@ static cJSON *disks_json(struct agent *a, const struct policy_vm *vm)
 	for (size_t i = 0; arr && i < vm->nr_disks; i++) {
 		const struct policy_disk *d = &vm->disks[i];
 		cJSON *o = cJSON_CreateObject();
+		uint8_t mode = disk_mode(vm, d);	/* under the CAP_DISK_* limits */
 		char access[3] = "";
 
-		if (caps & (1ULL << RAYOS_CAP_DISK_READ))
+		if ((caps & (1ULL << RAYOS_CAP_DISK_READ)) && (mode & RAYOS_DEV_ACC_READ))
 			strcat(access, "r");
-		if ((caps & (1ULL << RAYOS_CAP_DISK_WRITE)) && (d->mode & RAYOS_DEV_ACC_WRITE))
+		if ((caps & (1ULL << RAYOS_CAP_DISK_WRITE)) && (mode & RAYOS_DEV_ACC_WRITE))
 			strcat(access, "w");
 		cJSON_AddStringToObject(o, "path", d->path);
 		cJSON_AddStringToObject(o, "mode", d->mode & RAYOS_DEV_ACC_WRITE ? "rw" : "ro");

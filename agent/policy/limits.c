@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "agent/core/digest.h"
 #include "agent/policy/limits.h"
 
 int caps_ports_add(struct caps_ports *p, uint32_t lo, uint32_t hi)
@@ -390,12 +391,91 @@ void caps_limits_merge(const struct caps_limits *a, const struct caps_limits *b,
 		o.nr_nodes = src->nr_nodes;
 		memcpy(o.nodes, src->nodes, sizeof(o.nodes));
 	}
+	for (int k = 0; k < CAPS_DISK_KINDS; k++) {
+		o.has_disks[k] = a->has_disks[k] || b->has_disks[k];
+		if (a->has_disks[k] && b->has_disks[k]) {
+			for (uint32_t i = 0; i < a->disks[k].nr; i++)
+				if (caps_disks_has(&b->disks[k], &a->disks[k].id[i]))
+					o.disks[k].id[o.disks[k].nr++] = a->disks[k].id[i];
+		} else if (o.has_disks[k]) {
+			o.disks[k] = a->has_disks[k] ? a->disks[k] : b->disks[k];
+		}
+	}
 	*out = o;
 }
 
 bool caps_limits_empty(const struct caps_limits *l)
 {
-	return !l->has_ports && !l->rate_bytes && !l->has_nodes;
+	return !l->has_ports && !l->rate_bytes && !l->has_nodes && !l->has_disks[0] &&
+	       !l->has_disks[1];
+}
+
+void caps_disk_id(const char *path, struct caps_disk_id *out)
+{
+	uint8_t d[SHA256_DIGEST_LEN];
+
+	sha256(path, strlen(path), d);
+	memcpy(out->b, d, sizeof(out->b));
+}
+
+static int disk_id_cmp(const struct caps_disk_id *a, const struct caps_disk_id *b)
+{
+	return memcmp(a->b, b->b, sizeof(a->b));
+}
+
+int caps_disks_add(struct caps_disks *d, const struct caps_disk_id *id)
+{
+	uint32_t i = 0;
+
+	while (i < d->nr && disk_id_cmp(&d->id[i], id) < 0)
+		i++;
+	if (i < d->nr && !disk_id_cmp(&d->id[i], id))
+		return 0;
+	if (d->nr == CAPS_MAX_DISKS)
+		return -E2BIG;
+	memmove(&d->id[i + 1], &d->id[i], (d->nr - i) * sizeof(d->id[0]));
+	d->id[i] = *id;
+	d->nr++;
+	return 0;
+}
+
+bool caps_disks_has(const struct caps_disks *d, const struct caps_disk_id *id)
+{
+	for (uint32_t i = 0; i < d->nr; i++)
+		if (!disk_id_cmp(&d->id[i], id))
+			return true;
+	return false;
+}
+
+bool caps_disk_allowed(const struct caps_limits *l, int kind, const char *path)
+{
+	struct caps_disk_id id;
+
+	if (kind < 0 || kind >= CAPS_DISK_KINDS || !l->has_disks[kind])
+		return true;
+	caps_disk_id(path, &id);
+	return caps_disks_has(&l->disks[kind], &id);
+}
+
+void caps_disk_id_hex(const struct caps_disk_id *id, char hex[33])
+{
+	for (size_t i = 0; i < sizeof(id->b); i++)
+		snprintf(hex + 2 * i, 3, "%02x", id->b[i]);
+}
+
+int caps_disk_id_parse(const char *hex, struct caps_disk_id *out)
+{
+	if (strlen(hex) != 2 * sizeof(out->b))
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(out->b); i++) {
+		unsigned int v;
+
+		if (!isxdigit((unsigned char)hex[2 * i]) || !isxdigit((unsigned char)hex[2 * i + 1]) ||
+		    sscanf(hex + 2 * i, "%2x", &v) != 1)
+			return -EINVAL;
+		out->b[i] = (uint8_t)v;
+	}
+	return 0;
 }
 
 bool caps_limits_equal(const struct caps_limits *a, const struct caps_limits *b)
@@ -406,6 +486,12 @@ bool caps_limits_equal(const struct caps_limits *a, const struct caps_limits *b)
 	if (a->has_ports && (a->ports.nr != b->ports.nr ||
 			     memcmp(a->ports.r, b->ports.r, a->ports.nr * sizeof(a->ports.r[0]))))
 		return false;
+	for (int k = 0; k < CAPS_DISK_KINDS; k++)
+		if (a->has_disks[k] != b->has_disks[k] ||
+		    (a->has_disks[k] && (a->disks[k].nr != b->disks[k].nr ||
+					 memcmp(a->disks[k].id, b->disks[k].id,
+						a->disks[k].nr * sizeof(a->disks[k].id[0])))))
+			return false;
 	return !a->has_nodes || (a->nr_nodes == b->nr_nodes &&
 				 !memcmp(a->nodes, b->nodes, a->nr_nodes * sizeof(a->nodes[0])));
 }
@@ -424,5 +510,10 @@ void caps_limits_part(const struct caps_limits *l, unsigned int parts, struct ca
 		o.nr_nodes = l->nr_nodes;
 		memcpy(o.nodes, l->nodes, sizeof(o.nodes));
 	}
+	for (int k = 0; k < CAPS_DISK_KINDS; k++)
+		if (parts & (k == CAPS_DISK_READ ? CAPS_PART_DISK_READ : CAPS_PART_DISK_WRITE)) {
+			o.has_disks[k] = l->has_disks[k];
+			o.disks[k] = l->disks[k];
+		}
 	*out = o;
 }

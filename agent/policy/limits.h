@@ -21,6 +21,7 @@
 #define CAPS_MAX_LIST_RANGES	32
 #define CAPS_MAX_PORT_RANGES	64
 #define CAPS_MAX_NODES		16
+#define CAPS_MAX_DISKS		16
 /* Rates: from 8 kbit/s (below it a shaper queues one frame for seconds)
  * to what the policy's "bandwidth" accepts (2^53 bytes/s). */
 #define CAPS_RATE_MIN_BYTES	1000ULL
@@ -41,6 +42,21 @@ struct caps_node {
 	uint32_t major, minor;
 };
 
+/* One of a VM's "disks", by the first 16 bytes of the SHA-256 of its path:
+ * a limit names disks the policy lists, and a path may be 4 KiB long. */
+struct caps_disk_id {
+	uint8_t b[16];
+};
+
+/* A set of disks: sorted, unique. */
+struct caps_disks {
+	uint32_t nr;
+	struct caps_disk_id id[CAPS_MAX_DISKS];
+};
+
+/* caps_limits.disks[]: which disk capability a list narrows. */
+enum { CAPS_DISK_READ = 0, CAPS_DISK_WRITE = 1, CAPS_DISK_KINDS = 2 };
+
 /*
  * The limits on one VM's capabilities.  Each part is either absent (no
  * limit) or a set the capability is narrowed to; an empty set is a limit
@@ -53,6 +69,9 @@ struct caps_limits {
 	bool has_nodes;			/* CAP_GPU: only these nodes */
 	uint32_t nr_nodes;
 	struct caps_node nodes[CAPS_MAX_NODES];	/* sorted, unique */
+	/* CAP_DISK_READ / CAP_DISK_WRITE: only these of the VM's disks */
+	bool has_disks[CAPS_DISK_KINDS];
+	struct caps_disks disks[CAPS_DISK_KINDS];
 };
 
 /* "443,80,8000-8100": ports 1..65535 and lo-hi ranges with lo <= hi,
@@ -95,8 +114,20 @@ int caps_parse_node(const char *s, struct caps_node *out, char *err, size_t errl
 int caps_nodes_add(struct caps_limits *l, struct caps_node n);
 bool caps_nodes_has(const struct caps_limits *l, uint32_t major, uint32_t minor);
 
-/* out = the limits of a and b together: ports and nodes intersect, the
- * lower rate wins; a part present in only one is taken from it. */
+/* The id of a disk path (as the policy's "disks" spell it). */
+void caps_disk_id(const char *path, struct caps_disk_id *out);
+/* Add a disk to d: 0, or -E2BIG beyond CAPS_MAX_DISKS. */
+int caps_disks_add(struct caps_disks *d, const struct caps_disk_id *id);
+bool caps_disks_has(const struct caps_disks *d, const struct caps_disk_id *id);
+/* Whether kind (CAPS_DISK_READ/WRITE) reaches the disk at path under l: no
+ * list for kind, or path is in it. */
+bool caps_disk_allowed(const struct caps_limits *l, int kind, const char *path);
+/* The disk id as 32 hex digits, and back (-EINVAL). */
+void caps_disk_id_hex(const struct caps_disk_id *id, char hex[33]);
+int caps_disk_id_parse(const char *hex, struct caps_disk_id *out);
+
+/* out = the limits of a and b together: ports, nodes and disks intersect,
+ * the lower rate wins; a part present in only one is taken from it. */
 void caps_limits_merge(const struct caps_limits *a, const struct caps_limits *b,
 		       struct caps_limits *out);
 bool caps_limits_empty(const struct caps_limits *l);
@@ -105,6 +136,8 @@ bool caps_limits_equal(const struct caps_limits *a, const struct caps_limits *b)
 /* The parts of a limit, by the capability they narrow. */
 #define CAPS_PART_NETWORK	0x1u	/* ports and rate */
 #define CAPS_PART_GPU		0x2u	/* nodes */
+#define CAPS_PART_DISK_READ	0x4u	/* disks[CAPS_DISK_READ] */
+#define CAPS_PART_DISK_WRITE	0x8u	/* disks[CAPS_DISK_WRITE] */
 /* out = the parts of l named by parts (the others absent): what a
  * delegate takes with one capability from its giver's limits. */
 void caps_limits_part(const struct caps_limits *l, unsigned int parts, struct caps_limits *out);

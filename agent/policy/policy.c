@@ -1881,22 +1881,42 @@ static int limit_field(struct pctx *c, const cJSON *it, void *arg)
 		}
 		return 0;
 	}
-	return unknown_key(c, k, "allow_ports, max_bandwidth, nodes");
+	if (!strcmp(k, "disks")) {
+		const cJSON *n;
+
+		if (!cJSON_IsArray(it) || !cJSON_GetArraySize(it))
+			return fail(c, "\"disks\" is a non-empty array of the VM's disk paths "
+				    "(as its \"disks\" spell them)");
+		l->has_disks[CAPS_DISK_READ] = true;	/* the caller moves it where it belongs */
+		cJSON_ArrayForEach(n, it) {
+			struct caps_disk_id id;
+
+			if (!cJSON_IsString(n) || n->valuestring[0] != '/')
+				return fail(c, "disk: expected an absolute path, got %s",
+					    cJSON_IsString(n) ? n->valuestring : type_name(n));
+			caps_disk_id(n->valuestring, &id);
+			if (caps_disks_add(&l->disks[CAPS_DISK_READ], &id))
+				return fail(c, "more than %d disks", CAPS_MAX_DISKS);
+		}
+		return 0;
+	}
+	return unknown_key(c, k, "allow_ports, max_bandwidth, nodes, disks");
 }
 
 /* "capability_limits": {"CAP_NETWORK": {"allow_ports", "max_bandwidth"},
- * "CAP_GPU": {"nodes"}}. */
+ * "CAP_GPU": {"nodes"}, "CAP_DISK_READ"/"CAP_DISK_WRITE": {"disks"}}. */
 static int limits_cap_field(struct pctx *c, const cJSON *it, void *arg)
 {
 	struct caps_limits *l = arg, one = { 0 };
 	int cap = policy_cap_from_name(it->string), ret;
 	const cJSON *k;
+	bool disk = cap == RAYOS_CAP_DISK_READ || cap == RAYOS_CAP_DISK_WRITE;
 
 	if (cap < 0)
 		return fail(c, "unknown capability \"%s\"", it->string);
-	if (cap != RAYOS_CAP_NETWORK && cap != RAYOS_CAP_GPU)
+	if (cap != RAYOS_CAP_NETWORK && cap != RAYOS_CAP_GPU && !disk)
 		return fail(c, "%s takes no limits (CAP_NETWORK: allow_ports, max_bandwidth; "
-			    "CAP_GPU: nodes)", it->string);
+			    "CAP_GPU: nodes; CAP_DISK_READ, CAP_DISK_WRITE: disks)", it->string);
 	ret = for_each_field(c, it, limit_field, &one);
 	if (ret)
 		return ret;
@@ -1904,20 +1924,27 @@ static int limits_cap_field(struct pctx *c, const cJSON *it, void *arg)
 		return fail(c, "no limits given for %s", it->string);
 	cJSON_ArrayForEach(k, it) {
 		bool net = !strcmp(k->string, "allow_ports") || !strcmp(k->string, "max_bandwidth");
+		bool nodes = !strcmp(k->string, "nodes"), disks = !strcmp(k->string, "disks");
+		bool fits = cap == RAYOS_CAP_NETWORK ? net : cap == RAYOS_CAP_GPU ? nodes : disks;
 
-		if ((cap == RAYOS_CAP_NETWORK && !strcmp(k->string, "nodes")) ||
-		    (cap == RAYOS_CAP_GPU && net))
+		if (!fits && (net || nodes || disks))	/* others: x- comments */
 			return fail(c, "\"%s\" does not limit %s (CAP_NETWORK: allow_ports, "
-				    "max_bandwidth; CAP_GPU: nodes)", k->string, it->string);
+				    "max_bandwidth; CAP_GPU: nodes; CAP_DISK_READ, CAP_DISK_WRITE: "
+				    "disks)", k->string, it->string);
 	}
 	if (cap == RAYOS_CAP_NETWORK) {
 		l->has_ports = one.has_ports;
 		l->ports = one.ports;
 		l->rate_bytes = one.rate_bytes;
-	} else {
+	} else if (cap == RAYOS_CAP_GPU) {
 		l->has_nodes = one.has_nodes;
 		l->nr_nodes = one.nr_nodes;
 		memcpy(l->nodes, one.nodes, sizeof(l->nodes));
+	} else {
+		int kind = cap == RAYOS_CAP_DISK_READ ? CAPS_DISK_READ : CAPS_DISK_WRITE;
+
+		l->has_disks[kind] = true;
+		l->disks[kind] = one.disks[CAPS_DISK_READ];	/* where limit_field put it */
 	}
 	return 0;
 }
@@ -2444,6 +2471,28 @@ static int flatten_vm(struct linker *l, const struct vm_ref *vr, struct policy_v
 			out->nr_disks = chain[i]->nr_disks;
 			out->disks = chain[i]->disks;
 			break;
+		}
+	/* A disk limit names disks of the VM, which a typo must not turn into
+	 * a silent "none". */
+	for (d = 0; d < CAPS_DISK_KINDS; d++)
+		for (uint32_t k = 0; out->policy_limits.has_disks[d] &&
+				     k < out->policy_limits.disks[d].nr; k++) {
+			bool found = false;
+
+			for (i = 0; i < out->nr_disks && !found; i++) {
+				struct caps_disk_id id;
+
+				caps_disk_id(out->disks[i].path, &id);
+				found = !memcmp(&id, &out->policy_limits.disks[d].id[k], sizeof(id));
+			}
+			if (!found) {
+				free(chain);
+				vm_ctx(&c, vr, "capability_limits");
+				return fail(&c, "%s lists a disk that is not one of this VM's "
+					    "\"disks\" (%zu): name each by its \"path\" there",
+					    d == CAPS_DISK_READ ? "CAP_DISK_READ" : "CAP_DISK_WRITE",
+					    out->nr_disks);
+			}
 		}
 	/* control_rates: each kind from the strongest level that sets it */
 	for (int k = 0; k < RAYOS_CTL_MAX; k++) {

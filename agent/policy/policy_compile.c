@@ -586,7 +586,16 @@ static int compile_devices(const struct policy_vm *vm, struct compiled_vm *cvm)
 		if (!e)
 			return -ENOMEM;
 		e->val.disk |= d->mode;
+		/* CAP_DISK_* limited to listed disks: mark those. */
+		if (caps_disk_allowed(&vm->limits, CAPS_DISK_READ, d->path))
+			e->val.limit |= RAYOS_DEV_LIMIT_DISK_READ;
+		if (caps_disk_allowed(&vm->limits, CAPS_DISK_WRITE, d->path))
+			e->val.limit |= RAYOS_DEV_LIMIT_DISK_WRITE;
 	}
+	if (vm->limits.has_disks[CAPS_DISK_READ])
+		cvm->vm.flags |= RAYOS_VMF_DISK_READ_LIMIT;
+	if (vm->limits.has_disks[CAPS_DISK_WRITE])
+		cvm->vm.flags |= RAYOS_VMF_DISK_WRITE_LIMIT;
 	if (limit_nodes(vm, cvm, &cap))
 		return -ENOMEM;
 	if (cvm->nr_dev)

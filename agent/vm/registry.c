@@ -77,8 +77,11 @@ static void cap_map_save(cJSON *o, const char *key, const uint64_t v[RAYOS_CAP_C
 	}
 }
 
-/* {"allow_ports": "80,443", "max_bandwidth": bytes/s, "nodes": ["226:0"]}:
- * the spellings the parsers read back. */
+/* {"allow_ports": "80,443", "max_bandwidth": bytes/s, "nodes": ["226:0"],
+ * "disks_read"/"disks_write": [disk ids in hex]}: the spellings the parsers
+ * read back. */
+static const char *const disk_keys[CAPS_DISK_KINDS] = { "disks_read", "disks_write" };
+
 static void limits_save(cJSON *o, const struct caps_limits *l)
 {
 	cJSON *j = cJSON_AddObjectToObject(o, "limits"), *nodes;
@@ -98,6 +101,17 @@ static void limits_save(cJSON *o, const struct caps_limits *l)
 		for (uint32_t i = 0; i < l->nr_nodes; i++) {
 			snprintf(buf, sizeof(buf), "%u:%u", l->nodes[i].major, l->nodes[i].minor);
 			cJSON_AddItemToArray(nodes, cJSON_CreateString(buf));
+		}
+	}
+	for (int k = 0; k < CAPS_DISK_KINDS; k++) {
+		cJSON *arr;
+
+		if (!l->has_disks[k])
+			continue;
+		arr = cJSON_AddArrayToObject(j, disk_keys[k]);
+		for (uint32_t i = 0; i < l->disks[k].nr; i++) {
+			caps_disk_id_hex(&l->disks[k].id[i], buf);
+			cJSON_AddItemToArray(arr, cJSON_CreateString(buf));
 		}
 	}
 }
@@ -133,6 +147,22 @@ static void limits_load(const cJSON *j, struct vm_runtime *vr)
 		if (!cJSON_IsString(n) || caps_parse_node(n->valuestring, &node, err, sizeof(err)) ||
 		    caps_nodes_add(&l, node))
 			goto bad;
+	}
+	for (int k = 0; k < CAPS_DISK_KINDS; k++) {
+		const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, disk_keys[k]);
+
+		if (!arr)
+			continue;
+		if (!cJSON_IsArray(arr))
+			goto bad;
+		l.has_disks[k] = true;
+		cJSON_ArrayForEach(n, arr) {
+			struct caps_disk_id id;
+
+			if (!cJSON_IsString(n) || caps_disk_id_parse(n->valuestring, &id) ||
+			    caps_disks_add(&l.disks[k], &id))
+				goto bad;
+		}
 	}
 	vr->limits = l;
 	return;

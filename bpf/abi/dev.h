@@ -59,6 +59,11 @@ struct rayos_dev_rule {
 /* rayos_dev_rule.limit: the node is one a fine-grained capability lists
  * (with RAYOS_VMF_GPU_NODES, CAP_GPU grants only such DRI nodes). */
 #define RAYOS_DEV_LIMIT_GPU	(1U << 0)
+/* The disk is one a CAP_DISK_READ / CAP_DISK_WRITE limit lists (with
+ * RAYOS_VMF_DISK_READ_LIMIT / _WRITE_LIMIT, the capability reaches only
+ * such disks). */
+#define RAYOS_DEV_LIMIT_DISK_READ	(1U << 1)
+#define RAYOS_DEV_LIMIT_DISK_WRITE	(1U << 2)
 
 /*
  * rayos_cgroups (HASH): key __u64 cgroup v2 id (the cgroup directory's inode

@@ -101,6 +101,10 @@ struct rayos_dir_policy {
 /* CAP_GPU is limited to listed nodes: it grants only DRI nodes whose
  * rayos_dev_rules entry carries RAYOS_DEV_LIMIT_GPU (bpf/abi/dev.h). */
 #define RAYOS_VMF_GPU_NODES	(1U << 2)
+/* CAP_DISK_READ / CAP_DISK_WRITE are limited to listed disks: they grant
+ * only block disks whose entry carries RAYOS_DEV_LIMIT_DISK_READ / _WRITE. */
+#define RAYOS_VMF_DISK_READ_LIMIT	(1U << 3)
+#define RAYOS_VMF_DISK_WRITE_LIMIT	(1U << 4)
 
 /* Link-control messages a guest sends outside the firewall, each kind with
  * its own per-VM packet bucket (rayos_vm.ctl, rayos_ctl_rate). */

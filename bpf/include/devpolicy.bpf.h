@@ -14,7 +14,9 @@
  *   2. an explicit "devices.allow" entry allows;
  *   3. the capability table below, and the VM's listed disks (read with
  *      CAP_DISK_READ, write with CAP_DISK_WRITE), allow; a VM whose CAP_GPU
- *      is limited to nodes (RAYOS_VMF_GPU_NODES) has it for those only;
+ *      is limited to nodes (RAYOS_VMF_GPU_NODES) has it for those only,
+ *      and one whose CAP_DISK_READ/WRITE is limited to disks
+ *      (RAYOS_VMF_DISK_*_LIMIT) has them for the marked disks only;
  *   4. the always-allowed basics (kvm, null, zero, full, random, urandom)
  *      allow;
  *   5. everything else is denied.
@@ -157,6 +159,13 @@ static __always_inline int rayos_dev_verdict(const struct rayos_vm *vm,
 	if (cls == RAYOS_DEVC_DRI && (vm->flags & RAYOS_VMF_GPU_NODES) &&
 	    !(exact && (exact->limit & RAYOS_DEV_LIMIT_GPU)))
 		caps &= ~(1ULL << RAYOS_CAP_GPU);
+	/* CAP_DISK_* limited to listed disks: the others as if not held. */
+	if ((vm->flags & RAYOS_VMF_DISK_READ_LIMIT) &&
+	    !(exact && (exact->limit & RAYOS_DEV_LIMIT_DISK_READ)))
+		caps &= ~(1ULL << RAYOS_CAP_DISK_READ);
+	if ((vm->flags & RAYOS_VMF_DISK_WRITE_LIMIT) &&
+	    !(exact && (exact->limit & RAYOS_DEV_LIMIT_DISK_WRITE)))
+		caps &= ~(1ULL << RAYOS_CAP_DISK_WRITE);
 	cap = rayos_dev_cap_bits(caps, cls) | rayos_dev_disk_bits(caps, disk);
 	if (!(access & ~(allow | cap))) {
 		*reason = RAYOS_DEVR_CAP;

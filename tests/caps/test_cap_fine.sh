@@ -239,7 +239,7 @@ bad "unknown VM 16399" 16399 CAP_NETWORK --allow-ports 443
 bad "CAP_NETWRK" "$VM_ID" CAP_NETWRK --allow-ports 443
 bad "not CAP_GPU" "$VM_ID" CAP_GPU --allow-ports 443
 bad "not CAP_NETWORK" "$VM_ID" CAP_NETWORK --nodes 226:0
-bad "CAP_DISK_READ has no fine-grained limits" "$VM_ID" CAP_DISK_READ --allow-ports 443
+bad "CAP_INPUT has no fine-grained limits" "$VM_ID" CAP_INPUT --allow-ports 443
 bad "not a DRI node" "$VM_ID" CAP_GPU --nodes 13:64
 bad "give --allow-ports" "$VM_ID" CAP_NETWORK
 bad "--clear takes no limits" "$VM_ID" CAP_NETWORK --clear --allow-ports 80

@@ -256,6 +256,52 @@ static void test_gpu_nodes(void)
 		    "no GPU limit: every DRI node with CAP_GPU");
 }
 
+/* CAP_DISK_READ / CAP_DISK_WRITE limited to disks (RAYOS_VMF_DISK_*_LIMIT):
+ * a listed disk's entry carries the mark of each kind it is listed for; an
+ * unlisted disk is as if the capability were not held; the policy's mode
+ * still bounds a listed one. */
+static void test_disk_limits(void)
+{
+	const struct rayos_dev_rule both = { .disk = R | W, .limit = RAYOS_DEV_LIMIT_DISK_READ |
+							       RAYOS_DEV_LIMIT_DISK_WRITE };
+	const struct rayos_dev_rule read_only = { .disk = R | W,
+						  .limit = RAYOS_DEV_LIMIT_DISK_READ };
+	const struct rayos_dev_rule unlisted = { .disk = R | W };
+	const struct rayos_dev_rule ro_disk = { .disk = R, .limit = RAYOS_DEV_LIMIT_DISK_READ |
+								    RAYOS_DEV_LIMIT_DISK_WRITE };
+	struct rayos_vm vm = { .vm_id = 1, .caps = CAP(DISK_READ) | CAP(DISK_WRITE),
+			       .flags = RAYOS_VMF_DISK_WRITE_LIMIT };
+	__u32 disk = rayos_dev_class_of(B, 60, 0), reason = 99;
+
+	ASSERT_TRUE(rayos_dev_verdict(&vm, &both, NULL, disk, R | W, &reason) &&
+		    reason == RAYOS_DEVR_CAP, "disk limit: a disk listed for writing is written");
+	ASSERT_TRUE(!rayos_dev_verdict(&vm, &unlisted, NULL, disk, W, &reason) &&
+		    reason == RAYOS_DEVR_DEFAULT_DENY,
+		    "disk limit: a disk not listed for writing is not written");
+	ASSERT_TRUE(rayos_dev_verdict(&vm, &unlisted, NULL, disk, R, &reason),
+		    "disk limit: ... and still read (CAP_DISK_READ is not limited)");
+	ASSERT_TRUE(!rayos_dev_verdict(&vm, &ro_disk, NULL, disk, W, &reason),
+		    "disk limit: listing does not widen a read-only disk");
+	vm.flags = RAYOS_VMF_DISK_READ_LIMIT | RAYOS_VMF_DISK_WRITE_LIMIT;
+	ASSERT_TRUE(rayos_dev_verdict(&vm, &read_only, NULL, disk, R, &reason) &&
+		    !rayos_dev_verdict(&vm, &read_only, NULL, disk, W, &reason),
+		    "disk limits: listed for reading only: read, not written");
+	ASSERT_TRUE(!rayos_dev_verdict(&vm, &unlisted, NULL, disk, R, &reason),
+		    "disk limits: an unlisted disk is not even read");
+	ASSERT_TRUE(!rayos_dev_verdict(&vm, NULL, &both, disk, R, &reason),
+		    "disk limits: a mark on a major:* entry lists no disk");
+	vm.caps = CAP(DISK_READ);
+	ASSERT_TRUE(!rayos_dev_verdict(&vm, &both, NULL, disk, W, &reason),
+		    "disk limits: a listed disk without CAP_DISK_WRITE is not written (a limit "
+		    "never grants)");
+	vm.caps = CAP(DISK_READ) | CAP(DISK_WRITE) | CAP(GPU);
+	ASSERT_TRUE(rayos_dev_verdict(&vm, NULL, NULL, rayos_dev_class_of(C, 226, 0), R | W,
+				      &reason), "disk limits: other classes (DRI) unaffected");
+	vm.flags = 0;
+	ASSERT_TRUE(rayos_dev_verdict(&vm, &unlisted, NULL, disk, R | W, &reason),
+		    "no disk limit: every listed disk in its mode");
+}
+
 static void test_verdicts(void)
 {
 	for (size_t i = 0; i < sizeof(vcases) / sizeof(vcases[0]); i++) {
@@ -616,6 +662,7 @@ int main(void)
 {
 	test_verdicts();
 	test_gpu_nodes();
+	test_disk_limits();
 	test_temporary();
 	test_walk();
 	test_revoke_all();

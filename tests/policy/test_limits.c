@@ -232,6 +232,62 @@ static void test_part(void)
 	ASSERT_TRUE(!caps_limits_equal(&out, &part), "equal: an empty node limit is a limit");
 }
 
+/* Disk limits: ids of paths, sets, intersection, what reaches a disk. */
+static void test_disks(void)
+{
+	struct caps_limits a = { 0 }, b = { 0 }, out;
+	struct caps_disk_id x, y, z, back;
+	char hex[33];
+	int full = 0;
+
+	caps_disk_id("/dev/vdb", &x);
+	caps_disk_id("/dev/vdb", &back);
+	caps_disk_id("/dev/vdc", &y);
+	caps_disk_id("/var/lib/rayos/images/a.qcow2", &z);
+	ASSERT_TRUE(!memcmp(&x, &back, sizeof(x)) && memcmp(&x, &y, sizeof(x)),
+		    "disk id: the same path, the same id; another path, another");
+	caps_disk_id_hex(&z, hex);
+	ASSERT_TRUE(strlen(hex) == 32 && !caps_disk_id_parse(hex, &back) &&
+		    !memcmp(&z, &back, sizeof(z)), "disk id: hex round trip");
+	ASSERT_TRUE(caps_disk_id_parse("xyz", &back) == -EINVAL &&
+		    caps_disk_id_parse("0123456789abcdef0123456789abcdeg", &back) == -EINVAL,
+		    "disk id: short or non-hex text is refused");
+
+	a.has_disks[CAPS_DISK_WRITE] = true;
+	caps_disks_add(&a.disks[CAPS_DISK_WRITE], &x);
+	caps_disks_add(&a.disks[CAPS_DISK_WRITE], &z);
+	caps_disks_add(&a.disks[CAPS_DISK_WRITE], &x);
+	ASSERT_EQ(a.disks[CAPS_DISK_WRITE].nr, 2, "disk set: a path added twice is there once");
+	ASSERT_TRUE(caps_disk_allowed(&a, CAPS_DISK_WRITE, "/dev/vdb") &&
+		    !caps_disk_allowed(&a, CAPS_DISK_WRITE, "/dev/vdc") &&
+		    caps_disk_allowed(&a, CAPS_DISK_READ, "/dev/vdc"),
+		    "allowed: listed for writing yes, unlisted no, reading not limited");
+	b.has_disks[CAPS_DISK_WRITE] = true;
+	caps_disks_add(&b.disks[CAPS_DISK_WRITE], &z);
+	caps_disks_add(&b.disks[CAPS_DISK_WRITE], &y);
+	caps_limits_merge(&a, &b, &out);
+	ASSERT_TRUE(out.has_disks[CAPS_DISK_WRITE] && out.disks[CAPS_DISK_WRITE].nr == 1 &&
+		    caps_disk_allowed(&out, CAPS_DISK_WRITE, "/var/lib/rayos/images/a.qcow2"),
+		    "merge: the disk lists intersect");
+	memset(&b, 0, sizeof(b));
+	caps_limits_merge(&a, &b, &out);
+	ASSERT_TRUE(caps_limits_equal(&out, &a), "merge: a list on one side only is kept");
+	ASSERT_TRUE(!caps_limits_empty(&a) && !caps_limits_equal(&a, &b), "a disk list is a limit");
+	caps_limits_part(&a, CAPS_PART_NETWORK | CAPS_PART_GPU, &out);
+	ASSERT_TRUE(!out.has_disks[CAPS_DISK_WRITE], "part: NETWORK and GPU take no disk list");
+	caps_limits_part(&a, CAPS_PART_DISK_WRITE, &out);
+	ASSERT_TRUE(caps_limits_equal(&out, &a), "part DISK_WRITE: the write list");
+	memset(&b, 0, sizeof(b));
+	for (int i = 0; i < CAPS_MAX_DISKS + 1; i++) {
+		char path[32];
+
+		snprintf(path, sizeof(path), "/dev/d%d", i);
+		caps_disk_id(path, &back);
+		full = caps_disks_add(&b.disks[CAPS_DISK_READ], &back);
+	}
+	ASSERT_EQ(full, -E2BIG, "disk set: more than CAPS_MAX_DISKS disks is -E2BIG");
+}
+
 static void test_limits_bounds(void)
 {
 	struct caps_ports p = { 0 };
@@ -302,6 +358,7 @@ int main(void)
 	test_set_ops();
 	test_merge();
 	test_part();
+	test_disks();
 	test_limits_bounds();
 	return tap_done();
 }

@@ -1171,6 +1171,48 @@ out:
 	policy_set_free(set);
 }
 
+/* CAP_DISK_WRITE limited to one block disk and one image: the record says
+ * so, the listed block disk's entry carries the mark, the other's not. */
+static void test_disk_limit_compile(void)
+{
+	static const char json[] =
+		"{ \"version\": 1, \"vms\": [ { \"id\": 6, \"name\": \"db\","
+		"  \"capabilities\": [\"CAP_DISK_READ\", \"CAP_DISK_WRITE\"],"
+		"  \"disks\": [ { \"path\": \"/dev/rayos-d0\", \"device\": \"60:0\", \"mode\": \"rw\" },"
+		"    { \"path\": \"/dev/rayos-d1\", \"device\": \"60:1\", \"mode\": \"rw\" },"
+		"    { \"path\": \"/var/lib/rayos/images/db.qcow2\", \"mode\": \"rw\" } ],"
+		"  \"capability_limits\": { \"CAP_DISK_WRITE\": { \"disks\": [\"/dev/rayos-d0\","
+		"    \"/var/lib/rayos/images/db.qcow2\"] } } } ] }";
+	struct policy_error err;
+	struct compiled_policy *cp;
+	struct policy_set *set = parse(json, &err);
+	uint8_t mark[2] = { 0xff, 0xff };
+
+	if (!tap_ok(set != NULL, "disk limit example parses: %s", set ? "" : err.msg))
+		return;
+	ASSERT_TRUE(caps_disk_allowed(&set->vms[0].limits, CAPS_DISK_WRITE,
+				      "/var/lib/rayos/images/db.qcow2") &&
+		    !caps_disk_allowed(&set->vms[0].limits, CAPS_DISK_WRITE, "/dev/rayos-d1") &&
+		    caps_disk_allowed(&set->vms[0].limits, CAPS_DISK_READ, "/dev/rayos-d1"),
+		    "the limit lists d0 and the image for writing, reading is not limited");
+	if (!ASSERT_EQ(policy_compile(set, &cp, &err), 0, "disk limit example compiles"))
+		goto out;
+	for (size_t i = 0; i < cp->vms[0].nr_dev; i++)
+		if (cp->vms[0].dev[i].key.type == RAYOS_DEV_BLOCK && cp->vms[0].dev[i].key.major == 60 &&
+		    cp->vms[0].dev[i].key.minor < 2)
+			mark[cp->vms[0].dev[i].key.minor] = cp->vms[0].dev[i].val.limit;
+	ASSERT_TRUE((cp->vms[0].vm.flags & RAYOS_VMF_DISK_WRITE_LIMIT) &&
+		    !(cp->vms[0].vm.flags & RAYOS_VMF_DISK_READ_LIMIT),
+		    "the record: CAP_DISK_WRITE limited, CAP_DISK_READ not");
+	ASSERT_TRUE(mark[0] != 0xff && (mark[0] & RAYOS_DEV_LIMIT_DISK_WRITE),
+		    "60:0 (listed) is marked for writing");
+	ASSERT_TRUE(mark[1] != 0xff && !(mark[1] & RAYOS_DEV_LIMIT_DISK_WRITE),
+		    "60:1 (not listed) is not");
+	compiled_policy_free(cp);
+out:
+	policy_set_free(set);
+}
+
 static void test_compile_overlap(void)
 {
 	struct policy_error err;
@@ -1574,6 +1616,7 @@ int main(void)
 	test_compile_random();
 	test_cap_limit_random();
 	test_cap_limit_example();
+	test_disk_limit_compile();
 	test_compiled_record();
 	test_digest();
 	test_devices();
