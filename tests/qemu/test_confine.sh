@@ -38,7 +38,7 @@ chmod 0711 "$T"
 # directory it can search but not write; device nodes it may try.
 mkdir -m 0755 "$T/img" "$T/pub" "$T/up" "$T/up/img"
 head -c 65536 /dev/zero >"$T/up/img/d.raw" && chmod 0600 "$T/up/img/d.raw"
-for i in a b c; do head -c 1048576 /dev/urandom >"$T/img/$i.raw"; done
+for i in a b c e f; do head -c 1048576 /dev/urandom >"$T/img/$i.raw"; done
 chmod 0600 "$T"/img/*.raw
 sha_before=$(cd "$T/img" && sha256sum a.raw c.raw)
 mknod -m 0666 "$T/pub/pty" c 136 77 || exit 1	# CAP_CONSOLE: allowed, no such pty
@@ -50,6 +50,9 @@ cat >"$T/policies/p.json" <<EOF
   { "id": 1203, "name": "persistent-tap", "interface": "rcp$$" },
   { "id": 1204, "name": "deep-image", "capabilities": ["CAP_DISK_READ"],
     "disks": [ { "path": "$T/up/img/d.raw", "mode": "ro" } ] },
+  { "id": 1205, "name": "write-limited", "capabilities": ["CAP_DISK_READ", "CAP_DISK_WRITE"],
+    "disks": [ { "path": "$T/img/e.raw", "mode": "rw" }, { "path": "$T/img/f.raw", "mode": "rw" } ],
+    "capability_limits": { "CAP_DISK_WRITE": { "disks": ["$T/img/f.raw"] } } },
   { "id": $OTHER, "name": "victim",
     "capabilities": ["CAP_DISK_READ", "CAP_DISK_WRITE"],
     "disks": [ { "path": "$T/img/c.raw", "mode": "rw" } ] } ] }
@@ -228,6 +231,17 @@ ok "$([[ $rc != 0 && $out == *"directory on the way to disk $T/up/img/d.raw is w
 chmod 0755 "$T/up"
 out=$("$RQ" --vm 1204 --run-dir "$T/run" --no-net -- true 2>&1); rc=$?
 ok "$([[ $rc == 0 ]]; echo $?)" "with every directory root-only but /tmp (sticky), it runs ($(head -1 <<<"$out"))"
+
+# CAP_DISK_WRITE limited to f.raw: rayos-qemu hands QEMU e.raw read-only,
+# f.raw read-write, though both are "rw" disks of the policy.
+spawn LIM "$RQ" --vm 1205 --run-dir "$T/run" --no-net -- "$TOOL" --hold 20 \
+	-drive "file=$T/img/e.raw,format=raw,if=virtio" \
+	-drive "file=$T/img/f.raw,format=raw,if=virtio" >"$T/lim.out" 2>&1
+wait_for 15 grep -q '^DONE' "$T/lim.out"
+drives=$(tr '\0' '\n' <"/proc/$LIM/cmdline" 2>/dev/null | grep '^file=/dev/fdset/' | sed 's/file=[^,]*,//' | paste -sd ' ')
+ok "$([[ $drives == "format=raw,if=virtio,readonly=on format=raw,if=virtio" ]]; echo $?)" \
+	"CAP_DISK_WRITE limited to f.raw: e.raw handed over read-only, f.raw read-write ($drives)"
+kill "$LIM" 2>/dev/null; wait "$LIM" 2>/dev/null
 
 # A second launch of a VM that runs is refused: its exit would end the first.
 out=$("$RQ" --vm "$VM" --run-dir "$T/run" --no-net -- true 2>&1); rc=$?
