@@ -75,6 +75,10 @@ struct raw_group {
 struct raw_vm {
 	struct policy_vm vm;		/* identity fields; caps and fw unset */
 	struct raw_settings s;
+	/* capability_limits' disk paths (strdup'ed: freed with the document),
+	 * checked against the VM's "disks" once they are known (flatten_vm) */
+	const char *limit_disks[CAPS_DISK_KINDS][CAPS_MAX_DISKS];
+	uint32_t nr_limit_disks[CAPS_DISK_KINDS];
 };
 
 struct raw_doc {
@@ -1907,7 +1911,8 @@ static int limit_field(struct pctx *c, const cJSON *it, void *arg)
  * "CAP_GPU": {"nodes"}, "CAP_DISK_READ"/"CAP_DISK_WRITE": {"disks"}}. */
 static int limits_cap_field(struct pctx *c, const cJSON *it, void *arg)
 {
-	struct caps_limits *l = arg, one = { 0 };
+	struct raw_vm *rv = arg;
+	struct caps_limits *l = &rv->vm.policy_limits, one = { 0 };
 	int cap = policy_cap_from_name(it->string), ret;
 	const cJSON *k;
 	bool disk = cap == RAYOS_CAP_DISK_READ || cap == RAYOS_CAP_DISK_WRITE;
@@ -1943,8 +1948,20 @@ static int limits_cap_field(struct pctx *c, const cJSON *it, void *arg)
 	} else {
 		int kind = cap == RAYOS_CAP_DISK_READ ? CAPS_DISK_READ : CAPS_DISK_WRITE;
 
+		const cJSON *n;
+
 		l->has_disks[kind] = true;
 		l->disks[kind] = one.disks[CAPS_DISK_READ];	/* where limit_field put it */
+		cJSON_ArrayForEach(n, cJSON_GetObjectItemCaseSensitive(it, "disks")) {
+			char *copy;
+
+			if (rv->nr_limit_disks[kind] == CAPS_MAX_DISKS)
+				break;	/* limit_field refused more already */
+			copy = strdup(n->valuestring);	/* freed with the document */
+			if (!copy)
+				return -ENOMEM;
+			rv->limit_disks[kind][rv->nr_limit_disks[kind]++] = copy;
+		}
 	}
 	return 0;
 }
@@ -1966,7 +1983,7 @@ static int vm_field(struct pctx *c, const cJSON *it, void *arg)
 	if (!strcmp(k, "temporary_capabilities"))
 		return for_each_elem(c, it, temp_elem, &rv->vm);
 	if (!strcmp(k, "capability_limits")) {
-		ret = for_each_field(c, it, limits_cap_field, &rv->vm.policy_limits);
+		ret = for_each_field(c, it, limits_cap_field, rv);
 		rv->vm.limits = rv->vm.policy_limits;
 		return ret;
 	}
@@ -2100,8 +2117,12 @@ static void free_doc(struct raw_doc *doc)
 	free_settings(&doc->defaults);
 	for (i = 0; i < doc->nr_groups; i++)
 		free_settings(&doc->groups[i].s);
-	for (i = 0; i < doc->nr_vms; i++)
+	for (i = 0; i < doc->nr_vms; i++) {
 		free_settings(&doc->vms[i].s);
+		for (int k = 0; k < CAPS_DISK_KINDS; k++)
+			for (uint32_t d = 0; d < doc->vms[i].nr_limit_disks[k]; d++)
+				free((char *)doc->vms[i].limit_disks[k][d]);
+	}
 	free(doc->groups);
 	free(doc->vms);
 	cJSON_Delete(doc->dhcp);
@@ -2475,23 +2496,19 @@ static int flatten_vm(struct linker *l, const struct vm_ref *vr, struct policy_v
 	/* A disk limit names disks of the VM, which a typo must not turn into
 	 * a silent "none". */
 	for (d = 0; d < CAPS_DISK_KINDS; d++)
-		for (uint32_t k = 0; out->policy_limits.has_disks[d] &&
-				     k < out->policy_limits.disks[d].nr; k++) {
+		for (uint32_t k = 0; k < vr->rv->nr_limit_disks[d]; k++) {
+			const char *want = vr->rv->limit_disks[d][k];
 			bool found = false;
 
-			for (i = 0; i < out->nr_disks && !found; i++) {
-				struct caps_disk_id id;
-
-				caps_disk_id(out->disks[i].path, &id);
-				found = !memcmp(&id, &out->policy_limits.disks[d].id[k], sizeof(id));
-			}
+			for (i = 0; i < out->nr_disks && !found; i++)
+				found = !strcmp(out->disks[i].path, want);
 			if (!found) {
 				free(chain);
 				vm_ctx(&c, vr, "capability_limits");
-				return fail(&c, "%s lists a disk that is not one of this VM's "
-					    "\"disks\" (%zu): name each by its \"path\" there",
+				return fail(&c, "%s lists %s, which is not one of this VM's \"disks\" "
+					    "(%zu): name each by its \"path\" there",
 					    d == CAPS_DISK_READ ? "CAP_DISK_READ" : "CAP_DISK_WRITE",
-					    out->nr_disks);
+					    want, out->nr_disks);
 			}
 		}
 	/* control_rates: each kind from the strongest level that sets it */
