@@ -153,6 +153,10 @@ void vmdeleg_tidy(struct agent *a);
 /* The capabilities vm holds now through a delegation link (only those
  * whose link has a deadline of its own when temporary). */
 uint64_t vmdeleg_held(struct agent *a, uint32_t vm, bool temporary);
+/* cap list: each capability vm holds only through a link now, appended to
+ * arr as {"cap", "kind": "delegated", "from", "chain", "until"?, "left"?}
+ * (until: the first deadline up the chain).  own: what it holds itself. */
+void vmdeleg_list(struct agent *a, uint32_t vm, uint64_t own, cJSON *arr);
 /* revoke-all took mask from vm: its links for those capabilities end (with
  * everything below them), logged and audited, kernel first.  Returns how
  * many links ended. */

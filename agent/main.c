@@ -921,6 +921,11 @@ static void print_cap_list(const cJSON *r)
 		if (!strcmp(jstr(c, "kind"), "temporary"))
 			printf("%-14s temporary  %s left (until %s)\n", jstr(c, "cap"),
 			       jstr(c, "left"), jstr(c, "until"));
+		else if (!strcmp(jstr(c, "kind"), "delegated") && jstr(c, "left")[0])
+			printf("%-14s delegated  %s left (until %s): %s\n", jstr(c, "cap"),
+			       jstr(c, "left"), jstr(c, "until"), jstr(c, "chain"));
+		else if (!strcmp(jstr(c, "kind"), "delegated"))
+			printf("%-14s delegated  %s\n", jstr(c, "cap"), jstr(c, "chain"));
 		else
 			printf("%-14s permanent\n", jstr(c, "cap"));
 	}

@@ -234,6 +234,14 @@ cJSON *vmcaps_list(struct agent *a, const cJSON *req)
 		}
 		cJSON_AddItemToArray(arr, o);
 	}
+	if (!(rec.flags & RAYOS_VMF_QUARANTINE)) {
+		uint64_t own = rec.caps;
+
+		for (int c = 0; c < RAYOS_CAP_COUNT; c++)
+			if (rec.cap_until_ns[c] > now)
+				own |= 1ULL << c;
+		vmdeleg_list(a, id, own, arr);
+	}
 	cJSON_AddItemToObject(r, "limits", vmfine_json(a, policy_vm(a, id)) ?: cJSON_CreateObject());
 	return r;
 }

@@ -421,6 +421,47 @@ uint64_t vmdeleg_held(struct agent *a, uint32_t vm, bool temporary)
 	return mask;
 }
 
+void vmdeleg_list(struct agent *a, uint32_t vm, uint64_t own, cJSON *arr)
+{
+	uint64_t held = vmdeleg_held(a, vm, false), now = clock_ns(CLOCK_BOOTTIME);
+
+	for (uint32_t c = 0; c < RAYOS_CAP_COUNT; c++) {
+		const struct deleg_link *l = deleg_find(&a->deleg, vm, c), *x;
+		uint64_t end = 0;
+		uint32_t cur = vm;
+		struct rayos_vm rec;
+		char chain[160], wall[32], left[32];
+		cJSON *o;
+
+		if (!(held & (1ULL << c)) || (own & (1ULL << c)) || !l)
+			continue;
+		/* It ends with the first link up the chain to end, or with the
+		 * root's temporary grant. */
+		for (int d = 0; d < RAYOS_CAP_MAX_DEPTH && (x = deleg_find(&a->deleg, cur, c)); d++) {
+			if (x->until && (!end || x->until < end))
+				end = x->until;
+			cur = x->from;
+		}
+		if (!loader_vm_record(a->ld, cur, &rec) && !(rec.caps & (1ULL << c)) &&
+		    rec.cap_until_ns[c] && (!end || rec.cap_until_ns[c] < end))
+			end = rec.cap_until_ns[c];
+		deleg_chain(&a->deleg, vm, c, chain, sizeof(chain));
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "cap", policy_cap_name(c));
+		cJSON_AddStringToObject(o, "kind", "delegated");
+		cJSON_AddNumberToObject(o, "from", l->from);
+		cJSON_AddStringToObject(o, "chain", chain);
+		if (end > now) {
+			vmcaps_wall_of(end, wall, sizeof(wall));
+			caps_format_left(end - now, left, sizeof(left));
+			cJSON_AddStringToObject(o, "until", wall);
+			cJSON_AddStringToObject(o, "left", left);
+			cJSON_AddNumberToObject(o, "seconds_left", (double)((end - now) / CAPS_NS_PER_S));
+		}
+		cJSON_AddItemToArray(arr, o);
+	}
+}
+
 size_t vmdeleg_revoked(struct agent *a, uint32_t vm, uint64_t mask)
 {
 	size_t idx[64], n = 0;

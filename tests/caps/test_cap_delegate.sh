@@ -126,6 +126,13 @@ done
 ok "$(passes; echo $?)" "depth 3: the leaf's tap passes traffic"
 ok "$(gpu_ok; echo $?)" "depth 3: the leaf's GPU open passes the cgroup"
 ok "$([[ $(grep -c '"cap_delegate"' "$T/state/audit.log") == 6 ]]; echo $?)" "six delegations audited"
+cl=$(agent cap list "$D" --json | jq -c '[.capabilities[] | select(.kind == "delegated") | {cap, from, chain, s: (.seconds_left > 3500)}] | sort_by(.cap)')
+want="[{\"cap\":\"CAP_GPU\",\"from\":$C,\"chain\":\"$A -> $B -> $C -> $D\",\"s\":true},{\"cap\":\"CAP_NETWORK\",\"from\":$C,\"chain\":\"$A -> $B -> $C -> $D\",\"s\":true}]"
+ok "$([[ $cl == "$want" ]]; echo $?)" \
+	"cap list of the leaf: both delegated, with the chain, ending with the root's 1 h grant ($cl)"
+out=$(agent cap list "$D")
+ok "$([[ $out == *"CAP_NETWORK    delegated "*"left (until "*"): $A -> $B -> $C -> $D"* ]]; echo $?)" \
+	"cap list prints it ($(tr '\n' ';' <<<"$out"))"
 
 # the fourth hop and a cycle, each naming the chain
 out=$(agent cap delegate "$D" "$E" CAP_NETWORK 2>&1)
