@@ -199,7 +199,7 @@ cJSON *vmcaps_grant_temp(struct agent *a, const cJSON *req)
 /* cap.list {"id"}: what the VM holds now, as the kernel sees it. */
 cJSON *vmcaps_list(struct agent *a, const cJSON *req)
 {
-	uint64_t now = clock_ns(CLOCK_BOOTTIME);
+	uint64_t now = clock_ns(CLOCK_BOOTTIME), own = 0;
 	struct rayos_vm rec;
 	uint32_t id;
 	cJSON *r, *arr;
@@ -221,6 +221,7 @@ cJSON *vmcaps_list(struct agent *a, const cJSON *req)
 
 		if (!perm && !temp)
 			continue;
+		own |= 1ULL << c;
 		o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "cap", policy_cap_name(c));
 		cJSON_AddStringToObject(o, "kind", perm ? "permanent" : "temporary");
@@ -234,14 +235,8 @@ cJSON *vmcaps_list(struct agent *a, const cJSON *req)
 		}
 		cJSON_AddItemToArray(arr, o);
 	}
-	if (!(rec.flags & RAYOS_VMF_QUARANTINE)) {
-		uint64_t own = rec.caps;
-
-		for (int c = 0; c < RAYOS_CAP_COUNT; c++)
-			if (rec.cap_until_ns[c] > now)
-				own |= 1ULL << c;
-		vmdeleg_list(a, id, own, arr);
-	}
+	if (!(rec.flags & RAYOS_VMF_QUARANTINE))
+		vmdeleg_list(a, id, own, arr);	/* what it holds only by a link */
 	cJSON_AddItemToObject(r, "limits", vmfine_json(a, policy_vm(a, id)) ?: cJSON_CreateObject());
 	return r;
 }

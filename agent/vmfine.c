@@ -475,11 +475,16 @@ static cJSON *parse_params(const cJSON *req, int cap, const char *cap_name,
 
 /* ---- plans: the VMs whose limits change, compiled, then published -------- */
 
+/* One VM of a plan and the limits it gets. */
+struct fine_plan_vm {
+	struct policy_vm *pv;
+	struct caps_limits limits;
+};
+
 struct fine_plan {
 	size_t n;
-	struct policy_vm **pv;		/* the VMs, in id order */
-	struct caps_limits *limits;	/* their new limits */
-	struct compiled_policy *cp;	/* them, compiled with those */
+	struct fine_plan_vm *v;		/* in id order, each VM once */
+	struct compiled_policy *cp;	/* them, compiled with their new limits */
 };
 
 void vmfine_plan_free(struct fine_plan *p)
@@ -487,25 +492,23 @@ void vmfine_plan_free(struct fine_plan *p)
 	if (!p)
 		return;
 	compiled_policy_free(p->cp);
-	free(p->pv);
-	free(p->limits);
+	free(p->v);
 	free(p);
 }
 
-static int pv_cmp(const void *x, const void *y)
+static int plan_vm_cmp(const void *x, const void *y)
 {
-	const struct policy_vm *a = *(struct policy_vm *const *)x;
-	const struct policy_vm *b = *(struct policy_vm *const *)y;
+	const struct fine_plan_vm *a = x, *b = y;
 
-	return a->id < b->id ? -1 : a->id > b->id;
+	return a->pv->id < b->pv->id ? -1 : a->pv->id > b->pv->id;
 }
 
 /*
- * The VMs of ids (those of the applied set, once each) whose effective
- * limits under c differ from what they have, and `force` whatever it
- * finds, compiled together: what only the compiler knows (a direction with
- * too many rules once a limit's are added) fails here, before anything is
- * written.  0 with *out (maybe of no VM), or an error with msg.
+ * The VMs of ids (those of the applied set) whose effective limits under c
+ * differ from what they have, and `force` whatever it finds, compiled
+ * together: what only the compiler knows (a direction with too many rules
+ * once a limit's are added) fails here, before anything is written.  0
+ * with *out (maybe of no VM), or an error with msg.
  */
 static int plan_build(const struct fine_ctx *c, const uint32_t *ids, size_t nr, uint32_t force,
 		      struct fine_plan **out, char *msg, size_t len)
@@ -513,38 +516,47 @@ static int plan_build(const struct fine_ctx *c, const uint32_t *ids, size_t nr, 
 	struct fine_plan *p = calloc(1, sizeof(*p));
 	struct policy_set part = { 0 };
 	struct policy_error perr;
+	size_t alloc = 0, k = 0;
 	int ret = -ENOMEM;
 
 	*out = NULL;
-	if (!p || !(p->pv = calloc(nr ?: 1, sizeof(*p->pv))))
+	if (!p)
 		goto fail;
 	for (size_t i = 0; i < nr; i++) {
 		struct policy_vm *pv = (struct policy_vm *)policy_set_find(c->set, ids[i]);
 		struct caps_limits l;
-		bool seen = false;
 
 		if (!pv || pv->quarantined)
 			continue;
-		for (size_t k = 0; k < p->n; k++)
-			seen |= p->pv[k] == pv;
 		effective_limits(c, pv->id, &l);
-		if (!seen && (pv->id == force || !caps_limits_equal(&l, &pv->limits)))
-			p->pv[p->n++] = pv;
+		if (pv->id != force && caps_limits_equal(&l, &pv->limits))
+			continue;
+		if (p->n == alloc) {
+			struct fine_plan_vm *v = realloc(p->v, (alloc = alloc ? 2 * alloc : 8) *
+							       sizeof(*v));
+
+			if (!v)
+				goto fail;
+			p->v = v;
+		}
+		p->v[p->n++] = (struct fine_plan_vm){ pv, l };
 	}
 	if (!p->n) {
 		*out = p;
 		return 0;
 	}
-	qsort(p->pv, p->n, sizeof(*p->pv), pv_cmp);
-	p->limits = calloc(p->n, sizeof(*p->limits));
+	qsort(p->v, p->n, sizeof(*p->v), plan_vm_cmp);
+	for (size_t i = 1; i < p->n; i++)	/* an id given twice counts once */
+		if (p->v[i].pv != p->v[k].pv)
+			p->v[++k] = p->v[i];
+	p->n = k + 1;
 	part.vms = calloc(p->n, sizeof(*part.vms));
-	if (!p->limits || !part.vms)
+	if (!part.vms)
 		goto fail;
 	part.nr_vms = p->n;
 	for (size_t i = 0; i < p->n; i++) {
-		effective_limits(c, p->pv[i]->id, &p->limits[i]);
-		part.vms[i] = *p->pv[i];	/* shallow: the compiler copies what it keeps */
-		part.vms[i].limits = p->limits[i];
+		part.vms[i] = *p->v[i].pv;	/* shallow: the compiler copies what it keeps */
+		part.vms[i].limits = p->v[i].limits;
 	}
 	ret = policy_compile(&part, &p->cp, &perr);
 	if (ret)
@@ -557,7 +569,6 @@ static int plan_build(const struct fine_ctx *c, const uint32_t *ids, size_t nr, 
 	vmfine_plan_free(p);
 	return ret;
 fail:
-	free(part.vms);
 	vmfine_plan_free(p);
 	snprintf(msg, len, "out of memory");
 	return ret;
@@ -636,14 +647,14 @@ int vmfine_plan_publish(struct agent *a, struct fine_plan *p, const char *by, ch
 		goto out;
 	}
 	for (size_t i = 0; i < p->n; i++) {
-		was[i] = p->pv[i]->limits;
-		p->pv[i]->limits = p->limits[i];
+		was[i] = p->v[i].pv->limits;
+		p->v[i].pv->limits = p->v[i].limits;
 	}
 	arec = audittrail_publish_begin(a, &all);	/* the policy_publish record, as any publish */
 	ret = publish_policy(a->ld, &all, &st);
 	if (ret) {
 		for (size_t i = 0; i < p->n; i++)
-			p->pv[i]->limits = was[i];
+			p->v[i].pv->limits = was[i];
 		snprintf(msg, len, "publishing to the maps failed: %s", strerror(-ret));
 		goto out;
 	}
@@ -655,20 +666,21 @@ int vmfine_plan_publish(struct agent *a, struct fine_plan *p, const char *by, ch
 	measure_policy(a, &all, st.version);
 	log_info("policy version %llu applied (%s: %zu VM%s, first %u): %u changed, %u "
 		 "unchanged, %llu entries written, %llu deleted, %.2f ms",
-		 (unsigned long long)st.version, by, p->n, p->n == 1 ? "" : "s", p->pv[0]->id,
+		 (unsigned long long)st.version, by, p->n, p->n == 1 ? "" : "s", p->v[0].pv->id,
 		 st.changed, st.unchanged, (unsigned long long)st.entries_written,
 		 (unsigned long long)st.entries_deleted,
 		 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 	/* The shapers follow the rates in force; run-time grants are put back. */
 	for (size_t i = 0; i < p->n; i++) {
-		const struct vm_runtime *vr = registry_get(a->reg, p->pv[i]->id);
+		const struct policy_vm *pv = p->v[i].pv;
+		const struct vm_runtime *vr = registry_get(a->reg, pv->id);
 
 		if (vr)
 			vmcaps_apply(a, vr);
-		if (vr && vr->cgroup[0] && vms_set_images(a, p->pv[i]))
+		if (vr && vr->cgroup[0] && vms_set_images(a, pv))
 			log_warn("VM %u: its disk images' modes are not updated to its limits",
-				 p->pv[i]->id);
-		ifwatch_attach(a->ifw, p->pv[i]);
+				 pv->id);
+		ifwatch_attach(a->ifw, pv);
 	}
 out:
 	cJSON_Delete(arec);

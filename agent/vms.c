@@ -857,8 +857,6 @@ cJSON *vms_unregister(struct agent *a, const cJSON *req)
 	return ok_reply(id);
 }
 
-/* The VM's disks and what it may do to each now: the policy's mode and
- * the capabilities its record holds (run-time grants included). */
 /* The access a disk's mode leaves under vm's CAP_DISK_* limits. */
 static uint8_t disk_mode(const struct policy_vm *vm, const struct policy_disk *d)
 {
@@ -882,6 +880,9 @@ int vms_set_images(struct agent *a, const struct policy_vm *vm)
 	return err;
 }
 
+/* The VM's disks and what it may do to each now: the policy's mode under
+ * its limits, and the capabilities its record holds (run-time grants
+ * included). */
 static cJSON *disks_json(struct agent *a, const struct policy_vm *vm)
 {
 	cJSON *arr = cJSON_CreateArray();

@@ -45,30 +45,15 @@ reload_policy() {
 
 write_policy
 check "agent starts with VM $V" -- agent_start
-on_exit "rmdir '$CG2/rayos/vm$V' 2>/dev/null"
-spawn QEMU sleep 300
-agent vm register "$V" --pid "$QEMU" >/dev/null
+vm_stand_in "$V"
 ok $? "VM $V registered with a process in its cgroup" || { tap_done; exit 1; }
 
-# open_as MODE NODE: the errno of an open in the VM's cgroup (OK, ENXIO, EPERM)
-open_as() {
-	python3 - "$CG2/rayos/vm$V/cgroup.procs" "$2" "$1" <<'EOF'
-import errno, os, sys
-with open(sys.argv[1], "w") as f:
-    f.write(str(os.getpid()))
-flags = {"r": os.O_RDONLY, "w": os.O_WRONLY, "rw": os.O_RDWR}[sys.argv[3]]
-try:
-    os.close(os.open(sys.argv[2], flags)); print("OK")
-except OSError as e:
-    print(errno.errorcode[e.errno])
-EOF
-}
 # opens: "d0:r=X d0:w=X d1:r=X d1:w=X" with X "ok" (passed the cgroup) or "EPERM"
 opens() {
 	local d m r out=()
 	for d in d0 d1; do
 		for m in r w; do
-			r=$(open_as $m "$T/$d")
+			r=$(open_in_cgroup "$CG2/rayos/vm$V/cgroup.procs" "$T/$d" $m)
 			[[ $r == ENXIO || $r == ENODEV || $r == OK ]] && r=ok
 			out+=("$d:$m=$r")
 		done

@@ -71,13 +71,7 @@ ctr() { jq -r ".[$1][$2]" <<<"$3"; }	# ctr DIR REASON SNAPSHOT
 : >"$T/served.log"
 spawn SRV ip netns exec "$VMNS" python3 tests/qemu/host_serve.py "$NET.2" "$T/served.log" 22 80 443 8080
 wait_for 5 test -e "$T/served.log.ready" || diag "VM services did not come up"
-# probe PORT: "open" when the VM's service answered, else "closed".  One
-# SYN and its retransmit within 1.2 s: a dropped SYN never answers.
-probe() {
-	local r; r=$(timeout 3 nc -w 1 "$NET.2" "$1" </dev/null 2>/dev/null)
-	[[ $r == "RAYOS-HOST-$1" ]] && echo open || echo closed
-}
-probes() { local p out=(); for p in "$@"; do out+=("$p:$(probe "$p")"); done; echo "${out[*]}"; }
+probes() { tcp_probes "$NET.2" "$@"; }	# "PORT:open|closed ..." host -> VM
 
 got=$(probes 22 80 443 8080)
 ok "$([[ $got == "22:open 80:open 443:open 8080:closed" ]]; echo $?)" \
@@ -122,11 +116,7 @@ ip netns exec "$VMNS" iperf3 -s -D -B "$NET.2" -p 5201 -I "$T/iperf3.pid" --logf
 wait_for 3 test -s "$T/iperf3.pid"
 on_exit "kill -9 \$(cat '$T/iperf3.pid')"
 # rate ARGS...: iperf3 TCP goodput host <-> VM over 3 s, Mbit/s (-R: VM -> host)
-rate() {
-	wait_for 3 bash -c "! ss -tn state established | grep -q '$NET.2:5201'"
-	timeout 20 iperf3 -c "$NET.2" -p 5201 -t 3 -J "$@" 2>/dev/null |
-		jq -r '.end.sum_received.bits_per_second / 1e6 * 100 | round / 100'
-}
+rate() { iperf_mbps "$NET.2" "$@"; }
 out=$(agent cap fine-grain "$VM_ID" CAP_NETWORK --max-bandwidth 20Mbps 2>&1)
 ok $? "cap fine-grain $VM_ID CAP_NETWORK --max-bandwidth 20Mbps ($out)"
 bw=$(agent vm info "$VM_ID" --json | jq -c '.capability_limits.CAP_NETWORK.bandwidth')
@@ -134,7 +124,6 @@ ok "$(jq -e '.in.effective == "20Mbit/s" and .out.effective == "20Mbit/s" and .i
 	"vm info: effective 20 Mbit/s each way, from the limit, policy 100 ($bw)"
 r_in=$(rate) r_out=$(rate -R)
 diag "TCP goodput with the limit: host->VM $r_in Mbit/s, VM->host $r_out Mbit/s (limit 20, policy 100)"
-within() { awk -v m="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(m >= lo && m <= hi) }'; }
 within "${r_in:-0}" 14 21; ok $? "host -> VM limited to the limit's 20 Mbit/s ($r_in), not the policy's 100"
 within "${r_out:-0}" 14 21; ok $? "VM -> host limited to 20 Mbit/s too ($r_out)"
 ok "$(agent cap list "$VM_ID" --json | jq -e '.limits.CAP_NETWORK.allow_ports == "80,443,5201,8080"' >/dev/null; echo $?)" \
@@ -185,10 +174,8 @@ ok "$([[ $got == "22:open 80:open" ]]; echo $?)" "the policy without limits: ope
 # ---- CAP_GPU --nodes: open in the VM's cgroup ----------------------------------------
 CG2=$(cgroup2_mount)
 if [[ -n $CG2 ]]; then
-	on_exit "rmdir '$CG2/rayos/vm$VM_ID' 2>/dev/null"
 	mknod "$T/dri0" c 226 0; mknod "$T/dri1" c 226 1	# DRM: no driver here
-	spawn QEMU sleep 300
-	agent vm register "$VM_ID" --pid "$QEMU" >/dev/null
+	vm_stand_in "$VM_ID"
 	ok $? "VM $VM_ID registered with a process in its cgroup"
 	open_dri() { open_in_cgroup "$CG2/rayos/vm$VM_ID/cgroup.procs" "$T/dri$1"; }
 	r0=$(open_dri 0) r1=$(open_dri 1)

@@ -55,10 +55,8 @@ caps_json() { agent cap list "$VM_ID" --json | jq -c '[.capabilities[] | "\(.cap
 CG2=$(cgroup2_mount)
 HAVE_CG=
 if [[ -n $CG2 ]]; then
-	on_exit "rmdir '$CG2/rayos/vm$VM_ID' 2>/dev/null"
 	mknod "$T/dri" c 226 0		# DRM: no driver on this host
-	spawn QEMU sleep 300
-	agent vm register "$VM_ID" --pid "$QEMU" >/dev/null
+	vm_stand_in "$VM_ID"
 	ok $? "VM $VM_ID registered with a process" && HAVE_CG=1
 fi
 open_dri() { open_in_cgroup "$CG2/rayos/vm$VM_ID/cgroup.procs" "$T/dri"; }

@@ -210,21 +210,54 @@ bridge_guest() {
 	printf -v "$1" '%s' "$_ns"
 }
 
-# open_in_cgroup PROCS NODE: open NODE read-write from a process moved into
-# the cgroup whose cgroup.procs is PROCS; prints OK or the errno name (a
-# mknod node of an absent driver: EPERM = the cgroup denies, ENXIO/ENODEV =
-# allowed).
+# open_in_cgroup PROCS NODE [r|w|rw]: open NODE (read-write unless told)
+# from a process moved into the cgroup whose cgroup.procs is PROCS; prints
+# OK or the errno name (a mknod node of an absent driver: EPERM = the cgroup
+# denies, ENXIO/ENODEV = allowed).
 open_in_cgroup() {
-	python3 - "$1" "$2" <<'EOF'
+	python3 - "$1" "$2" "${3:-rw}" <<'EOF'
 import errno, os, sys
 with open(sys.argv[1], "w") as f:
     f.write(str(os.getpid()))
+flags = {"r": os.O_RDONLY, "w": os.O_WRONLY, "rw": os.O_RDWR}[sys.argv[3]]
 try:
-    os.close(os.open(sys.argv[2], os.O_RDWR)); print("OK")
+    os.close(os.open(sys.argv[2], flags)); print("OK")
 except OSError as e:
     print(errno.errorcode[e.errno])
 EOF
 }
+
+# vm_stand_in VM: a process (sleep) registered as VM's QEMU, so the agent
+# puts it in the VM's cgroup; its PID in QEMU, killed and the cgroup
+# removed at exit.  Fails as `vm register` does.
+vm_stand_in() {
+	on_exit "rmdir '$(cgroup2_mount)/rayos/vm$1' 2>/dev/null"
+	spawn QEMU sleep 300
+	agent vm register "$1" --pid "$QEMU" >/dev/null
+}
+
+# tcp_probes ADDR PORT...: "PORT:open" for each port whose service (one of
+# tests/qemu/host_serve.py's) answered, else "PORT:closed".  One SYN and
+# its retransmit within 1.2 s: a dropped SYN never answers.
+tcp_probes() {
+	local p r out=()
+	for p in "${@:2}"; do
+		r=$(timeout 3 nc -w 1 "$1" "$p" </dev/null 2>/dev/null)
+		if [[ $r == "RAYOS-HOST-$p" ]]; then out+=("$p:open"); else out+=("$p:closed"); fi
+	done
+	echo "${out[*]}"
+}
+
+# iperf_mbps ADDR [ARGS...]: TCP goodput to an iperf3 server on ADDR:5201
+# over 3 s, in Mbit/s (-R: from it), once no earlier test flow is open.
+iperf_mbps() {
+	wait_for 3 bash -c "! ss -tn state established | grep -q '$1:5201'"
+	timeout 20 iperf3 -c "$1" -p 5201 -t 3 -J "${@:2}" 2>/dev/null |
+		jq -r '.end.sum_received.bits_per_second / 1e6 * 100 | round / 100'
+}
+
+# within VALUE LO HI: LO <= VALUE <= HI (decimals)
+within() { awk -v m="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(m >= lo && m <= hi) }'; }
 
 # netns_new VAR: a network namespace with a unique name, stored in VAR and
 # deleted on exit together with every process still running inside it.  It
